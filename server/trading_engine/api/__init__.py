@@ -1,0 +1,1 @@
+"""gRPC transport: servicers, interceptors and the server they run in. No trading rules here."""

@@ -1,0 +1,43 @@
+"""Builds the grpc.aio server: the engine service, standard health, reflection, interceptors."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
+from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
+from trading_engine.api.status import ErrorMappingInterceptor
+
+ENGINE_SERVICE = service_pb2.DESCRIPTOR.services_by_name["TradingEngineService"].full_name
+# Service names the standard health service answers for; "" is the whole server.
+HEALTH_SERVICES = ("", ENGINE_SERVICE)
+
+
+def build_server(
+    servicer: service_grpc.TradingEngineServiceServicer, health: HealthServicer
+) -> grpc.aio.Server:
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor()],
+        # gRPC sets SO_REUSEPORT by default, so a second engine on the same port
+        # would silently share it; fail loudly instead.
+        options=[("grpc.so_reuseport", 0)],
+    )
+    service_grpc.add_TradingEngineServiceServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (
+            ENGINE_SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    return server
+
+
+async def mark_serving(health: HealthServicer) -> None:
+    for service in HEALTH_SERVICES:
+        await health.set(service, health_pb2.HealthCheckResponse.SERVING)

@@ -1,0 +1,163 @@
+"""TradingEngineService over gRPC: translate, delegate, translate back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
+from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
+from trading_engine import errors
+from trading_engine.health import ComponentState, HealthMonitor, HealthReport, ServingState
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_SERVING_STATUS = {
+    ServingState.SERVING: service_pb2.SERVING_STATUS_SERVING,
+    ServingState.DEGRADED: service_pb2.SERVING_STATUS_DEGRADED,
+    ServingState.NOT_SERVING: service_pb2.SERVING_STATUS_NOT_SERVING,
+}
+_COMPONENT_STATE = {
+    ComponentState.UP: service_pb2.COMPONENT_STATE_UP,
+    ComponentState.DEGRADED: service_pb2.COMPONENT_STATE_DEGRADED,
+    ComponentState.DOWN: service_pb2.COMPONENT_STATE_DOWN,
+    ComponentState.DISABLED: service_pb2.COMPONENT_STATE_DISABLED,
+}
+
+
+class _Refusal(AsyncIterator[Any]):
+    """A response stream that fails with `error` before sending anything."""
+
+    def __init__(self, error: errors.EngineError) -> None:
+        self._error = error
+
+    async def __anext__(self) -> Any:
+        raise self._error
+
+
+def _not_yet(rpc: str, lands_with: str) -> errors.NotYetAvailable:
+    return errors.NotYetAvailable(
+        f"{rpc} is part of the contract but not available in this build yet; "
+        f"it lands with {lands_with}."
+    )
+
+
+class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
+    """Thin gRPC adapter over the engine's components."""
+
+    def __init__(self, health: HealthMonitor) -> None:
+        self._health = health
+
+    async def HealthCheck(
+        self, request: service_pb2.HealthCheckRequest, context: Context
+    ) -> service_pb2.HealthCheckResponse:
+        return health_report_to_proto(self._health.report())
+
+    def ProcessPredictions(
+        self,
+        request_iterator: AsyncIterator[service_pb2.ProcessPredictionsRequest],
+        context: Context,
+    ) -> AsyncIterator[service_pb2.ProcessPredictionsResponse]:
+        return _Refusal(_not_yet("ProcessPredictions", "the decision core"))
+
+    async def ProcessPredictionBatch(
+        self, request: service_pb2.ProcessPredictionBatchRequest, context: Context
+    ) -> service_pb2.ProcessPredictionBatchResponse:
+        raise _not_yet("ProcessPredictionBatch", "the decision core")
+
+    def StreamSignals(
+        self, request_iterator: AsyncIterator[service_pb2.StreamSignalsRequest], context: Context
+    ) -> AsyncIterator[service_pb2.StreamSignalsResponse]:
+        return _Refusal(_not_yet("StreamSignals", "the signal history and tenancy work"))
+
+    def ManageStrategies(
+        self, request_iterator: AsyncIterator[service_pb2.ManageStrategiesRequest], context: Context
+    ) -> AsyncIterator[service_pb2.ManageStrategiesResponse]:
+        return _Refusal(_not_yet("ManageStrategies", "strategy storage and tenancy"))
+
+    def StreamAnalytics(
+        self, request_iterator: AsyncIterator[service_pb2.StreamAnalyticsRequest], context: Context
+    ) -> AsyncIterator[service_pb2.StreamAnalyticsResponse]:
+        return _Refusal(_not_yet("StreamAnalytics", "performance analytics"))
+
+    def GetSignalHistory(
+        self, request: service_pb2.GetSignalHistoryRequest, context: Context
+    ) -> AsyncIterator[service_pb2.GetSignalHistoryResponse]:
+        return _Refusal(_not_yet("GetSignalHistory", "signal history storage"))
+
+    def GetStrategyPerformance(
+        self, request: service_pb2.GetStrategyPerformanceRequest, context: Context
+    ) -> AsyncIterator[service_pb2.GetStrategyPerformanceResponse]:
+        return _Refusal(_not_yet("GetStrategyPerformance", "performance analytics"))
+
+    async def UpdateStrategy(
+        self, request: service_pb2.UpdateStrategyRequest, context: Context
+    ) -> service_pb2.UpdateStrategyResponse:
+        raise _not_yet("UpdateStrategy", "strategy storage and tenancy")
+
+    async def GetStrategy(
+        self, request: service_pb2.GetStrategyRequest, context: Context
+    ) -> service_pb2.GetStrategyResponse:
+        raise _not_yet("GetStrategy", "strategy storage and tenancy")
+
+    async def ListStrategyVersions(
+        self, request: service_pb2.ListStrategyVersionsRequest, context: Context
+    ) -> service_pb2.ListStrategyVersionsResponse:
+        raise _not_yet("ListStrategyVersions", "strategy storage and tenancy")
+
+    async def ResetStrategy(
+        self, request: service_pb2.ResetStrategyRequest, context: Context
+    ) -> service_pb2.ResetStrategyResponse:
+        raise _not_yet("ResetStrategy", "strategy storage and tenancy")
+
+    async def InjectManualSignal(
+        self, request: service_pb2.InjectManualSignalRequest, context: Context
+    ) -> service_pb2.InjectManualSignalResponse:
+        raise _not_yet("InjectManualSignal", "strategy storage and tenancy")
+
+    async def RecordExecutionResult(
+        self, request: service_pb2.RecordExecutionResultRequest, context: Context
+    ) -> service_pb2.RecordExecutionResultResponse:
+        raise _not_yet("RecordExecutionResult", "execution tracking")
+
+    async def ExplainSignal(
+        self, request: service_pb2.ExplainSignalRequest, context: Context
+    ) -> service_pb2.ExplainSignalResponse:
+        raise _not_yet("ExplainSignal", "signal history storage")
+
+    async def AnalyzeSignalPerformance(
+        self, request: service_pb2.AnalyzeSignalPerformanceRequest, context: Context
+    ) -> service_pb2.AnalyzeSignalPerformanceResponse:
+        raise _not_yet("AnalyzeSignalPerformance", "performance analytics")
+
+    async def GetPerformanceSummary(
+        self, request: service_pb2.GetPerformanceSummaryRequest, context: Context
+    ) -> service_pb2.GetPerformanceSummaryResponse:
+        raise _not_yet("GetPerformanceSummary", "performance analytics")
+
+
+def health_report_to_proto(report: HealthReport) -> service_pb2.HealthCheckResponse:
+    uptime = duration_pb2.Duration()
+    uptime.FromNanoseconds(report.uptime_ns)
+    started_at = timestamp_pb2.Timestamp()
+    started_at.FromNanoseconds(report.started_at_ns)
+    checked_at = timestamp_pb2.Timestamp()
+    checked_at.FromNanoseconds(report.checked_at_ns)
+    return service_pb2.HealthCheckResponse(
+        status=_SERVING_STATUS[report.status],
+        version=report.version,
+        uptime=uptime,
+        started_at=started_at,
+        checked_at=checked_at,
+        components=[
+            service_pb2.ComponentHealth(
+                name=component.name,
+                state=_COMPONENT_STATE[component.state],
+                detail=component.detail,
+            )
+            for component in report.components
+        ],
+    )

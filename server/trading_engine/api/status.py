@@ -1,0 +1,134 @@
+"""Maps domain errors to gRPC statuses, once, for every kind of RPC.
+
+The status carries google.rpc.ErrorInfo (reason and domain) and, for invalid
+input, google.rpc.BadRequest with one field violation per bad field; Envoy
+turns the same status into the JSON body of the REST error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from trading_engine import errors
+
+ERROR_DOMAIN = "trading-engine.tradeflow"
+
+_OWN_SERVICES = "/tradeflow."
+
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    Context = grpc.aio.ServicerContext[Any, Any]
+
+_log = logging.getLogger(__name__)
+
+_CODES: dict[type[errors.EngineError], int] = {
+    errors.InvalidArgument: code_pb2.INVALID_ARGUMENT,
+    errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
+    errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
+    errors.NotFound: code_pb2.NOT_FOUND,
+    errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
+    errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+    errors.Unavailable: code_pb2.UNAVAILABLE,
+    errors.NotYetAvailable: code_pb2.UNIMPLEMENTED,
+}
+
+
+def to_status_proto(error: errors.EngineError) -> status_pb2.Status:
+    """The google.rpc.Status for a domain error, with its details."""
+    code = next(
+        (code for kind, code in _CODES.items() if isinstance(error, kind)), code_pb2.INTERNAL
+    )
+    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))]
+    if isinstance(error, errors.InvalidArgument) and error.violations:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=violation.field, description=violation.description
+                )
+                for violation in error.violations
+            ]
+        )
+        details.append(_pack(bad_request))
+    return status_pb2.Status(code=code, message=error.message, details=details)
+
+
+def to_grpc_status(error: errors.EngineError) -> grpc.Status:
+    return rpc_status.to_status(to_status_proto(error))
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Turns domain errors raised by the engine's handlers into a status with details.
+
+    Each of the four handler kinds is wrapped with a wrapper of the same kind,
+    so streaming RPCs get the same mapping as unary ones.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        # Health and reflection are library servicers that report their own statuses.
+        if handler is None or not handler_call_details.method.startswith(_OWN_SERVICES):
+            return handler
+        serializers: dict[str, Any] = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary), **serializers
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(handler.stream_unary), **serializers
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream), **serializers
+            )
+        assert handler.stream_stream is not None
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_stream(handler.stream_stream), **serializers
+        )
+
+
+async def _abort(context: Context, error: errors.EngineError) -> NoReturn:
+    _log.info("request failed: %s (%s)", error.message, error.reason)
+    await context.abort_with_status(to_grpc_status(error))
+
+
+def _wrap_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    async def handle(request: Any, context: Context) -> Any:
+        try:
+            return await behaviour(request, context)
+        except errors.EngineError as error:
+            await _abort(context, error)
+
+    return handle
+
+
+def _wrap_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    # The engine's streaming handlers return async iterators of responses.
+    async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
+        try:
+            async for response in behaviour(request, context):
+                yield response
+        except errors.EngineError as error:
+            await _abort(context, error)
+
+    return handle

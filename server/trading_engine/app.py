@@ -1,0 +1,86 @@
+"""Composition root: builds every component from one settings object and owns
+start-up and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import grpc
+from grpc_health.v1._async import HealthServicer
+
+from trading_engine import __version__
+from trading_engine.api.server import build_server, mark_serving
+from trading_engine.api.servicer import TradingEngineServicer
+from trading_engine.clock import Clock, SystemClock
+from trading_engine.config import EngineSettings
+from trading_engine.health import ComponentReport, ComponentState, HealthMonitor
+
+_log = logging.getLogger(__name__)
+
+
+class Application:
+    """The engine process: its components, started and stopped together."""
+
+    def __init__(self, settings: EngineSettings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.health = HealthMonitor(__version__, self.clock)
+        self._grpc_health = HealthServicer()
+        self._servicer = TradingEngineServicer(self.health)
+        # Built in start(): a grpc.aio server belongs to the loop that creates it.
+        self._server: grpc.aio.Server | None = None
+        self.grpc_port = 0
+        self._stopped = False
+        self.health.register(self._grpc_probe)
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.settings.grpc_host}:{self.grpc_port}"
+
+    async def start(self) -> None:
+        self._server = build_server(self._servicer, self._grpc_health)
+        try:
+            self.grpc_port = self._server.add_insecure_port(self.settings.grpc_address)
+        except RuntimeError as error:
+            raise OSError(
+                f"cannot listen on {self.settings.grpc_address}: {error}; "
+                "is another process using the port? Pick another with --grpc-port."
+            ) from error
+        await self._server.start()
+        await mark_serving(self._grpc_health)
+        _log.info("trading engine %s serving gRPC on %s", __version__, self.grpc_address)
+
+    async def stop(self) -> None:
+        """Stop taking work, let in-flight calls finish within the grace period, then stop."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.health.mark_shutting_down()
+        await self._grpc_health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(self.settings.shutdown_grace_seconds)
+        _log.info("trading engine stopped")
+
+    def _grpc_probe(self) -> ComponentReport:
+        if self.grpc_port:
+            return ComponentReport("grpc", ComponentState.UP, f"listening on {self.grpc_address}")
+        return ComponentReport("grpc", ComponentState.DOWN, "not listening yet")
+
+
+async def run_until_signalled(
+    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+) -> None:
+    """Start, run until SIGTERM or SIGINT, then stop gracefully (also when start fails)."""
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested.set)
+    try:
+        await start()
+        await stop_requested.wait()
+        _log.info("shutdown requested; draining in-flight calls")
+    finally:
+        await stop()

@@ -1,0 +1,106 @@
+"""Typed configuration, read from command-line flags and environment variables.
+
+Every setting is declared once, as a dataclass field with a help text. The
+flag is derived from the field name (`grpc_port` -> `--grpc-port`) and so is
+the environment variable (`TRADING_ENGINE_GRPC_PORT`); a flag wins over the
+environment, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+ENV_PREFIX = "TRADING_ENGINE_"
+
+_T = TypeVar("_T")
+
+
+def setting(default: Any, description: str) -> Any:
+    """Declare a setting with its default and the text `--help` shows for it."""
+    return dataclasses.field(default=default, metadata={"help": description})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Settings of the engine process (`trading-engine serve`)."""
+
+    grpc_host: str = setting("127.0.0.1", "interface the gRPC server listens on")
+    grpc_port: int = setting(50051, "gRPC port; 0 picks a free port")
+    shutdown_grace_seconds: float = setting(
+        10.0, "seconds in-flight calls get to finish after SIGTERM before they are cancelled"
+    )
+    log_level: str = setting("INFO", "logging level: DEBUG, INFO, WARNING or ERROR")
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.grpc_host}:{self.grpc_port}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """Settings of the Envoy REST gateway (`trading-engine gateway`)."""
+
+    http_host: str = setting("127.0.0.1", "interface the REST gateway listens on")
+    http_port: int = setting(8080, "REST gateway port")
+    envoy_admin_port: int = setting(9901, "Envoy admin port, on 127.0.0.1")
+    upstream_host: str = setting("127.0.0.1", "host of the engine's gRPC server")
+    upstream_port: int = setting(50051, "port of the engine's gRPC server")
+    envoy_dir: Path = setting(
+        Path(__file__).resolve().parents[2] / "envoy",
+        "folder holding envoy.yaml and the buf-built descriptor set",
+    )
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    settings_type: type[Any],
+    exclude: Collection[str] = (),
+) -> None:
+    """Add one flag per field of a settings dataclass, except the excluded ones."""
+    for field in dataclasses.fields(settings_type):
+        if field.name in exclude:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        env = ENV_PREFIX + field.name.upper()
+        kind = _field_type(field)
+        parser.add_argument(
+            flag,
+            dest=field.name,
+            type=kind,
+            default=None,
+            metavar=field.name.upper(),
+            help=f"{field.metadata['help']} (env {env}, default {field.default})",
+        )
+
+
+def from_arguments(
+    settings_type: type[_T], namespace: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> _T:
+    """Build settings from parsed flags, falling back to the environment, then the defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(settings_type):  # type: ignore[arg-type]
+        flag_value = getattr(namespace, field.name, None)
+        env_value = environ.get(ENV_PREFIX + field.name.upper())
+        if flag_value is not None:
+            values[field.name] = flag_value
+        elif env_value is not None:
+            try:
+                values[field.name] = _field_type(field)(env_value)
+            except ValueError as error:
+                raise SystemExit(
+                    f"{ENV_PREFIX}{field.name.upper()}={env_value!r} is not a valid "
+                    f"{_field_type(field).__name__}: {error}"
+                ) from error
+    return settings_type(**values)
+
+
+def _field_type(field: dataclasses.Field[Any]) -> type[Any]:
+    # Annotations are strings under `from __future__ import annotations`.
+    kinds: dict[str, type[Any]] = {"str": str, "int": int, "float": float, "Path": Path}
+    return kinds[str(field.type)]

@@ -1,0 +1,44 @@
+"""The typed async client against a live engine."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
+from trading_engine import __version__
+from trading_engine.app import Application
+from trading_engine_client import AsyncTradingEngineClient, TradingEngineError, UnavailableError
+from trading_engine_client.errors import UnimplementedError, from_rpc_error
+
+from tests.support import free_port
+
+
+async def test_health_check_returns_the_typed_report(engine: Application) -> None:
+    async with AsyncTradingEngineClient(engine.grpc_address) as client:
+        report = await client.health_check()
+    assert report.status == service_pb2.SERVING_STATUS_SERVING
+    assert report.version == __version__
+
+
+async def test_an_unreachable_engine_raises_unavailable() -> None:
+    async with AsyncTradingEngineClient(f"127.0.0.1:{free_port()}") as client:
+        with pytest.raises(UnavailableError) as raised:
+            await client.health_check(timeout=2)
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_engine_errors_decode_to_typed_exceptions_with_reason(
+    channel: grpc.aio.Channel,
+) -> None:
+    get_strategy = channel.unary_unary(
+        "/tradeflow.trading.v1.TradingEngineService/GetStrategy",
+        request_serializer=service_pb2.GetStrategyRequest.SerializeToString,
+        response_deserializer=service_pb2.GetStrategyResponse.FromString,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await get_strategy(service_pb2.GetStrategyRequest(), timeout=5)
+    error: TradingEngineError = from_rpc_error(raised.value)
+    assert isinstance(error, UnimplementedError)
+    assert error.reason == "NOT_YET_AVAILABLE"
+    assert "GetStrategy" in error.message

@@ -1,0 +1,77 @@
+"""REST through a real Envoy: the transcoded routes, and errors as JSON."""
+
+from __future__ import annotations
+
+from tests.support import http_json_async
+from trading_engine import __version__
+from trading_engine.app import Application
+from trading_engine.gateway.envoy import EnvoyGateway
+
+
+async def test_health_is_json_through_envoy(engine: Application, gateway: EnvoyGateway) -> None:
+    status, body = await http_json_async("GET", f"{gateway.base_url}/api/v1/health")
+    assert status == 200
+    assert body["status"] == "SERVING_STATUS_SERVING"
+    assert body["version"] == __version__
+    assert body["uptime"].endswith("s")
+    assert {"name": "grpc", "state": "COMPONENT_STATE_UP"}.items() <= body["components"][0].items()
+
+
+async def test_malformed_json_body_is_a_400_with_a_readable_json_message(
+    gateway: EnvoyGateway,
+) -> None:
+    status, body = await http_json_async(
+        "POST",
+        f"{gateway.base_url}/api/v1/strategy/update",
+        b'{"layer": "STRATEGY_LAYER_USER",',
+        {"content-type": "application/json"},
+    )
+    assert status == 400
+    assert body["code"] == 3  # INVALID_ARGUMENT
+    assert "Unexpected end of string" in body["message"] or "Expected" in body["message"]
+
+
+async def test_wrongly_typed_field_is_a_400_naming_the_field(gateway: EnvoyGateway) -> None:
+    status, body = await http_json_async(
+        "POST",
+        f"{gateway.base_url}/api/v1/strategy/update",
+        b'{"layer": "STRATEGY_LAYER_NOPE"}',
+        {"content-type": "application/json"},
+    )
+    assert status == 400
+    assert body["code"] == 3
+    assert body["message"].startswith('layer: invalid value "STRATEGY_LAYER_NOPE"')
+
+
+async def test_unknown_query_parameter_is_a_400_naming_it(gateway: EnvoyGateway) -> None:
+    status, body = await http_json_async("GET", f"{gateway.base_url}/api/v1/health?verbose=1")
+    assert status == 400
+    assert body["code"] == 3
+    assert '"verbose"' in body["message"]
+
+
+async def test_unknown_route_is_a_404_json(gateway: EnvoyGateway) -> None:
+    status, body = await http_json_async("GET", f"{gateway.base_url}/api/v1/nothing-here")
+    assert status == 404
+    assert body["code"] == 5
+    assert "/api/v1/nothing-here" in body["message"]
+
+
+async def test_engine_status_becomes_http_status_with_error_details(gateway: EnvoyGateway) -> None:
+    # GetStrategy answers NOT_YET_AVAILABLE until strategy storage lands.
+    status, body = await http_json_async("GET", f"{gateway.base_url}/api/v1/strategy")
+    assert status == 501
+    assert body["code"] == 12  # UNIMPLEMENTED
+    assert "GetStrategy" in body["message"]
+    assert body["details"][0]["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+    assert body["details"][0]["reason"] == "NOT_YET_AVAILABLE"
+
+
+async def test_gateway_answers_unavailable_when_the_engine_is_down(
+    engine: Application, gateway: EnvoyGateway
+) -> None:
+    await engine.stop()
+    status, body = await http_json_async("GET", f"{gateway.base_url}/api/v1/health")
+    assert status == 503
+    assert body["code"] == 14  # UNAVAILABLE
+    assert body["message"]

@@ -1,0 +1,160 @@
+"""Helpers shared by the tests: free ports, HTTP calls, engine subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def http_json(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Send one HTTP request; return the status and the decoded JSON body (errors included)."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+async def http_json_async(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    return await asyncio.to_thread(http_json, method, url, body, headers)
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct child processes of `pid`, read from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # Field 4 is the parent pid; the command name (field 2) may hold spaces.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+class CommandProcess:
+    """A `trading-engine` subcommand run as a user would run it."""
+
+    def __init__(self, *args: str) -> None:
+        self.args = args
+        self.process: asyncio.subprocess.Process | None = None
+        self.output: list[str] = []
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            str(BIN / "trading-engine"),
+            *self.args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+
+    async def wait_for_line(self, pattern: str) -> re.Match[str]:
+        """Read output until a line matches (for at most 20 s); return the match."""
+        assert self.process is not None
+        assert self.process.stdout is not None
+        compiled = re.compile(pattern)
+        async with asyncio.timeout(20):
+            while True:
+                raw = await self.process.stdout.readline()
+                if not raw:
+                    raise AssertionError(
+                        f"process exited before printing {pattern!r}:\n" + "".join(self.output)
+                    )
+                line = raw.decode()
+                self.output.append(line)
+                if match := compiled.search(line):
+                    return match
+
+    async def signal_and_wait(self, signum: int = signal.SIGTERM) -> int:
+        """Send a signal; wait (at most 20 s) for the exit status, keeping the output."""
+        assert self.process is not None
+        self.process.send_signal(signum)
+        async with asyncio.timeout(20):
+            rest = await self.process.stdout.read() if self.process.stdout else b""
+            self.output.append(rest.decode())
+            return await self.process.wait()
+
+    async def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+@contextlib.asynccontextmanager
+async def running(*args: str) -> AsyncIterator[CommandProcess]:
+    command = CommandProcess(*args)
+    await command.start()
+    try:
+        yield command
+    finally:
+        await command.kill()
+
+
+async def health_status(channel: grpc.aio.Channel, service: str) -> int:
+    """grpc.health.v1.Health/Check for one service name."""
+    check = channel.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+    reply: health_pb2.HealthCheckResponse = await check(
+        health_pb2.HealthCheckRequest(service=service), timeout=5
+    )
+    return reply.status
+
+
+def health_watch(
+    channel: grpc.aio.Channel, service: str
+) -> grpc.aio.UnaryStreamCall[Any, health_pb2.HealthCheckResponse]:
+    """grpc.health.v1.Health/Watch for one service name; read() yields each status change."""
+    watch = channel.unary_stream(
+        "/grpc.health.v1.Health/Watch",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+    return watch(health_pb2.HealthCheckRequest(service=service))

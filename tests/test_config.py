@@ -1,0 +1,37 @@
+"""Settings come from flags, then the environment, then the defaults."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from trading_engine.config import EngineSettings, GatewaySettings, add_arguments, from_arguments
+
+
+def _parse(settings_type: type[object], argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, settings_type)
+    return parser.parse_args(argv)
+
+
+def test_defaults_apply_without_flags_or_environment() -> None:
+    settings = from_arguments(EngineSettings, _parse(EngineSettings, []), environ={})
+    assert settings == EngineSettings()
+    assert settings.grpc_address == "127.0.0.1:50051"
+
+
+def test_environment_overrides_default_and_flag_overrides_environment() -> None:
+    environ = {"TRADING_ENGINE_GRPC_PORT": "6000", "TRADING_ENGINE_SHUTDOWN_GRACE_SECONDS": "2.5"}
+    from_env = from_arguments(EngineSettings, _parse(EngineSettings, []), environ=environ)
+    assert (from_env.grpc_port, from_env.shutdown_grace_seconds) == (6000, 2.5)
+    from_flag = from_arguments(
+        EngineSettings, _parse(EngineSettings, ["--grpc-port", "7000"]), environ=environ
+    )
+    assert (from_flag.grpc_port, from_flag.shutdown_grace_seconds) == (7000, 2.5)
+
+
+def test_paths_are_typed() -> None:
+    settings = from_arguments(
+        GatewaySettings, _parse(GatewaySettings, ["--envoy-dir", "/tmp/x"]), environ={}
+    )
+    assert settings.envoy_dir == Path("/tmp/x")
