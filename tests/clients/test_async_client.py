@@ -5,13 +5,12 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from tests.support import free_port
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from trading_engine import __version__
 from trading_engine.app import Application
 from trading_engine_client import AsyncTradingEngineClient, TradingEngineError, UnavailableError
 from trading_engine_client.errors import UnimplementedError, from_rpc_error
-
-from tests.support import free_port
 
 
 async def test_health_check_returns_the_typed_report(engine: Application) -> None:
