@@ -142,6 +142,8 @@ class _DispositionReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Dis
     """A stop loss on the symbol was hit within the cooldown period."""
     DISPOSITION_REASON_REDUCE_ONLY: _DispositionReason.ValueType  # 20
     """Trading is reduce-only and the signal would open new exposure."""
+    DISPOSITION_REASON_PATTERN_CONFLICT: _DispositionReason.ValueType  # 21
+    """Pattern detections against the signal outweighed those for it and weakened a weak signal to HOLD."""
 
 class DispositionReason(_DispositionReason, metaclass=_DispositionReasonEnumTypeWrapper):
     """DispositionReason is the single rule that made a decision non-actionable."""
@@ -188,6 +190,8 @@ DISPOSITION_REASON_STOP_LOSS_COOLDOWN: DispositionReason.ValueType  # 19
 """A stop loss on the symbol was hit within the cooldown period."""
 DISPOSITION_REASON_REDUCE_ONLY: DispositionReason.ValueType  # 20
 """Trading is reduce-only and the signal would open new exposure."""
+DISPOSITION_REASON_PATTERN_CONFLICT: DispositionReason.ValueType  # 21
+"""Pattern detections against the signal outweighed those for it and weakened a weak signal to HOLD."""
 Global___DispositionReason: _TypeAlias = DispositionReason  # noqa: Y015
 
 class _DecisionRule:
@@ -591,6 +595,8 @@ class EntryStrategy(_message.Message):
     TIME_IN_FORCE_FIELD_NUMBER: _builtins.int
     VALID_UNTIL_FIELD_NUMBER: _builtins.int
     PIP_VALUE_FIELD_NUMBER: _builtins.int
+    RISK_BUDGET_FIELD_NUMBER: _builtins.int
+    SIZE_FACTOR_FIELD_NUMBER: _builtins.int
     order_type: Global___OrderType.ValueType
     """Market or limit."""
     urgency: Global___ExecutionUrgency.ValueType
@@ -617,6 +623,10 @@ class EntryStrategy(_message.Message):
     """How long the entry order stays working."""
     pip_value: _builtins.float
     """Account-currency value of one pip for one lot, used for `risk_amount`."""
+    risk_budget: _builtins.float
+    """Account-currency amount the strategy allows to risk at full size: equity x risk_per_trade_percent / 100."""
+    size_factor: _builtins.float
+    """Multiplier applied to the risk-based size: position_size_multiplier, times weak_signal_size_factor for WEAK_* signals."""
     @_builtins.property
     def legs(self) -> _containers.RepeatedCompositeFieldContainer[Global___EntryLeg]:
         """Legs of a multi-leg entry, whose sizes sum to `position_size_lots`; empty for a single-leg entry."""
@@ -643,10 +653,12 @@ class EntryStrategy(_message.Message):
         time_in_force: Global___TimeInForce.ValueType = ...,
         valid_until: _timestamp_pb2.Timestamp | None = ...,
         pip_value: _builtins.float = ...,
+        risk_budget: _builtins.float = ...,
+        size_factor: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_price", b"entry_price", "legs", b"legs", "limit_price", b"limit_price", "order_type", b"order_type", "pip_value", b"pip_value", "position_size_lots", b"position_size_lots", "reference_price", b"reference_price", "risk_amount", b"risk_amount", "stop_loss", b"stop_loss", "stop_loss_pips", b"stop_loss_pips", "take_profit", b"take_profit", "take_profit_pips", b"take_profit_pips", "time_in_force", b"time_in_force", "urgency", b"urgency", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_price", b"entry_price", "legs", b"legs", "limit_price", b"limit_price", "order_type", b"order_type", "pip_value", b"pip_value", "position_size_lots", b"position_size_lots", "reference_price", b"reference_price", "risk_amount", b"risk_amount", "risk_budget", b"risk_budget", "size_factor", b"size_factor", "stop_loss", b"stop_loss", "stop_loss_pips", b"stop_loss_pips", "take_profit", b"take_profit", "take_profit_pips", b"take_profit_pips", "time_in_force", b"time_in_force", "urgency", b"urgency", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -718,6 +730,8 @@ class TradingSignal(_message.Message):
     GENERATED_AT_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     INJECTED_BY_FIELD_NUMBER: _builtins.int
+    PATTERN_SCORE_FIELD_NUMBER: _builtins.int
+    VOLUME_CONFIRMATION_FIELD_NUMBER: _builtins.int
     signal_id: _builtins.str
     """Deterministic identifier derived from the tenant and the prediction id; the same prediction always yields the same id."""
     prediction_id: _builtins.str
@@ -735,7 +749,10 @@ class TradingSignal(_message.Message):
     signal_type: Global___SignalType.ValueType
     """The recommended action; HOLD for every non-actionable disposition."""
     strength: _builtins.float
-    """Weighted strength in [0, 1]; 0 when the decision stopped before strength was computed."""
+    """Weighted strength in [0, 1]: the mean of confidence (weight 0.30), consensus_score (0.25),
+    pattern_score (0.20), market.favourability (0.15) and volume_confirmation (0.10) over the
+    factors present; 0 when the decision stopped before strength was computed.
+    """
     confidence: _builtins.float
     """The prediction's confidence, in [0, 1]."""
     consensus_score: _builtins.float
@@ -756,6 +773,10 @@ class TradingSignal(_message.Message):
     """Where the signal came from."""
     injected_by: _builtins.str
     """User id of the admin who injected a manual signal; empty otherwise."""
+    pattern_score: _builtins.float
+    """Pattern factor of `strength`, in [0, 1]: the best probability among patterns agreeing with the signal; unset when no pattern counted."""
+    volume_confirmation: _builtins.float
+    """Volume-confirmation factor of `strength`, in [0, 1], copied from the prediction; unset when the prediction had none."""
     @_builtins.property
     def entry(self) -> Global___EntryStrategy:
         """Entry, stop, take profit and size; set only when the disposition is ACTIONABLE."""
@@ -803,12 +824,21 @@ class TradingSignal(_message.Message):
         generated_at: _timestamp_pb2.Timestamp | None = ...,
         source: Global___SignalSource.ValueType = ...,
         injected_by: _builtins.str = ...,
+        pattern_score: _builtins.float | None = ...,
+        volume_confirmation: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "generated_at", b"generated_at", "market", b"market"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_pattern_score", b"_pattern_score", "_volume_confirmation", b"_volume_confirmation", "entry", b"entry", "generated_at", b"generated_at", "market", b"market", "pattern_score", b"pattern_score", "volume_confirmation", b"volume_confirmation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cancellation_reason", b"cancellation_reason", "company_id", b"company_id", "confidence", b"confidence", "consensus_score", b"consensus_score", "correlation_id", b"correlation_id", "decision_trace", b"decision_trace", "disposition", b"disposition", "entry", b"entry", "generated_at", b"generated_at", "injected_by", b"injected_by", "market", b"market", "prediction_id", b"prediction_id", "reason", b"reason", "risk_adjustments", b"risk_adjustments", "risk_level", b"risk_level", "risk_status", b"risk_status", "signal_id", b"signal_id", "signal_type", b"signal_type", "source", b"source", "strategy_version", b"strategy_version", "strength", b"strength", "symbol", b"symbol", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_pattern_score", b"_pattern_score", "_volume_confirmation", b"_volume_confirmation", "batch_id", b"batch_id", "cancellation_reason", b"cancellation_reason", "company_id", b"company_id", "confidence", b"confidence", "consensus_score", b"consensus_score", "correlation_id", b"correlation_id", "decision_trace", b"decision_trace", "disposition", b"disposition", "entry", b"entry", "generated_at", b"generated_at", "injected_by", b"injected_by", "market", b"market", "pattern_score", b"pattern_score", "prediction_id", b"prediction_id", "reason", b"reason", "risk_adjustments", b"risk_adjustments", "risk_level", b"risk_level", "risk_status", b"risk_status", "signal_id", b"signal_id", "signal_type", b"signal_type", "source", b"source", "strategy_version", b"strategy_version", "strength", b"strength", "symbol", b"symbol", "user_id", b"user_id", "volume_confirmation", b"volume_confirmation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__pattern_score: _TypeAlias = _typing.Literal["pattern_score"]  # noqa: Y015
+    _WhichOneofArgType__pattern_score: _TypeAlias = _typing.Literal["_pattern_score", b"_pattern_score"]  # noqa: Y015
+    _WhichOneofReturnType__volume_confirmation: _TypeAlias = _typing.Literal["volume_confirmation"]  # noqa: Y015
+    _WhichOneofArgType__volume_confirmation: _TypeAlias = _typing.Literal["_volume_confirmation", b"_volume_confirmation"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pattern_score) -> _WhichOneofReturnType__pattern_score | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__volume_confirmation) -> _WhichOneofReturnType__volume_confirmation | None: ...
 
 Global___TradingSignal: _TypeAlias = TradingSignal  # noqa: Y015
 

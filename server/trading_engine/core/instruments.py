@@ -1,0 +1,119 @@
+"""The instruments the engine trades, with the sizes that make prices correct to the pip.
+
+A pip is the quoting convention of an instrument, not a fixed number: 0.0001
+for most currency pairs, 0.01 for pairs quoted in yen, 0.1 for gold, 0.01 for
+silver and 1 index point for the cash indices listed here. Every distance the
+engine computes in pips goes through `Instrument.pip_size`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+
+# Tolerance for floating-point error when counting lot steps (0.07 lots is 6.999... steps).
+_LOT_EPSILON = 1e-9
+
+
+class AssetClass(enum.Enum):
+    FX_MAJOR = "fx_major"
+    FX_CROSS = "fx_cross"
+    METAL = "metal"
+    INDEX = "index"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Instrument:
+    symbol: str
+    # Base and quote currency: a price is quote units per one base unit.
+    base: str
+    quote: str
+    asset_class: AssetClass
+    # Price change of one pip, in quote units per base unit.
+    pip_size: float
+    # Decimals prices are quoted with (5 for EURUSD, 3 for USDJPY).
+    price_decimals: int
+    # Base units in one lot (100,000 for currency pairs, 100 oz for gold).
+    contract_size: float
+    # Smallest tradable size and size increment, in lots.
+    min_lot: float
+    lot_step: float
+    max_lot: float
+
+    # Derived once; the hot path multiplies instead of calling round(x, ndigits),
+    # which formats the float as decimal text and costs ten times more.
+    pip_value_in_quote: float = dataclasses.field(init=False)
+    _price_scale: float = dataclasses.field(init=False)
+    _tenths_per_price_unit: float = dataclasses.field(init=False)
+    _steps_per_lot: float = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pip_value_in_quote", self.contract_size * self.pip_size)
+        object.__setattr__(self, "_price_scale", 10.0**self.price_decimals)
+        object.__setattr__(self, "_tenths_per_price_unit", 10.0 / self.pip_size)
+        object.__setattr__(self, "_steps_per_lot", float(round(1.0 / self.lot_step)))
+
+    def lot_steps(self, lots: float) -> int:
+        """How many whole lot steps fit in `lots` (rounded down: never more than asked)."""
+        return math.floor(lots * self._steps_per_lot + _LOT_EPSILON)
+
+    def lots(self, steps: int) -> float:
+        """The size of `steps` lot steps, as the nearest float to the exact decimal."""
+        return steps / self._steps_per_lot
+
+    def round_price(self, price: float) -> float:
+        """`price` rounded to the instrument's quoted decimals (half to even)."""
+        scale = self._price_scale
+        return round(price * scale) / scale
+
+    def pips(self, price_distance: float) -> float:
+        """A price distance in pips, to a tenth of a pip."""
+        return round(price_distance * self._tenths_per_price_unit) / 10.0
+
+
+def _fx(symbol: str, asset_class: AssetClass) -> Instrument:
+    quote = symbol[3:]
+    in_yen = quote == "JPY"
+    return Instrument(
+        symbol=symbol,
+        base=symbol[:3],
+        quote=quote,
+        asset_class=asset_class,
+        pip_size=0.01 if in_yen else 0.0001,
+        price_decimals=3 if in_yen else 5,
+        contract_size=100_000.0,
+        min_lot=0.01,
+        lot_step=0.01,
+        max_lot=100.0,
+    )
+
+
+MAJORS = ("EURUSD", "GBPUSD", "USDJPY", "USDCHF", "AUDUSD", "USDCAD", "NZDUSD")
+CROSSES = (
+    "EURGBP", "EURJPY", "GBPJPY", "EURCHF", "AUDJPY", "EURAUD", "GBPCHF", "CADJPY", "AUDNZD",
+)  # fmt: skip
+
+_REGISTRY: dict[str, Instrument] = {
+    **{s: _fx(s, AssetClass.FX_MAJOR) for s in MAJORS},
+    **{s: _fx(s, AssetClass.FX_CROSS) for s in CROSSES},
+    "XAUUSD": Instrument("XAUUSD", "XAU", "USD", AssetClass.METAL, 0.1, 2, 100.0, 0.01, 0.01, 50.0),
+    "XAGUSD": Instrument(
+        "XAGUSD", "XAG", "USD", AssetClass.METAL, 0.01, 3, 5_000.0, 0.01, 0.01, 50.0
+    ),
+    # Cash indices: one lot is one contract of 1 currency unit per index point.
+    "US30": Instrument("US30", "US30", "USD", AssetClass.INDEX, 1.0, 1, 1.0, 0.1, 0.1, 500.0),
+    "NAS100": Instrument("NAS100", "NAS100", "USD", AssetClass.INDEX, 1.0, 1, 1.0, 0.1, 0.1, 500.0),
+    "SPX500": Instrument("SPX500", "SPX500", "USD", AssetClass.INDEX, 1.0, 1, 1.0, 0.1, 0.1, 500.0),
+    "GER40": Instrument("GER40", "GER40", "EUR", AssetClass.INDEX, 1.0, 1, 1.0, 0.1, 0.1, 500.0),
+    "UK100": Instrument("UK100", "UK100", "GBP", AssetClass.INDEX, 1.0, 1, 1.0, 0.1, 0.1, 500.0),
+}
+
+
+def lookup(symbol: str) -> Instrument | None:
+    """The instrument for a symbol, or None when the engine does not trade it."""
+    return _REGISTRY.get(symbol)
+
+
+def all_symbols() -> frozenset[str]:
+    return frozenset(_REGISTRY)

@@ -1,0 +1,85 @@
+"""From a prediction to a signal type: consensus, direction, patterns, volatility mode, trend."""
+
+from __future__ import annotations
+
+from tradeflow.ml.v1 import prediction_pb2
+from tradeflow.trading.v1 import strategy_pb2
+from trading_engine.core.decision import BUY, HOLD, SELL, WEAK_BUY, WEAK_SELL
+from trading_engine.core.market import REGIME_HIGH, TREND_DOWN, TREND_UP
+
+# Which side of the market a predicted direction is on.
+DIRECTION_SIDE: dict[int, int] = {
+    prediction_pb2.DIRECTION_UP: 1,
+    prediction_pb2.DIRECTION_WEAK_UP: 1,
+    prediction_pb2.DIRECTION_NEUTRAL: 0,
+    prediction_pb2.DIRECTION_WEAK_DOWN: -1,
+    prediction_pb2.DIRECTION_DOWN: -1,
+}
+BASE_TYPE: dict[int, int] = {
+    prediction_pb2.DIRECTION_UP: BUY,
+    prediction_pb2.DIRECTION_WEAK_UP: WEAK_BUY,
+    prediction_pb2.DIRECTION_NEUTRAL: HOLD,
+    prediction_pb2.DIRECTION_WEAK_DOWN: WEAK_SELL,
+    prediction_pb2.DIRECTION_DOWN: SELL,
+}
+STRONGER: dict[int, int] = {WEAK_BUY: BUY, WEAK_SELL: SELL}
+WEAKER: dict[int, int] = {BUY: WEAK_BUY, SELL: WEAK_SELL, WEAK_BUY: HOLD, WEAK_SELL: HOLD}
+
+
+def consensus_score(votes: list[tuple[int, float, float]], confidence: float, side: int) -> float:
+    """Share of the ensemble's weighted confidence that agrees with `side`, in [0, 1].
+
+    Each vote counts with weight x confidence; neutral and opposing votes count
+    against. With no votes, or votes whose weight x confidence sums to zero,
+    there is no ensemble to agree, so the score is the prediction's own
+    confidence (a single model standing for itself).
+    """
+    agreeing = total = 0.0
+    for direction, vote_confidence, weight in votes:
+        mass = weight * vote_confidence
+        total += mass
+        if DIRECTION_SIDE[direction] == side:
+            agreeing += mass
+    if total <= 0.0:
+        return confidence
+    return agreeing / total
+
+
+def pattern_balance(
+    patterns: list[tuple[int, float]], side: int, min_probability: float
+) -> tuple[float, float, float, int]:
+    """(support, opposition, best agreeing probability, patterns counted).
+
+    Only patterns at or above `min_probability` with a directional view count;
+    support and opposition are sums of their probabilities.
+    """
+    support = opposition = best = 0.0
+    counted = 0
+    for direction, probability in patterns:
+        if probability < min_probability:
+            continue
+        pattern_side = DIRECTION_SIDE[direction]
+        if pattern_side == 0:
+            continue
+        counted += 1
+        if pattern_side == side:
+            support += probability
+            best = max(best, probability)
+        else:
+            opposition += probability
+    return support, opposition, best, counted
+
+
+def volatility_mode_type(signal_type: int, regime: int, mode: int) -> int:
+    """HIGH volatility weakens strong signals (CONSERVATIVE), strengthens weak ones (AGGRESSIVE)."""
+    if regime != REGIME_HIGH:
+        return signal_type
+    if mode == strategy_pb2.VOLATILITY_MODE_CONSERVATIVE and signal_type in (BUY, SELL):
+        return WEAKER[signal_type]
+    if mode == strategy_pb2.VOLATILITY_MODE_AGGRESSIVE:
+        return STRONGER.get(signal_type, signal_type)
+    return signal_type
+
+
+def against_trend(side: int, trend: int) -> bool:
+    return (side > 0 and trend == TREND_DOWN) or (side < 0 and trend == TREND_UP)
