@@ -16,6 +16,7 @@ from trading_engine.api.server import build_server, mark_serving
 from trading_engine.api.servicer import TradingEngineServicer
 from trading_engine.clock import Clock, SystemClock
 from trading_engine.config import EngineSettings
+from trading_engine.engine import DecisionEngine, EngineLimits
 from trading_engine.health import ComponentReport, ComponentState, HealthMonitor
 
 _log = logging.getLogger(__name__)
@@ -27,9 +28,10 @@ class Application:
     def __init__(self, settings: EngineSettings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.health = HealthMonitor(__version__, self.clock)
+        self.engine = DecisionEngine(limits=EngineLimits(max_batch_size=settings.max_batch_size))
+        self.health = HealthMonitor(__version__, self.clock, self.engine.stats)
         self._grpc_health = HealthServicer()
-        self._servicer = TradingEngineServicer(self.health)
+        self._servicer = TradingEngineServicer(self.health, self.engine, self.clock)
         # Built in start(): a grpc.aio server belongs to the loop that creates it.
         self._server: grpc.aio.Server | None = None
         self.grpc_port = 0

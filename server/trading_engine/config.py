@@ -35,6 +35,9 @@ class EngineSettings:
         10.0, "seconds in-flight calls get to finish after SIGTERM before they are cancelled"
     )
     log_level: str = setting("INFO", "logging level: DEBUG, INFO, WARNING or ERROR")
+    max_batch_size: int = setting(
+        500, "predictions decided per batch; the rest of a larger batch are answered INVALID"
+    )
 
     @property
     def grpc_address(self) -> str:

@@ -7,6 +7,7 @@ import enum
 from collections.abc import Callable
 
 from trading_engine.clock import Clock
+from trading_engine.stats import DecisionFigures, DecisionStats
 
 
 class ComponentState(enum.Enum):
@@ -42,6 +43,7 @@ class HealthReport:
     started_at_ns: int
     checked_at_ns: int
     components: tuple[ComponentReport, ...]
+    decisions: DecisionFigures
 
     @property
     def uptime_ns(self) -> int:
@@ -51,9 +53,10 @@ class HealthReport:
 class HealthMonitor:
     """Collects component probes and turns them into one health report."""
 
-    def __init__(self, version: str, clock: Clock) -> None:
+    def __init__(self, version: str, clock: Clock, stats: DecisionStats) -> None:
         self._version = version
         self._clock = clock
+        self._stats = stats
         self._started_at_ns = clock.now_ns()
         self._probes: list[Probe] = []
         self._shutting_down = False
@@ -66,12 +69,14 @@ class HealthMonitor:
 
     def report(self) -> HealthReport:
         components = tuple(probe() for probe in self._probes)
+        now_ns = self._clock.now_ns()
         return HealthReport(
             status=self._overall(components),
             version=self._version,
             started_at_ns=self._started_at_ns,
-            checked_at_ns=self._clock.now_ns(),
+            checked_at_ns=now_ns,
             components=components,
+            decisions=self._stats.figures(now_ns),
         )
 
     def _overall(self, components: tuple[ComponentReport, ...]) -> ServingState:

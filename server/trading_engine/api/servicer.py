@@ -8,10 +8,14 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine import errors
+from trading_engine.clock import Clock
+from trading_engine.engine import DecisionEngine
 from trading_engine.health import ComponentState, HealthMonitor, HealthReport, ServingState
+from trading_engine.wire.protowire import varint
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -48,25 +52,44 @@ def _not_yet(rpc: str, lands_with: str) -> errors.NotYetAvailable:
 class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     """Thin gRPC adapter over the engine's components."""
 
-    def __init__(self, health: HealthMonitor) -> None:
+    def __init__(self, health: HealthMonitor, engine: DecisionEngine, clock: Clock) -> None:
         self._health = health
+        self._engine = engine
+        self._clock = clock
 
     async def HealthCheck(
         self, request: service_pb2.HealthCheckRequest, context: Context
     ) -> service_pb2.HealthCheckResponse:
         return health_report_to_proto(self._health.report())
 
-    def ProcessPredictions(
+    async def ProcessPredictions(
         self,
         request_iterator: AsyncIterator[service_pb2.ProcessPredictionsRequest],
         context: Context,
     ) -> AsyncIterator[service_pb2.ProcessPredictionsResponse]:
-        return _Refusal(_not_yet("ProcessPredictions", "the decision core"))
+        # One batch at a time: the next request is read only after this one is
+        # answered, so a fast producer is held back by gRPC flow control.
+        async for request in request_iterator:
+            yield service_pb2.ProcessPredictionsResponse.FromString(
+                self._decide(request.batch if request.HasField("batch") else None)
+            )
 
     async def ProcessPredictionBatch(
         self, request: service_pb2.ProcessPredictionBatchRequest, context: Context
     ) -> service_pb2.ProcessPredictionBatchResponse:
-        raise _not_yet("ProcessPredictionBatch", "the decision core")
+        return service_pb2.ProcessPredictionBatchResponse.FromString(
+            self._decide(request.batch if request.HasField("batch") else None)
+        )
+
+    def _decide(self, batch: prediction_pb2.MLPredictionBatch | None) -> bytes:
+        """The serialized response (field 1: the signal batch) for one prediction batch."""
+        if batch is None:
+            raise errors.InvalidArgument(
+                "the request carries no prediction batch",
+                (errors.FieldViolation("batch", "required"),),
+            )
+        decided = self._engine.decide(batch.SerializeToString(), self._clock.now_ns())
+        return _SIGNAL_BATCH_FIELD + varint(len(decided.payload)) + decided.payload
 
     def StreamSignals(
         self, request_iterator: AsyncIterator[service_pb2.StreamSignalsRequest], context: Context
@@ -139,6 +162,10 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         raise _not_yet("GetPerformanceSummary", "performance analytics")
 
 
+# Field 1 of ProcessPredictionsResponse and ProcessPredictionBatchResponse.
+_SIGNAL_BATCH_FIELD = b"\x0a"
+
+
 def health_report_to_proto(report: HealthReport) -> service_pb2.HealthCheckResponse:
     uptime = duration_pb2.Duration()
     uptime.FromNanoseconds(report.uptime_ns)
@@ -160,4 +187,8 @@ def health_report_to_proto(report: HealthReport) -> service_pb2.HealthCheckRespo
             )
             for component in report.components
         ],
+        average_decision_time_us=report.decisions.average_decision_time_us,
+        decision_rate_per_second=report.decisions.decisions_per_second,
+        predictions_decided=report.decisions.predictions_decided,
+        signals_today=report.decisions.signals_today,
     )

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -73,7 +73,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """Turns domain errors raised by the engine's handlers into a status with details.
 
     Each of the four handler kinds is wrapped with a wrapper of the same kind,
-    so streaming RPCs get the same mapping as unary ones.
+    so streaming RPCs get the same mapping as unary ones. Request bytes that do
+    not decode become INVALID_ARGUMENT too (gRPC itself would answer INTERNAL).
     """
 
     async def intercept_service(
@@ -86,25 +87,67 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or not handler_call_details.method.startswith(_OWN_SERVICES):
             return handler
         serializers: dict[str, Any] = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": _tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary), **serializers
+                _wrap_unary(handler.unary_unary, _checked_request), **serializers
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary), **serializers
+                _wrap_unary(handler.stream_unary, _checked_requests), **serializers
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream), **serializers
+                _wrap_stream(handler.unary_stream, _checked_request), **serializers
             )
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream), **serializers
+            _wrap_stream(handler.stream_stream, _checked_requests), **serializers
         )
+
+
+class _Undecodable:
+    """Stands in for a request message whose bytes did not decode."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+    def error(self) -> errors.InvalidArgument:
+        return errors.InvalidArgument(
+            f"the request message does not decode: {self.problem}",
+            (errors.FieldViolation("request", self.problem),),
+            reason="UNDECODABLE",
+        )
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except message.DecodeError as error:
+            return _Undecodable(str(error) or "malformed protobuf")
+
+    return deserialize
+
+
+def _checked_request(request: Any) -> Any:
+    if isinstance(request, _Undecodable):
+        raise request.error()
+    return request
+
+
+async def _checked_requests(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise request.error()
+        yield request
 
 
 async def _abort(context: Context, error: errors.EngineError) -> NoReturn:
@@ -112,21 +155,21 @@ async def _abort(context: Context, error: errors.EngineError) -> NoReturn:
     await context.abort_with_status(to_grpc_status(error))
 
 
-def _wrap_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap_unary(behaviour: Callable[..., Any], check: Callable[[Any], Any]) -> Callable[..., Any]:
     async def handle(request: Any, context: Context) -> Any:
         try:
-            return await behaviour(request, context)
+            return await behaviour(check(request), context)
         except errors.EngineError as error:
             await _abort(context, error)
 
     return handle
 
 
-def _wrap_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap_stream(behaviour: Callable[..., Any], check: Callable[[Any], Any]) -> Callable[..., Any]:
     # The engine's streaming handlers return async iterators of responses.
     async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
         try:
-            async for response in behaviour(request, context):
+            async for response in behaviour(check(request), context):
                 yield response
         except errors.EngineError as error:
             await _abort(context, error)

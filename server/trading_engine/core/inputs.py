@@ -61,3 +61,21 @@ def read_prediction(prediction: prediction_pb2.Prediction, produced_ns: int) -> 
         [(vote.direction, vote.confidence, vote.weight) for vote in prediction.votes],
         [(pattern.direction, pattern.probability) for pattern in prediction.patterns],
     )
+
+
+@dataclasses.dataclass(slots=True)
+class BatchInput:
+    """An MLPredictionBatch read into plain values."""
+
+    batch_id: str
+    # Whether the batch carries a user_context at all.
+    has_tenant: bool
+    user_id: str
+    company_id: str
+    tier: int
+    equity: float
+    currency: str
+    # When ML-Processing produced the batch; 0 when not set.
+    produced_ns: int
+    correlation_id: str
+    predictions: list[PredictionInput]

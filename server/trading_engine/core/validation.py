@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from tradeflow.ml.v1 import prediction_pb2
-from trading_engine.core.inputs import PredictionInput
+from trading_engine.core.inputs import BatchInput, PredictionInput
 from trading_engine.errors import FieldViolation
 
 MAX_ID_LENGTH = 128
@@ -21,29 +21,28 @@ _DIRECTIONS = range(prediction_pb2.DIRECTION_UP, prediction_pb2.DIRECTION_DOWN +
 _INF = math.inf
 
 
-def batch_violations(batch: prediction_pb2.MLPredictionBatch) -> list[FieldViolation]:
+def batch_violations(batch: BatchInput) -> list[FieldViolation]:
     """Why a batch cannot be decided at all; empty when it can."""
     violations = []
     if not batch.batch_id:
         violations.append(FieldViolation("batch.batch_id", "required"))
     elif len(batch.batch_id) > MAX_ID_LENGTH:
         violations.append(FieldViolation("batch.batch_id", f"longer than {MAX_ID_LENGTH}"))
-    if not batch.HasField("user_context"):
+    if not batch.has_tenant:
         violations.append(FieldViolation("batch.user_context", "required: the tenant"))
         return violations
-    tenant = batch.user_context
-    for name, value in (("user_id", tenant.user_id), ("company_id", tenant.company_id)):
+    for name, value in (("user_id", batch.user_id), ("company_id", batch.company_id)):
         if not value:
             violations.append(FieldViolation(f"batch.user_context.{name}", "required"))
         elif len(value) > MAX_ID_LENGTH:
             violations.append(
                 FieldViolation(f"batch.user_context.{name}", f"longer than {MAX_ID_LENGTH}")
             )
-    if not 0.0 <= tenant.account_equity < _INF:
+    if not 0.0 <= batch.equity < _INF:
         violations.append(
             FieldViolation("batch.user_context.account_equity", "must be a finite number >= 0")
         )
-    currency = tenant.account_currency
+    currency = batch.currency
     if currency and not (len(currency) == 3 and currency.isascii() and currency.isupper()):
         violations.append(
             FieldViolation(

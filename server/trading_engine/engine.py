@@ -1,0 +1,245 @@
+"""The decision pipeline: bytes in, bytes out, one decision per prediction.
+
+decode -> validate the batch -> resolve the tenant's strategy -> decide each
+prediction (or replay its earlier decision) -> risk status -> encode.
+Synchronous and CPU-only: transports call it from the event loop between
+awaits; nothing here waits on I/O.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from typing import Protocol
+
+from tradeflow.trading.v1 import signal_pb2
+from trading_engine.core import decide as core
+from trading_engine.core import tiers
+from trading_engine.core.decision import ACTIONABLE, HELD, INVALID, REJECTED, SUPPRESSED, Decision
+from trading_engine.core.inputs import BatchInput, PredictionInput
+from trading_engine.core.market import MarketBook
+from trading_engine.core.memory import RATE_WINDOW_NS, SignalMemory
+from trading_engine.core.strategy import Strategy, from_config
+from trading_engine.core.validation import batch_violations
+from trading_engine.errors import FieldViolation, InvalidArgument
+from trading_engine.stats import DecisionStats
+from trading_engine.wire.predictions import decode_batch
+from trading_engine.wire.protowire import DecodeError
+from trading_engine.wire.signals import SignalContext, SignalEncoder
+
+DEFAULT_CURRENCY = "USD"
+_VALIDATION = signal_pb2.DECISION_RULE_INPUT_VALIDATION
+_INVALID_PREDICTION = signal_pb2.DISPOSITION_REASON_INVALID_PREDICTION
+# How often (in batches) idle users' signal memories are dropped.
+_HOUSEKEEPING_EVERY = 4096
+
+
+class StrategySource(Protocol):
+    """Where the engine gets the strategy in force for a tenant."""
+
+    def strategy_for(self, batch: BatchInput) -> Strategy: ...
+
+
+class TierDefaultStrategies:
+    """Each tier's default strategy, for every user of that tier (revision 0).
+
+    Per-user and per-company strategy layers come with strategy storage.
+    """
+
+    def __init__(self) -> None:
+        self._by_tier: dict[int, Strategy] = {}
+
+    def strategy_for(self, batch: BatchInput) -> Strategy:
+        strategy = self._by_tier.get(batch.tier)
+        if strategy is None:
+            policy = tiers.policy_for(batch.tier)
+            strategy = self._by_tier[batch.tier] = from_config(policy.defaults, policy, 0)
+        return strategy
+
+
+class PositionSource(Protocol):
+    """How many positions a user holds open."""
+
+    def open_positions(self, user_id: str) -> int: ...
+
+
+class NoPositionsTracked:
+    """No execution results are tracked yet, so no user is known to hold a position."""
+
+    def open_positions(self, user_id: str) -> int:
+        return 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineLimits:
+    # Predictions beyond this many in one batch are answered INVALID, not decided.
+    max_batch_size: int = 500
+    # Decisions remembered by (user, prediction id) so a prediction delivered again
+    # gets the same signal back; the oldest are forgotten first.
+    replay_cache_size: int = 20_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DecidedBatch:
+    """The encoded TradingSignalBatch and what it holds."""
+
+    payload: bytes
+    batch_id: str
+    user_id: str
+    company_id: str
+    # Decisions of this call (replayed ones excluded), in input order.
+    decisions: list[Decision]
+    # Actionable, hold, rejected, suppressed, invalid.
+    counts: tuple[int, int, int, int, int]
+
+
+class DecisionEngine:
+    def __init__(
+        self,
+        strategies: StrategySource | None = None,
+        positions: PositionSource | None = None,
+        limits: EngineLimits | None = None,
+        stats: DecisionStats | None = None,
+    ) -> None:
+        self.strategies = strategies or TierDefaultStrategies()
+        self.positions = positions or NoPositionsTracked()
+        self.limits = limits or EngineLimits()
+        self.stats = stats or DecisionStats()
+        self.book = MarketBook()
+        self.memory = SignalMemory()
+        self._encoder = SignalEncoder()
+        self._replay: collections.OrderedDict[tuple[str, str], tuple[bytes, int]] = (
+            collections.OrderedDict()
+        )
+        self._batches = 0
+
+    def decide(self, data: bytes, now_ns: int) -> DecidedBatch:
+        """Decide a serialized MLPredictionBatch at the instant `now_ns`.
+
+        Raises InvalidArgument when the bytes are not a batch or the batch as a
+        whole cannot be decided (no tenant, no id); bad predictions are
+        answered with INVALID decisions instead.
+        """
+        started = time.perf_counter_ns()
+        try:
+            batch = decode_batch(data)
+        except DecodeError as error:
+            raise InvalidArgument(
+                f"not a valid MLPredictionBatch: {error}",
+                (FieldViolation("batch", str(error)),),
+                reason="UNDECODABLE",
+            ) from None
+        violations = batch_violations(batch)
+        if violations:
+            raise InvalidArgument(
+                "the prediction batch cannot be decided: "
+                + "; ".join(f"{v.field} {v.description}" for v in violations),
+                tuple(violations),
+            )
+        strategy = self.strategies.strategy_for(batch)
+        context = core.DecisionContext(
+            batch.user_id,
+            batch.company_id,
+            batch.equity,
+            batch.currency or DEFAULT_CURRENCY,
+            strategy,
+            now_ns,
+            batch.produced_ns,
+            self.positions.open_positions(batch.user_id),
+        )
+        signal_context = SignalContext(
+            batch.batch_id,
+            batch.user_id,
+            batch.company_id,
+            batch.correlation_id,
+            strategy.version,
+            now_ns,
+            signal_pb2.SIGNAL_SOURCE_ENGINE,
+        )
+        payloads, dispositions, decisions = self._decide_all(batch, context, signal_context)
+        counts = (
+            dispositions.count(ACTIONABLE),
+            dispositions.count(HELD),
+            dispositions.count(REJECTED),
+            dispositions.count(SUPPRESSED),
+            dispositions.count(INVALID),
+        )
+        payload = self._encoder.encode_batch(signal_context, payloads, counts)
+        self._housekeeping(now_ns, strategy)
+        self.stats.record(len(payloads), counts[0], time.perf_counter_ns() - started, now_ns)
+        return DecidedBatch(
+            payload, batch.batch_id, batch.user_id, batch.company_id, decisions, counts
+        )
+
+    def _decide_all(
+        self, batch: BatchInput, context: core.DecisionContext, signal_context: SignalContext
+    ) -> tuple[list[bytes], list[int], list[Decision]]:
+        payloads: list[bytes] = []
+        dispositions: list[int] = []
+        decisions: list[Decision] = []
+        replay = self._replay
+        seen: set[str] = set()
+        max_batch = self.limits.max_batch_size
+        for index, prediction in enumerate(batch.predictions):
+            prediction_id = prediction.prediction_id
+            key = (batch.user_id, prediction_id)
+            if index >= max_batch:
+                decision = _invalid_in_batch(
+                    context, prediction, index, f"the batch exceeds {max_batch} predictions"
+                )
+            elif prediction_id and prediction_id in seen:
+                decision = _invalid_in_batch(
+                    context, prediction, index, "repeats an earlier prediction_id of the batch"
+                )
+            else:
+                seen.add(prediction_id)
+                earlier = replay.get(key) if prediction_id else None
+                if earlier is not None:
+                    payloads.append(earlier[0])
+                    dispositions.append(earlier[1])
+                    continue
+                decision = core.decide_input(prediction, context, self.book, self.memory)
+            decision.risk_status = (
+                signal_pb2.RISK_STATUS_NOT_ASSESSED
+                if decision.disposition == ACTIONABLE
+                else signal_pb2.RISK_STATUS_NOT_REQUIRED
+            )
+            payload = self._encoder.encode_signal(signal_context, decision)
+            payloads.append(payload)
+            dispositions.append(decision.disposition)
+            decisions.append(decision)
+            if prediction_id and decision.reason != _INVALID_PREDICTION:
+                self._remember(key, payload, decision.disposition)
+        return payloads, dispositions, decisions
+
+    def _remember(self, key: tuple[str, str], payload: bytes, disposition: int) -> None:
+        replay = self._replay
+        replay[key] = (payload, disposition)
+        if len(replay) > self.limits.replay_cache_size:
+            replay.popitem(last=False)
+
+    def _housekeeping(self, now_ns: int, strategy: Strategy) -> None:
+        self._batches += 1
+        if self._batches % _HOUSEKEEPING_EVERY == 0:
+            self.memory.forget_idle(now_ns, max(strategy.duplicate_window_ns, RATE_WINDOW_NS))
+
+
+def _invalid_in_batch(
+    context: core.DecisionContext, prediction: PredictionInput, index: int, why: str
+) -> Decision:
+    """An INVALID decision for a prediction the batch itself makes undecidable.
+
+    Its signal id includes the position, so it never collides with the signal
+    of the prediction it repeats.
+    """
+    prediction_id = prediction.prediction_id
+    decision = Decision(
+        core.signal_id(context.company_id, context.user_id, f"{prediction_id}#{index}"),
+        prediction_id,
+        prediction.symbol,
+        prediction.confidence,
+        prediction.volume,
+        [(_VALIDATION, signal_pb2.RULE_OUTCOME_FAIL, float(index), 0.0, why)],
+    )
+    return decision.stop(INVALID, _INVALID_PREDICTION, f"prediction {index}: {why}")

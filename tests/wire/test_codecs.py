@@ -1,0 +1,293 @@
+"""The hand-written codecs agree with the protobuf runtime, field for field and byte for byte."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import pytest
+from google.protobuf import descriptor
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.wire import oracle
+from tradeflow.common.v1 import risk_level_pb2
+from tradeflow.ml.v1 import prediction_pb2
+from tradeflow.risk.v1 import risk_service_pb2
+from tradeflow.trading.v1 import market_pb2, signal_pb2
+from trading_engine.core import decide as core
+from trading_engine.core import instruments, risk, tiers
+from trading_engine.core.decision import Decision, Entry, MarketView
+from trading_engine.core.market import MarketBook
+from trading_engine.core.memory import SignalMemory
+from trading_engine.core.strategy import from_config
+from trading_engine.wire import predictions as prediction_codec
+from trading_engine.wire.predictions import decode_batch
+from trading_engine.wire.protowire import DecodeError
+from trading_engine.wire.signals import SignalContext, SignalEncoder
+
+NOW = 1_800_000_000_000_000_000
+REPRODUCIBLE = settings(max_examples=150, deadline=None, derandomize=True)
+
+texts = st.text(max_size=12)
+probabilities = st.floats(min_value=0.0, max_value=1.0)
+anything = st.floats(allow_nan=False, width=64)
+directions = st.integers(min_value=0, max_value=5)
+nanos = st.integers(min_value=0, max_value=NOW)
+
+
+@st.composite
+def prediction_messages(draw: st.DrawFn) -> prediction_pb2.Prediction:
+    message = prediction_pb2.Prediction(
+        prediction_id=draw(texts),
+        symbol=draw(st.sampled_from(["EURUSD", "USDJPY", "XAUUSD", "", "ÄÖÜ"])),
+        primary_direction=draw(directions),  # type: ignore[arg-type]
+        confidence=draw(anything),
+        current_price=draw(anything),
+        predicted_price=draw(anything),
+        bid=draw(anything),
+        ask=draw(anything),
+    )
+    for _ in range(draw(st.integers(0, 4))):
+        message.votes.add(
+            model_id=draw(texts),
+            direction=draw(directions),
+            confidence=draw(anything),
+            weight=draw(anything),
+        )
+    for _ in range(draw(st.integers(0, 3))):
+        message.patterns.add(
+            name=draw(texts),
+            probability=draw(anything),
+            direction=draw(directions),
+        )
+    if draw(st.booleans()):
+        message.volume_confirmation = draw(anything)
+    if draw(st.booleans()):
+        message.spread_pips = draw(anything)
+    if draw(st.booleans()):
+        message.horizon.FromNanoseconds(draw(st.integers(0, 10**13)))
+    if draw(st.booleans()):
+        message.timestamp.FromNanoseconds(draw(nanos))
+    return message
+
+
+@st.composite
+def batch_messages(draw: st.DrawFn) -> prediction_pb2.MLPredictionBatch:
+    message = prediction_pb2.MLPredictionBatch(
+        batch_id=draw(texts),
+        correlation_id=draw(texts),
+        predictions=draw(st.lists(prediction_messages(), max_size=4)),
+    )
+    if draw(st.booleans()):
+        tenant = message.user_context
+        tenant.SetInParent()
+        tenant.user_id = draw(texts)
+        tenant.company_id = draw(texts)
+        tenant.tier = draw(st.integers(0, 3))  # type: ignore[assignment]
+        tenant.account_equity = draw(anything)
+        tenant.account_currency = draw(texts)
+    if draw(st.booleans()):
+        message.produced_at.FromNanoseconds(draw(nanos))
+    return message
+
+
+@REPRODUCIBLE
+@given(batch_messages())
+def test_decoding_reads_what_the_runtime_reads(message: prediction_pb2.MLPredictionBatch) -> None:
+    assert decode_batch(message.SerializeToString()) == oracle.batch_input(message)
+
+
+def test_unknown_fields_from_newer_producers_are_skipped() -> None:
+    message = prediction_pb2.MLPredictionBatch(batch_id="b")
+    message.predictions.add(prediction_id="p", symbol="EURUSD", confidence=0.5)
+    unknown = b"\xf8\x06\x2a" + b"\x82\x07\x03abc" + b"\x89\x07" + bytes(8)  # fields 111, 112, 113
+    prediction_bytes = message.predictions[0].SerializeToString() + unknown
+    data = b"\x0a\x01b" + b"\x22" + bytes((len(prediction_bytes),)) + prediction_bytes + unknown
+    decoded = decode_batch(data)
+    assert decoded == oracle.batch_input(message)
+
+
+@pytest.mark.parametrize(
+    ("data", "complaint"),
+    [
+        (b"\x0a\x05ab", "past the end"),
+        (b"\x0a\x02\xff\xfe", "not valid UTF-8"),
+        (b"\x08\x01", "field 1 has wire type 0"),
+        (b"\x22\x02\x20\x01", "Prediction field 4 has wire type 0"),
+        (b"\x22\x0a\x2a\x08\x19" + bytes(7), "truncated double"),
+        (b"\x0a", "truncated or overlong varint"),
+        (b"\xfb\x06", "unsupported wire type 3"),
+    ],
+    ids=[
+        "overlong-length",
+        "bad-utf8",
+        "wrong-wire-type",
+        "wrong-wire-type-nested",
+        "truncated-double",
+        "truncated-varint",
+        "group",
+    ],
+)
+def test_malformed_bytes_raise_decode_error_saying_what_is_wrong(
+    data: bytes, complaint: str
+) -> None:
+    with pytest.raises(DecodeError, match=complaint):
+        decode_batch(data)
+
+
+@REPRODUCIBLE
+@given(batch_messages(), st.data())
+def test_any_truncation_is_a_decode_error_or_a_shorter_batch(
+    message: prediction_pb2.MLPredictionBatch, data: st.DataObject
+) -> None:
+    encoded = message.SerializeToString()
+    cut = data.draw(st.integers(0, len(encoded)))
+    # Anything but a DecodeError (an IndexError, a struct.error) would be a crash.
+    with contextlib.suppress(DecodeError):
+        decode_batch(encoded[:cut])
+
+
+def test_the_decoder_reads_every_prediction_field_with_its_wire_type() -> None:
+    wire_types = {
+        descriptor.FieldDescriptor.TYPE_DOUBLE: 1,
+        descriptor.FieldDescriptor.TYPE_ENUM: 0,
+        descriptor.FieldDescriptor.TYPE_STRING: 2,
+        descriptor.FieldDescriptor.TYPE_MESSAGE: 2,
+    }
+    fields = prediction_pb2.Prediction.DESCRIPTOR.fields
+    expected = {field.number: wire_types[field.type] for field in fields}
+    assert expected == prediction_codec._PREDICTION_WIRE_TYPES
+
+
+# -- encoding ---------------------------------------------------------------
+
+
+def _context(**changes: object) -> SignalContext:
+    context = SignalContext("batch-1", "user-1", "acme", "corr-1", 7, NOW, 1)
+    return dataclasses.replace(context, **changes)  # type: ignore[arg-type]
+
+
+@st.composite
+def decided(draw: st.DrawFn) -> list[Decision]:
+    """Decisions of the real core over generated predictions, some with risk changes."""
+    tier = draw(st.sampled_from([tiers.FREE, tiers.PRO, tiers.ENTERPRISE]))
+    config = tier.defaults.__deepcopy__()
+    config.features.multi_leg_entries_enabled = draw(st.booleans())
+    config.prefer_market_orders = draw(st.booleans())
+    strategy = from_config(config, tier, 3)
+    context = core.DecisionContext("user-1", "acme", 25_000.0, "USD", strategy, NOW, NOW, 0)
+    book, memory = MarketBook(), SignalMemory()
+    decisions = []
+    for index in range(draw(st.integers(1, 5))):
+        price = draw(st.floats(1.0, 2.0))
+        message = prediction_pb2.Prediction(
+            prediction_id=f"p{index}",
+            symbol=draw(st.sampled_from(["EURUSD", "GBPUSD", "USDJPY", "NOPE"])),
+            primary_direction=draw(st.integers(1, 5)),  # type: ignore[arg-type]
+            confidence=draw(probabilities),
+            current_price=price * (100 if index % 2 else 1),
+        )
+        message.timestamp.FromNanoseconds(NOW - 1_000_000)
+        for _ in range(draw(st.integers(0, 3))):
+            message.votes.add(direction=draw(st.integers(1, 5)), confidence=0.9, weight=1.0)
+        if draw(st.booleans()):
+            message.patterns.add(name="x", probability=0.9, direction=draw(st.integers(1, 5)))
+        if draw(st.booleans()):
+            message.volume_confirmation = draw(probabilities)
+        decision = core.decide(message, context, book, memory)
+        instrument = instruments.lookup(decision.symbol)
+        if decision.entry is not None and instrument is not None and draw(st.booleans()):
+            assessment = risk_service_pb2.RiskAssessment(
+                risk_level=draw(st.integers(1, 5)),  # type: ignore[arg-type]
+                recommended_position_size_lots=decision.entry.lots / 2,
+                recommended_stop_loss=(decision.entry.entry_price + decision.entry.stop_loss) / 2,
+                recommended_stop_loss_tighter=True,
+                reasons=["exposure"],
+            )
+            risk.apply_assessment(decision, assessment, instrument)
+        decision.risk_status = draw(st.integers(0, 5))
+        decisions.append(decision)
+    return decisions
+
+
+@REPRODUCIBLE
+@given(decided())
+def test_signals_encode_byte_for_byte_as_the_runtime_does(decisions: list[Decision]) -> None:
+    encoder = SignalEncoder()
+    context = _context()
+    for decision in decisions:
+        expected = oracle.signal_message(context, decision).SerializeToString()
+        assert encoder.encode_signal(context, decision) == expected
+
+
+@REPRODUCIBLE
+@given(decided(), st.tuples(*[st.integers(0, 500)] * 5))
+def test_batches_encode_byte_for_byte_as_the_runtime_does(
+    decisions: list[Decision], counts: tuple[int, int, int, int, int]
+) -> None:
+    encoder = SignalEncoder()
+    context = _context()
+    signals = [encoder.encode_signal(context, decision) for decision in decisions]
+    expected = oracle.batch_message(context, decisions, counts).SerializeToString()
+    assert encoder.encode_batch(context, signals, counts) == expected
+
+
+def _complete_decision() -> Decision:
+    """A decision with every field that reaches the wire set to a non-default value."""
+    return Decision(
+        "sid",
+        "pid",
+        "EURUSD",
+        0.8,
+        0.4,
+        [(signal_pb2.DECISION_RULE_STRENGTH, signal_pb2.RULE_OUTCOME_ADJUST, 0.5, -0.0, "why")],
+        signal_type=signal_pb2.SIGNAL_TYPE_WEAK_SELL,
+        disposition=signal_pb2.SIGNAL_DISPOSITION_HOLD,
+        reason=signal_pb2.DISPOSITION_REASON_RISK_EXTREME,
+        cancellation_reason="extreme",
+        strength=0.7,
+        consensus=0.6,
+        pattern_score=0.0,
+        entry=Entry(
+            2,
+            3,
+            1.1,
+            1.09,
+            1.09,
+            1.1,
+            1.07,
+            10.0,
+            20.0,
+            0.3,
+            30.0,
+            10.0,
+            100.0,
+            0.5,
+            [(0.2, 1.08, 10.0), (0.1, 1.07, 20.0)],
+            2,
+            NOW + 1,
+        ),
+        market=MarketView(3, 30.0, 2, -4.0, 1.5, 1_500_000_000, 12, 1.1, 0.6),
+        risk_status=signal_pb2.RISK_STATUS_ASSESSED,
+        risk_level=risk_level_pb2.RISK_LEVEL_EXTREME,
+        risk_adjustments=[(signal_pb2.RISK_ADJUSTMENT_KIND_SIGNAL_CANCELLED, 0.3, -1.0, "x")],
+    )
+
+
+def test_every_field_of_every_signal_message_reaches_the_wire() -> None:
+    context = _context(injected_by="admin-1")
+    encoded = SignalEncoder().encode_signal(context, _complete_decision())
+    signal = signal_pb2.TradingSignal.FromString(encoded)
+
+    def unset(message: object, full: descriptor.Descriptor) -> set[str]:
+        present = {field.name for field, _ in message.ListFields()}  # type: ignore[attr-defined]
+        return {field.name for field in full.fields} - present
+
+    assert unset(signal, signal_pb2.TradingSignal.DESCRIPTOR) == set()
+    assert unset(signal.entry, signal_pb2.EntryStrategy.DESCRIPTOR) == set()
+    assert unset(signal.entry.legs[0], signal_pb2.EntryLeg.DESCRIPTOR) == set()
+    assert unset(signal.market, market_pb2.MarketCondition.DESCRIPTOR) == set()
+    assert unset(signal.decision_trace[0], signal_pb2.DecisionStep.DESCRIPTOR) == set()
+    assert unset(signal.risk_adjustments[0], signal_pb2.RiskAdjustment.DESCRIPTOR) == set()
+    assert signal == oracle.signal_message(context, _complete_decision())
