@@ -9,20 +9,31 @@ export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install run test check-contracts generate format lint typecheck unit bench clean
+.PHONY: help install build run test check-contracts generate format lint typecheck unit bench clean
 
 help:  ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 
-$(VENV)/.installed: pyproject.toml
+# The hot path compiled in place (setup.py): rebuilt when one of its sources changes.
+COMPILED_SOURCES := $(shell grep -o '"server/[^"]*\.\(py\|c\)"' setup.py | tr -d '"')
+
+$(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.compiled
+
+$(VENV)/.compiled: $(COMPILED_SOURCES) | $(VENV)/.installed
+	$(BIN)/python setup.py --quiet build_ext --inplace
+	@# setuptools keeps the build time of unchanged extensions; stamp them as current.
+	find server -name '*.so' -exec touch {} +
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the engine with its dev tools
 
-run: install  ## install, then run the engine and its REST gateway on loopback
+build: $(VENV)/.compiled  ## recompile the hot path (mypyc and the C codec) after editing it
+
+run: build  ## install, then run the engine and its REST gateway on loopback
 	$(BIN)/trading-engine dev
 
 test: check-contracts lint typecheck unit  ## everything CI runs (.ci/run)
@@ -38,21 +49,23 @@ generate: install  ## regenerate gen/ and the Envoy descriptor set from proto/
 
 format: install  ## format contracts and Python in place
 	buf format -w
-	ruff format server clients tests tools
-	ruff check --fix server clients tests tools
+	ruff format server clients tests tools bench
+	ruff check --fix server clients tests tools bench
 
 lint: install  ## ruff
-	ruff check server clients tests tools
-	ruff format --check server clients tests tools
+	ruff check server clients tests tools bench
+	ruff format --check server clients tests tools bench
 
 typecheck: install  ## mypy --strict
 	mypy
 
-unit: install  ## the test suite against real servers on loopback
+unit: build  ## the test suite against real servers on loopback
 	pytest
 
-bench: install  ## benchmarks; print one JSON object per result
+bench: build  ## benchmarks; print one JSON object per result
 	$(BIN)/python -m bench
 
 clean:  ## remove the venv and caches
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build
+	find server -name '*.so' -delete
+	rm -f *__mypyc*.so

@@ -11,12 +11,21 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from typing import Protocol
+from typing import Final, Protocol
 
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.core import decide as core
 from trading_engine.core import tiers
-from trading_engine.core.decision import ACTIONABLE, HELD, INVALID, REJECTED, SUPPRESSED, Decision
+from trading_engine.core.decision import (
+    ACTIONABLE,
+    HELD,
+    INVALID,
+    REASON_INVALID_PREDICTION,
+    REJECTED,
+    RULE_INPUT_VALIDATION,
+    SUPPRESSED,
+    Decision,
+)
 from trading_engine.core.inputs import BatchInput, PredictionInput
 from trading_engine.core.market import MarketBook
 from trading_engine.core.memory import RATE_WINDOW_NS, SignalMemory
@@ -28,11 +37,9 @@ from trading_engine.wire.predictions import decode_batch
 from trading_engine.wire.protowire import DecodeError
 from trading_engine.wire.signals import SignalContext, SignalEncoder
 
-DEFAULT_CURRENCY = "USD"
-_VALIDATION = signal_pb2.DECISION_RULE_INPUT_VALIDATION
-_INVALID_PREDICTION = signal_pb2.DISPOSITION_REASON_INVALID_PREDICTION
+DEFAULT_CURRENCY: Final = "USD"
 # How often (in batches) idle users' signal memories are dropped.
-_HOUSEKEEPING_EVERY = 4096
+_HOUSEKEEPING_EVERY: Final = 4096
 
 
 class StrategySource(Protocol):
@@ -71,7 +78,7 @@ class NoPositionsTracked:
         return 0
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class EngineLimits:
     # Predictions beyond this many in one batch are answered INVALID, not decided.
     max_batch_size: int = 500
@@ -80,7 +87,7 @@ class EngineLimits:
     replay_cache_size: int = 20_000
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class DecidedBatch:
     """The encoded TradingSignalBatch and what it holds."""
 
@@ -209,7 +216,7 @@ class DecisionEngine:
             payloads.append(payload)
             dispositions.append(decision.disposition)
             decisions.append(decision)
-            if prediction_id and decision.reason != _INVALID_PREDICTION:
+            if prediction_id and decision.reason != REASON_INVALID_PREDICTION:
                 self._remember(key, payload, decision.disposition)
         return payloads, dispositions, decisions
 
@@ -235,11 +242,11 @@ def _invalid_in_batch(
     """
     prediction_id = prediction.prediction_id
     decision = Decision(
-        core.signal_id(context.company_id, context.user_id, f"{prediction_id}#{index}"),
+        context.ids.of(f"{prediction_id}#{index}"),
         prediction_id,
         prediction.symbol,
         prediction.confidence,
         prediction.volume,
-        [(_VALIDATION, signal_pb2.RULE_OUTCOME_FAIL, float(index), 0.0, why)],
+        [(RULE_INPUT_VALIDATION, signal_pb2.RULE_OUTCOME_FAIL, float(index), 0.0, why)],
     )
-    return decision.stop(INVALID, _INVALID_PREDICTION, f"prediction {index}: {why}")
+    return decision.stop(INVALID, REASON_INVALID_PREDICTION, f"prediction {index}: {why}")

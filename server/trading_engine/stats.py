@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from typing import Final
 
-_NANOS_PER_SECOND = 1_000_000_000
-_NANOS_PER_DAY = 86_400 * _NANOS_PER_SECOND
-_WINDOW_SECONDS = 60
+_NANOS_PER_SECOND: Final = 1_000_000_000
+_NANOS_PER_DAY: Final = 86_400 * _NANOS_PER_SECOND
+_WINDOW_SECONDS: Final = 60
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class DecisionFigures:
     predictions_decided: int
     # Over the last minute; 0 when nothing was decided in it.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 
 import pytest
 from google.protobuf import descriptor
@@ -157,15 +156,14 @@ def test_the_decoder_reads_every_prediction_field_with_its_wire_type() -> None:
     }
     fields = prediction_pb2.Prediction.DESCRIPTOR.fields
     expected = {field.number: wire_types[field.type] for field in fields}
-    assert expected == prediction_codec._PREDICTION_WIRE_TYPES
+    assert expected == prediction_codec.PREDICTION_WIRE_TYPES
 
 
 # -- encoding ---------------------------------------------------------------
 
 
-def _context(**changes: object) -> SignalContext:
-    context = SignalContext("batch-1", "user-1", "acme", "corr-1", 7, NOW, 1)
-    return dataclasses.replace(context, **changes)  # type: ignore[arg-type]
+def _context(injected_by: str = "") -> SignalContext:
+    return SignalContext("batch-1", "user-1", "acme", "corr-1", 7, NOW, 1, injected_by)
 
 
 @st.composite
@@ -235,44 +233,30 @@ def test_batches_encode_byte_for_byte_as_the_runtime_does(
 
 def _complete_decision() -> Decision:
     """A decision with every field that reaches the wire set to a non-default value."""
-    return Decision(
+    decision = Decision(
         "sid",
         "pid",
         "EURUSD",
         0.8,
         0.4,
         [(signal_pb2.DECISION_RULE_STRENGTH, signal_pb2.RULE_OUTCOME_ADJUST, 0.5, -0.0, "why")],
-        signal_type=signal_pb2.SIGNAL_TYPE_WEAK_SELL,
-        disposition=signal_pb2.SIGNAL_DISPOSITION_HOLD,
-        reason=signal_pb2.DISPOSITION_REASON_RISK_EXTREME,
-        cancellation_reason="extreme",
-        strength=0.7,
-        consensus=0.6,
-        pattern_score=0.0,
-        entry=Entry(
-            2,
-            3,
-            1.1,
-            1.09,
-            1.09,
-            1.1,
-            1.07,
-            10.0,
-            20.0,
-            0.3,
-            30.0,
-            10.0,
-            100.0,
-            0.5,
-            [(0.2, 1.08, 10.0), (0.1, 1.07, 20.0)],
-            2,
-            NOW + 1,
-        ),
-        market=MarketView(3, 30.0, 2, -4.0, 1.5, 1_500_000_000, 12, 1.1, 0.6),
-        risk_status=signal_pb2.RISK_STATUS_ASSESSED,
-        risk_level=risk_level_pb2.RISK_LEVEL_EXTREME,
-        risk_adjustments=[(signal_pb2.RISK_ADJUSTMENT_KIND_SIGNAL_CANCELLED, 0.3, -1.0, "x")],
     )
+    decision.signal_type = signal_pb2.SIGNAL_TYPE_WEAK_SELL
+    decision.disposition = signal_pb2.SIGNAL_DISPOSITION_HOLD
+    decision.reason = signal_pb2.DISPOSITION_REASON_RISK_EXTREME
+    decision.cancellation_reason = "extreme"
+    decision.strength = 0.7
+    decision.consensus = 0.6
+    decision.pattern_score = 0.0
+    decision.entry = Entry(
+        2, 3, 1.1, 1.09, 1.09, 1.1, 1.07, 10.0, 20.0, 0.3, 30.0, 10.0, 100.0, 0.5,
+        [(0.2, 1.08, 10.0), (0.1, 1.07, 20.0)], 2, NOW + 1,
+    )  # fmt: skip
+    decision.market = MarketView(3, 30.0, 2, -4.0, 1.5, 1_500_000_000, 12, 1.1, 0.6)
+    decision.risk_status = signal_pb2.RISK_STATUS_ASSESSED
+    decision.risk_level = risk_level_pb2.RISK_LEVEL_EXTREME
+    decision.risk_adjustments = [(signal_pb2.RISK_ADJUSTMENT_KIND_SIGNAL_CANCELLED, 0.3, -1.0, "x")]
+    return decision
 
 
 def test_every_field_of_every_signal_message_reaches_the_wire() -> None:

@@ -10,11 +10,10 @@ reason; a rule that changes the signal says so with outcome ADJUST.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+from typing import Final
 
 from tradeflow.ml.v1 import prediction_pb2
-from tradeflow.trading.v1 import signal_pb2, strategy_pb2
 from trading_engine.core import entry as entry_rules
 from trading_engine.core import instruments
 from trading_engine.core.decision import (
@@ -25,7 +24,43 @@ from trading_engine.core.decision import (
     HOLD,
     INVALID,
     PASS,
+    REASON_CONFIDENCE_BELOW_THRESHOLD,
+    REASON_CONSENSUS_BELOW_THRESHOLD,
+    REASON_COUNTER_TREND,
+    REASON_DUPLICATE_SIGNAL,
+    REASON_EXTREME_VOLATILITY,
+    REASON_INSTRUMENT_NOT_ENTITLED,
+    REASON_INVALID_PREDICTION,
+    REASON_NEUTRAL_DIRECTION,
+    REASON_NO_CONVERSION_RATE,
+    REASON_PATTERN_CONFLICT,
+    REASON_POSITION_LIMIT_REACHED,
+    REASON_RATE_LIMITED,
+    REASON_SIZE_BELOW_MINIMUM,
+    REASON_SPREAD_TOO_WIDE,
+    REASON_STALE_PRICE,
+    REASON_UNKNOWN_SYMBOL,
     REJECTED,
+    RULE_CONFIDENCE,
+    RULE_CONSENSUS,
+    RULE_DIRECTION,
+    RULE_DUPLICATE,
+    RULE_ENTITLEMENT,
+    RULE_INPUT_VALIDATION,
+    RULE_INSTRUMENT,
+    RULE_MARKET_CONDITION,
+    RULE_MULTI_LEG,
+    RULE_ORDER_TYPE,
+    RULE_PATTERN,
+    RULE_POSITION_LIMIT,
+    RULE_POSITION_SIZE,
+    RULE_RATE_LIMIT,
+    RULE_STOP_LOSS,
+    RULE_STRENGTH,
+    RULE_TAKE_PROFIT,
+    RULE_TIMING,
+    RULE_TREND,
+    RULE_VOLATILITY_MODE,
     SKIP,
     SUPPRESSED,
     WEAK_TYPES,
@@ -54,33 +89,65 @@ from trading_engine.core.signal_rules import (
     pattern_balance,
     volatility_mode_type,
 )
-from trading_engine.core.strategy import Strategy
+from trading_engine.core.strategy import (
+    TARGET_FIXED_PIPS,
+    TARGET_PREDICTED_PRICE,
+    VOLATILITY_AGGRESSIVE,
+    VOLATILITY_BALANCED,
+    VOLATILITY_CONSERVATIVE,
+    Strategy,
+)
 from trading_engine.core.strength import market_favourability, signal_strength
 from trading_engine.core.validation import prediction_problem
 
-R = signal_pb2
-_NS_PER_SECOND = 1_000_000_000
+_NS_PER_SECOND: Final = 1_000_000_000
 
 
-@dataclasses.dataclass(slots=True)
 class DecisionContext:
     """Everything about one batch that the rules read besides the prediction itself."""
 
-    user_id: str
-    company_id: str
-    equity: float
-    currency: str
-    strategy: Strategy
-    now_ns: int
-    # When the batch was produced; stands in for predictions without a timestamp.
-    produced_ns: int
-    open_positions: int
+    def __init__(
+        self,
+        user_id: str,
+        company_id: str,
+        equity: float,
+        currency: str,
+        strategy: Strategy,
+        now_ns: int,
+        produced_ns: int,
+        open_positions: int,
+    ) -> None:
+        self.user_id = user_id
+        self.company_id = company_id
+        self.equity = equity
+        self.currency = currency
+        self.strategy = strategy
+        self.now_ns = now_ns
+        # When the batch was produced; stands in for predictions without a timestamp.
+        self.produced_ns = produced_ns
+        self.open_positions = open_positions
+        self.ids = SignalIds(company_id, user_id)
+
+
+class SignalIds:
+    """Deterministic signal ids for one tenant: the same prediction id, the same signal id.
+
+    A 96-bit BLAKE2b digest of tenant and prediction id; the tenant part is
+    hashed once and copied for each prediction.
+    """
+
+    def __init__(self, company_id: str, user_id: str) -> None:
+        self._tenant = hashlib.blake2b(f"{company_id}\x1f{user_id}\x1f".encode(), digest_size=12)
+
+    def of(self, prediction_id: str) -> str:
+        digest = self._tenant.copy()
+        digest.update(prediction_id.encode())
+        return digest.hexdigest()
 
 
 def signal_id(company_id: str, user_id: str, prediction_id: str) -> str:
-    """Deterministic id: the same tenant and prediction always give the same signal id."""
-    key = f"{company_id}\x1f{user_id}\x1f{prediction_id}".encode()
-    return hashlib.blake2b(key, digest_size=12).hexdigest()
+    """The signal id of one tenant's prediction."""
+    return SignalIds(company_id, user_id).of(prediction_id)
 
 
 def decide(
@@ -103,7 +170,7 @@ def decide_input(
     # Positional arguments throughout the hot path: keyword matching costs
     # about 0.1 µs per argument here.
     decision = Decision(
-        signal_id(context.company_id, context.user_id, prediction.prediction_id),
+        context.ids.of(prediction.prediction_id),
         prediction.prediction_id,
         prediction.symbol,
         prediction.confidence,
@@ -128,24 +195,39 @@ def decide_input(
         return decision
     _strength(decision, context.strategy, market, side, pattern_factor)
     user_memory = memory.user(context.user_id)
-    entry_price = _over_trading(decision, prediction, instrument, context, user_memory, side)
-    if entry_price is None:
+    prices = _over_trading(decision, prediction, instrument, context, user_memory, side)
+    if prices is None:
         return decision
-    entry = _plan_entry(decision, prediction, instrument, context, book, side, entry_price)
+    reference, entry_ticks = prices
+    entry = _plan_entry(
+        decision, prediction, instrument, context, book, side, reference, entry_ticks
+    )
     if entry is None:
         return decision
     decision.entry = entry
     user_memory.remember(
-        decision.symbol, side, RecentSignal(context.now_ns, entry_price, decision.signal_id)
+        decision.symbol, side, RecentSignal(context.now_ns, entry_ticks, decision.signal_id)
     )
     return decision
 
 
 # Trace lines whose numbers never change.
-_VALID = (R.DECISION_RULE_INPUT_VALIDATION, PASS, 0.0, 0.0, "every field is valid")
-_ENTITLED = (R.DECISION_RULE_ENTITLEMENT, PASS, 0.0, 0.0, "tier and strategy allow the instrument")
-_DIRECTION_STEP: dict[int, TraceStep] = {
-    direction: (R.DECISION_RULE_DIRECTION, PASS, 0.0, 0.0, f"primary direction {text}")
+_VALID: Final[TraceStep] = (RULE_INPUT_VALIDATION, PASS, 0.0, 0.0, "every field is valid")
+_ENTITLED: Final[TraceStep] = (
+    RULE_ENTITLEMENT,
+    PASS,
+    0.0,
+    0.0,
+    "tier and strategy allow the instrument",
+)
+_DIRECTION_STEP: Final[dict[int, TraceStep]] = {
+    direction: (
+        RULE_DIRECTION,
+        FAIL if direction == prediction_pb2.DIRECTION_NEUTRAL else PASS,
+        0.0,
+        0.0,
+        f"primary direction {text}",
+    )
     for direction, text in (
         (prediction_pb2.DIRECTION_UP, "UP gives BUY"),
         (prediction_pb2.DIRECTION_WEAK_UP, "WEAK_UP gives WEAK_BUY"),
@@ -154,15 +236,15 @@ _DIRECTION_STEP: dict[int, TraceStep] = {
         (prediction_pb2.DIRECTION_DOWN, "DOWN gives SELL"),
     )
 }
-_VOLATILITY_MODE_TEXT: dict[tuple[int, bool], str] = {
-    (strategy_pb2.VOLATILITY_MODE_CONSERVATIVE, True): "HIGH volatility, CONSERVATIVE: weakened",
+_VOLATILITY_MODE_TEXT: Final[dict[tuple[int, bool], str]] = {
+    (VOLATILITY_CONSERVATIVE, True): "HIGH volatility, CONSERVATIVE: weakened",
     (
-        strategy_pb2.VOLATILITY_MODE_CONSERVATIVE,
+        VOLATILITY_CONSERVATIVE,
         False,
     ): "HIGH volatility, CONSERVATIVE: already weak",
-    (strategy_pb2.VOLATILITY_MODE_AGGRESSIVE, True): "HIGH volatility, AGGRESSIVE: strengthened",
-    (strategy_pb2.VOLATILITY_MODE_AGGRESSIVE, False): "HIGH volatility, AGGRESSIVE: already strong",
-    (strategy_pb2.VOLATILITY_MODE_BALANCED, False): "HIGH volatility, BALANCED: unchanged",
+    (VOLATILITY_AGGRESSIVE, True): "HIGH volatility, AGGRESSIVE: strengthened",
+    (VOLATILITY_AGGRESSIVE, False): "HIGH volatility, AGGRESSIVE: already strong",
+    (VOLATILITY_BALANCED, False): "HIGH volatility, BALANCED: unchanged",
 }
 
 
@@ -171,22 +253,20 @@ def _validate(decision: Decision, prediction: PredictionInput, now_ns: int) -> I
     problem = prediction_problem(prediction, now_ns)
     if problem is not None:
         field, why = problem
-        trace.append((R.DECISION_RULE_INPUT_VALIDATION, FAIL, 0.0, 0.0, f"{field}: {why}"))
-        decision.stop(
-            INVALID, R.DISPOSITION_REASON_INVALID_PREDICTION, f"prediction.{field}: {why}"
-        )
+        trace.append((RULE_INPUT_VALIDATION, FAIL, 0.0, 0.0, f"{field}: {why}"))
+        decision.stop(INVALID, REASON_INVALID_PREDICTION, f"prediction.{field}: {why}")
         return None
     trace.append(_VALID)
     instrument = instruments.lookup(decision.symbol)
     if instrument is None:
-        trace.append((R.DECISION_RULE_INSTRUMENT, FAIL, 0.0, 0.0, "symbol not in the registry"))
+        trace.append((RULE_INSTRUMENT, FAIL, 0.0, 0.0, "symbol not in the registry"))
         decision.stop(
             INVALID,
-            R.DISPOSITION_REASON_UNKNOWN_SYMBOL,
+            REASON_UNKNOWN_SYMBOL,
             f"symbol {decision.symbol!r} is not traded here",
         )
         return None
-    trace.append((R.DECISION_RULE_INSTRUMENT, PASS, instrument.pip_size, 0.0, "observed: pip size"))
+    trace.append((RULE_INSTRUMENT, PASS, instrument.pip_size, 0.0, "observed: pip size"))
     return instrument
 
 
@@ -194,12 +274,10 @@ def _gates(decision: Decision, prediction: PredictionInput, strategy: Strategy, 
     """Entitlement, confidence and consensus; False when one of them stopped the decision."""
     trace = decision.trace
     if decision.symbol not in strategy.instruments:
-        trace.append(
-            (R.DECISION_RULE_ENTITLEMENT, FAIL, 0.0, 0.0, "not a tier or strategy instrument")
-        )
+        trace.append((RULE_ENTITLEMENT, FAIL, 0.0, 0.0, "not a tier or strategy instrument"))
         decision.stop(
             REJECTED,
-            R.DISPOSITION_REASON_INSTRUMENT_NOT_ENTITLED,
+            REASON_INSTRUMENT_NOT_ENTITLED,
             f"{decision.symbol} is not among the instruments this tier and strategy trade",
         )
         return False
@@ -207,34 +285,34 @@ def _gates(decision: Decision, prediction: PredictionInput, strategy: Strategy, 
     confidence = decision.confidence
     minimum = strategy.min_confidence
     if confidence < minimum:
-        trace.append((R.DECISION_RULE_CONFIDENCE, FAIL, confidence, minimum, "below the minimum"))
+        trace.append((RULE_CONFIDENCE, FAIL, confidence, minimum, "below the minimum"))
         decision.stop(
             REJECTED,
-            R.DISPOSITION_REASON_CONFIDENCE_BELOW_THRESHOLD,
+            REASON_CONFIDENCE_BELOW_THRESHOLD,
             f"confidence {confidence:.4f} is below min_confidence_threshold {minimum:.4f}",
         )
         return False
-    trace.append((R.DECISION_RULE_CONFIDENCE, PASS, confidence, minimum, "at or above the minimum"))
+    trace.append((RULE_CONFIDENCE, PASS, confidence, minimum, "at or above the minimum"))
     votes = len(prediction.votes)
-    consensus = consensus_score(prediction.votes, confidence, side)
+    consensus, from_votes = consensus_score(prediction.votes, confidence, side)
     decision.consensus = consensus
     minimum = strategy.min_consensus
     if consensus < minimum:
-        trace.append((R.DECISION_RULE_CONSENSUS, FAIL, consensus, minimum, "below the minimum"))
+        trace.append((RULE_CONSENSUS, FAIL, consensus, minimum, "below the minimum"))
         decision.stop(
             REJECTED,
-            R.DISPOSITION_REASON_CONSENSUS_BELOW_THRESHOLD,
+            REASON_CONSENSUS_BELOW_THRESHOLD,
             f"consensus {consensus:.4f} of {votes} votes is below min_consensus_score "
             f"{minimum:.4f}",
         )
         return False
     trace.append(
         (
-            R.DECISION_RULE_CONSENSUS,
+            RULE_CONSENSUS,
             PASS,
             consensus,
             minimum,
-            "at or above the minimum" if votes else "no votes: the confidence stands in",
+            "at or above the minimum" if from_votes else "no usable votes: confidence stands in",
         )
     )
     return True
@@ -253,7 +331,7 @@ def _market_view(
     trend_bps = state.trend_bps(parameters)
     bid, ask = prediction.bid, prediction.ask
     if bid > 0.0 and ask > 0.0:
-        spread = instrument.pips(ask - bid)
+        spread = instrument.pips(instrument.to_ticks(ask) - instrument.to_ticks(bid))
     elif prediction.spread_pips is not None:
         spread = prediction.spread_pips
     else:
@@ -261,6 +339,8 @@ def _market_view(
     return MarketView(
         classify_volatility(
             volatility,
+            state.returns,
+            parameters.min_samples,
             strategy.volatility_low_bps,
             strategy.volatility_high_bps,
             strategy.volatility_extreme_bps,
@@ -279,13 +359,13 @@ def _market_view(
 
 def _market_gate(decision: Decision, market: MarketView, strategy: Strategy) -> bool:
     trace = decision.trace
-    rule = R.DECISION_RULE_MARKET_CONDITION
+    rule = RULE_MARKET_CONDITION
     extreme = strategy.volatility_extreme_bps
     if market.regime == REGIME_EXTREME:
         trace.append((rule, FAIL, market.volatility_bps, extreme, "volatility (bps/sqrt h)"))
         decision.stop(
             REJECTED,
-            R.DISPOSITION_REASON_EXTREME_VOLATILITY,
+            REASON_EXTREME_VOLATILITY,
             f"realised volatility {market.volatility_bps:.1f} bps/sqrt(h) is at or above "
             f"volatility_extreme_bps {extreme:.1f}",
         )
@@ -296,7 +376,7 @@ def _market_gate(decision: Decision, market: MarketView, strategy: Strategy) -> 
         trace.append((rule, FAIL, age_s, limit_s, "price age (s) above max_price_age"))
         decision.stop(
             REJECTED,
-            R.DISPOSITION_REASON_STALE_PRICE,
+            REASON_STALE_PRICE,
             f"the price is {age_s:.1f} s old, older than max_price_age {limit_s:.1f} s",
         )
         return False
@@ -306,7 +386,7 @@ def _market_gate(decision: Decision, market: MarketView, strategy: Strategy) -> 
         )
         decision.stop(
             REJECTED,
-            R.DISPOSITION_REASON_SPREAD_TOO_WIDE,
+            REASON_SPREAD_TOO_WIDE,
             f"spread {market.spread_pips:.1f} pips is wider than max_spread_pips "
             f"{strategy.max_spread_pips:.1f}",
         )
@@ -338,15 +418,13 @@ def _signal_type(
     signal_type = BASE_TYPE[direction]
     trace.append(_DIRECTION_STEP[direction])
     if signal_type == HOLD:
-        decision.stop(
-            HELD, R.DISPOSITION_REASON_NEUTRAL_DIRECTION, "the prediction has no directional view"
-        )
+        decision.stop(HELD, REASON_NEUTRAL_DIRECTION, "the prediction has no directional view")
         return None
     signal_type, pattern_factor = _apply_patterns(decision, prediction, strategy, signal_type, side)
     if signal_type == HOLD:
         decision.stop(
             HELD,
-            R.DISPOSITION_REASON_PATTERN_CONFLICT,
+            REASON_PATTERN_CONFLICT,
             "patterns against the signal outweighed those for it and weakened it to HOLD",
         )
         return None
@@ -354,7 +432,7 @@ def _signal_type(
     high = strategy.volatility_high_bps
     trace.append(
         (
-            R.DECISION_RULE_VOLATILITY_MODE,
+            RULE_VOLATILITY_MODE,
             PASS if adjusted == signal_type else ADJUST,
             market.volatility_bps,
             high,
@@ -364,25 +442,23 @@ def _signal_type(
         )
     )
     if not strategy.trend_following:
-        trace.append((R.DECISION_RULE_TREND, SKIP, 0.0, 0.0, "trend following is off"))
+        trace.append((RULE_TREND, SKIP, 0.0, 0.0, "trend following is off"))
     else:
         counter = against_trend(side, market.trend)
         confidence = decision.confidence
         threshold = strategy.counter_trend_confidence
         if counter and confidence < threshold:
-            trace.append(
-                (R.DECISION_RULE_TREND, FAIL, confidence, threshold, "counter-trend, too unsure")
-            )
+            trace.append((RULE_TREND, FAIL, confidence, threshold, "counter-trend, too unsure"))
             decision.stop(
                 HELD,
-                R.DISPOSITION_REASON_COUNTER_TREND,
+                REASON_COUNTER_TREND,
                 f"against the trend ({market.trend_bps:.2f} bps) with confidence "
                 f"{confidence:.4f} below counter_trend_confidence_threshold {threshold:.4f}",
             )
             return None
         trace.append(
             (
-                R.DECISION_RULE_TREND,
+                RULE_TREND,
                 PASS,
                 confidence,
                 threshold,
@@ -403,7 +479,7 @@ def _apply_patterns(
 ) -> tuple[int, float | None]:
     """The signal type after patterns, and the pattern factor of strength (None when absent)."""
     trace = decision.trace
-    rule = R.DECISION_RULE_PATTERN
+    rule = RULE_PATTERN
     if not strategy.pattern_trading:
         trace.append((rule, SKIP, 0.0, 0.0, "pattern trading is off"))
         return signal_type, None
@@ -413,8 +489,12 @@ def _apply_patterns(
         trace.append((rule, SKIP, 0.0, minimum, "no pattern at or above the minimum probability"))
         return signal_type, None
     if opposition > support:
-        trace.append((rule, ADJUST, support, opposition, "support < opposition: weakened"))
-        return WEAKER[signal_type], best
+        weakened = WEAKER[signal_type]
+        if weakened == HOLD:
+            trace.append((rule, FAIL, support, opposition, "support < opposition: weak to HOLD"))
+        else:
+            trace.append((rule, ADJUST, support, opposition, "support < opposition: weakened"))
+        return weakened, best
     if support > opposition and signal_type in WEAK_TYPES:
         trace.append((rule, ADJUST, support, opposition, "support > opposition: strengthened"))
         return STRONGER[signal_type], best
@@ -422,7 +502,7 @@ def _apply_patterns(
     return signal_type, best
 
 
-_STRENGTH_TEXT = (
+_STRENGTH_TEXT: Final = (
     "mean of confidence x0.30, consensus_score x0.25, pattern_score x0.20, "
     "market.favourability x0.15, volume_confirmation x0.10 over the factors present; "
     "threshold: total weight present"
@@ -439,7 +519,7 @@ def _strength(
         decision.confidence, decision.consensus, pattern, market.favourability, decision.volume
     )
     decision.strength = strength
-    decision.trace.append((R.DECISION_RULE_STRENGTH, PASS, strength, weights, _STRENGTH_TEXT))
+    decision.trace.append((RULE_STRENGTH, PASS, strength, weights, _STRENGTH_TEXT))
 
 
 def _over_trading(
@@ -449,36 +529,40 @@ def _over_trading(
     context: DecisionContext,
     memory: UserMemory,
     side: int,
-) -> float | None:
-    """Position limit, order type, duplicates and rate limit; the entry price if all pass."""
+) -> tuple[int, int] | None:
+    """Position limit, order type, duplicates and rate limit.
+
+    Returns (reference, entry) prices in ticks when all pass.
+    """
     trace = decision.trace
     strategy = context.strategy
     open_positions = float(context.open_positions)
     cap = float(strategy.max_positions)
     if open_positions >= cap:
-        trace.append((R.DECISION_RULE_POSITION_LIMIT, FAIL, open_positions, cap, "limit reached"))
+        trace.append((RULE_POSITION_LIMIT, FAIL, open_positions, cap, "limit reached"))
         decision.stop(
             HELD,
-            R.DISPOSITION_REASON_POSITION_LIMIT_REACHED,
+            REASON_POSITION_LIMIT_REACHED,
             f"{context.open_positions} open positions reach max_position_count "
             f"{strategy.max_positions}",
         )
         return None
-    trace.append((R.DECISION_RULE_POSITION_LIMIT, PASS, open_positions, cap, "below the limit"))
+    trace.append((RULE_POSITION_LIMIT, PASS, open_positions, cap, "below the limit"))
 
-    pip = instrument.pip_size
-    reference = instrument.round_price(
+    reference = instrument.to_ticks(
         entry_rules.reference_price(side, prediction.price, prediction.bid, prediction.ask)
     )
     if strategy.prefer_market_orders:
-        entry_price = reference
-        trace.append((R.DECISION_RULE_ORDER_TYPE, PASS, reference, reference, "market order"))
+        entry = reference
+        reference_price = instrument.price(reference)
+        trace.append((RULE_ORDER_TYPE, PASS, reference_price, reference_price, "market order"))
     else:
         offset, clamped = entry_rules.limit_offset_pips(strategy, side)
-        entry_price = instrument.round_price(reference - side * offset * pip)
+        # Whole ticks, rounded down: the deviation never exceeds the maximum.
+        entry = reference - side * int(offset * instrument.ticks_per_pip + 1e-9)
         trace.append(
             (
-                R.DECISION_RULE_ORDER_TYPE,
+                RULE_ORDER_TYPE,
                 ADJUST if clamped else PASS,
                 offset,
                 strategy.max_limit_deviation_pips,
@@ -492,34 +576,40 @@ def _over_trading(
     window = strategy.duplicate_window_ns
     tolerance = strategy.duplicate_tolerance_pips
     duplicate = memory.find_duplicate(
-        decision.symbol, side, entry_price, now - window, (tolerance + 1e-6) * pip
+        decision.symbol, side, entry, now - window, instrument.pip_ticks(tolerance)
     )
     if duplicate is not None:
-        distance = instrument.pips(abs(duplicate.entry_price - entry_price))
-        trace.append(
-            (R.DECISION_RULE_DUPLICATE, FAIL, distance, tolerance, f"of {duplicate.signal_id}")
-        )
+        distance = instrument.pips(abs(duplicate.entry_ticks - entry))
+        trace.append((RULE_DUPLICATE, FAIL, distance, tolerance, f"of {duplicate.signal_id}"))
         decision.stop(
             SUPPRESSED,
-            R.DISPOSITION_REASON_DUPLICATE_SIGNAL,
+            REASON_DUPLICATE_SIGNAL,
             f"signal {duplicate.signal_id} on the same side was issued "
             f"{(now - duplicate.at_ns) / _NS_PER_SECOND:.1f} s ago {distance:.1f} pips away",
         )
         return None
-    trace.append((R.DECISION_RULE_DUPLICATE, PASS, 0.0, tolerance, "no similar recent signal"))
+    trace.append((RULE_DUPLICATE, PASS, 0.0, tolerance, "no similar recent signal"))
     issued = float(memory.issued_last_minute(now))
     cap = float(strategy.max_signals_per_minute)
     if issued >= cap:
-        trace.append((R.DECISION_RULE_RATE_LIMIT, FAIL, issued, cap, "per-minute limit reached"))
+        trace.append((RULE_RATE_LIMIT, FAIL, issued, cap, "per-minute limit reached"))
         decision.stop(
             SUPPRESSED,
-            R.DISPOSITION_REASON_RATE_LIMITED,
+            REASON_RATE_LIMITED,
             f"{int(issued)} actionable signals in the last minute reach max_signals_per_minute "
             f"{strategy.max_signals_per_minute}",
         )
         return None
-    trace.append((R.DECISION_RULE_RATE_LIMIT, PASS, issued, cap, "below the per-minute limit"))
-    return entry_price
+    trace.append((RULE_RATE_LIMIT, PASS, issued, cap, "below the per-minute limit"))
+    return reference, entry
+
+
+_STOP_TEXT: Final = {
+    (False, False): "fixed stop_loss_pips; threshold: pips wanted",
+    (False, True): "fixed stop_loss_pips, clamped to the stop bounds; threshold: pips wanted",
+    (True, False): "volatility-scaled; threshold: pips wanted",
+    (True, True): "volatility-scaled, clamped to the stop bounds; threshold: pips wanted",
+}
 
 
 def _plan_entry(
@@ -529,17 +619,19 @@ def _plan_entry(
     context: DecisionContext,
     book: MarketBook,
     side: int,
-    entry_price: float,
+    reference: int,
+    entry: int,
 ) -> Entry | None:
-    """Timing, stop loss, take profit, size and legs; None when the size rules stop it."""
+    """Timing, stop loss, take profit, size and legs; None when the size rules stop it.
+
+    `reference` and `entry` are prices in ticks; stops and targets are at least
+    one tick away from the entry, on their own side of it.
+    """
     trace = decision.trace
     strategy = context.strategy
     market = decision.market
     assert market is not None
-    pip = instrument.pip_size
-    reference = instrument.round_price(
-        entry_rules.reference_price(side, prediction.price, prediction.bid, prediction.ask)
-    )
+    entry_price = instrument.price(entry)
 
     horizon_ns = prediction.horizon_ns
     validity_ns = strategy.signal_validity_ns
@@ -548,28 +640,24 @@ def _plan_entry(
         validity_ns = horizon_ns
 
     wanted, scaled = entry_rules.stop_distance_pips(
-        strategy, market.volatility_bps, entry_price, validity_ns, pip
+        strategy, market.volatility_bps, entry_price, validity_ns, instrument.pip_size
     )
     clamped = entry_rules.clamp_stop_pips(strategy, wanted)
-    stop_loss = instrument.round_price(entry_price - side * clamped * pip)
-    stop_pips = instrument.pips(abs(entry_price - stop_loss))
+    stop_ticks = max(1, instrument.pip_ticks(clamped))
+    stop_pips = instrument.pips(stop_ticks)
     trace.append(
         (
-            R.DECISION_RULE_STOP_LOSS,
+            RULE_STOP_LOSS,
             PASS if clamped == wanted else ADJUST,
             stop_pips,
             wanted,
-            ("volatility-scaled" if scaled else "fixed stop_loss_pips")
-            + ("" if clamped == wanted else ", clamped to the stop bounds")
-            + "; threshold: pips wanted",
+            _STOP_TEXT[scaled, clamped != wanted],
         )
     )
 
-    take_profit, tp_text = _take_profit(
-        strategy, instrument, prediction, entry_price, side, stop_pips
-    )
-    tp_pips = instrument.pips(abs(take_profit - entry_price))
-    trace.append((R.DECISION_RULE_TAKE_PROFIT, PASS, tp_pips, stop_pips, tp_text))
+    target_ticks, tp_text = _take_profit(strategy, instrument, prediction, entry, side, stop_pips)
+    tp_pips = instrument.pips(target_ticks)
+    trace.append((RULE_TAKE_PROFIT, PASS, tp_pips, stop_pips, tp_text))
 
     sized = _position_size(decision, instrument, context, book, stop_pips)
     if sized is None:
@@ -578,13 +666,16 @@ def _plan_entry(
 
     if strategy.multi_leg_entries:
         legs = entry_rules.split_legs(
-            instrument, lots, strategy.multi_leg_count, entry_price, side, tp_pips
+            instrument, lots, strategy.multi_leg_count, entry, side, target_ticks
         )
         count = float(strategy.multi_leg_count)
-        trace.append((R.DECISION_RULE_MULTI_LEG, PASS, float(len(legs)), count, "staggered legs"))
+        if legs:
+            trace.append((RULE_MULTI_LEG, PASS, float(len(legs)), count, "staggered legs"))
+        else:
+            trace.append((RULE_MULTI_LEG, SKIP, 0.0, count, "too small to split into legs"))
     else:
         legs = []
-        trace.append((R.DECISION_RULE_MULTI_LEG, SKIP, 0.0, 0.0, "multi-leg entries are off"))
+        trace.append((RULE_MULTI_LEG, SKIP, 0.0, 0.0, "multi-leg entries are off"))
 
     market_order = strategy.prefer_market_orders
     if market_order:
@@ -595,7 +686,7 @@ def _plan_entry(
         urgency = entry_rules.PATIENT
     trace.append(
         (
-            R.DECISION_RULE_TIMING,
+            RULE_TIMING,
             PASS,
             validity_ns / _NS_PER_SECOND,
             strategy.signal_validity_ns / _NS_PER_SECOND,
@@ -605,11 +696,11 @@ def _plan_entry(
     return Entry(
         entry_rules.MARKET if market_order else entry_rules.LIMIT,  # order_type
         urgency,
-        reference,  # reference_price
+        instrument.price(reference),  # reference_price
         entry_price,
         0.0 if market_order else entry_price,  # limit_price
-        stop_loss,
-        take_profit,
+        instrument.price(entry - side * stop_ticks),  # stop_loss
+        instrument.price(entry + side * target_ticks),  # take_profit
         stop_pips,  # stop_loss_pips
         tp_pips,  # take_profit_pips
         lots,
@@ -627,32 +718,28 @@ def _take_profit(
     strategy: Strategy,
     instrument: Instrument,
     prediction: PredictionInput,
-    entry_price: float,
+    entry: int,
     side: int,
     stop_pips: float,
-) -> tuple[float, str]:
-    """The take-profit price and how it was chosen (threshold in the trace: stop pips)."""
+) -> tuple[int, str]:
+    """Take-profit distance from the entry in ticks (at least one), and how it was chosen."""
     mode = strategy.take_profit_mode
     predicted = prediction.predicted_price
-    if mode == strategy_pb2.TAKE_PROFIT_MODE_PREDICTED_PRICE:
-        usable = (
-            strategy.advanced_features
-            and predicted > 0.0
-            and side * (predicted - entry_price)
-            >= strategy.min_stop_loss_pips * instrument.pip_size
-        )
-        if usable:
-            return instrument.round_price(predicted), "at the predicted price"
-    target = entry_rules.take_profit_pips(strategy, stop_pips)
-    price = instrument.round_price(entry_price + side * target * instrument.pip_size)
-    if mode == strategy_pb2.TAKE_PROFIT_MODE_FIXED_PIPS:
-        return price, "at take_profit_pips"
-    if mode == strategy_pb2.TAKE_PROFIT_MODE_PREDICTED_PRICE:
-        return price, "predicted price unusable: risk_reward_ratio x stop"
-    return price, "at risk_reward_ratio x stop"
+    if mode == TARGET_PREDICTED_PRICE:
+        distance = side * (instrument.to_ticks(predicted) - entry) if predicted > 0.0 else 0
+        if strategy.advanced_features and distance >= max(
+            1, instrument.pip_ticks(strategy.min_stop_loss_pips)
+        ):
+            return distance, "at the predicted price"
+    ticks = max(1, instrument.pip_ticks(entry_rules.take_profit_pips(strategy, stop_pips)))
+    if mode == TARGET_FIXED_PIPS:
+        return ticks, "at take_profit_pips"
+    if mode == TARGET_PREDICTED_PRICE:
+        return ticks, "predicted price unusable: risk_reward_ratio x stop"
+    return ticks, "at risk_reward_ratio x stop"
 
 
-_SIZE_TEXT = (
+_SIZE_TEXT: Final = (
     "risk_budget / (stop_loss_pips x pip_value) x size_factor, floored to the lot step; "
     "threshold: the size cap"
 )
@@ -676,10 +763,10 @@ def _position_size(
     currency = context.currency
     rate = book.conversion_rate(context.company_id, instrument.quote, currency)
     if rate <= 0.0:
-        trace.append((R.DECISION_RULE_POSITION_SIZE, FAIL, 0.0, 0.0, "no conversion rate"))
+        trace.append((RULE_POSITION_SIZE, FAIL, 0.0, 0.0, "no conversion rate"))
         decision.stop(
             REJECTED,
-            R.DISPOSITION_REASON_NO_CONVERSION_RATE,
+            REASON_NO_CONVERSION_RATE,
             f"no price seen converts {instrument.quote} into the account currency {currency}",
         )
         return None
@@ -692,15 +779,15 @@ def _position_size(
     cap = min(strategy.max_position_lots, instrument.max_lot)
     lots = instrument.lots(instrument.lot_steps(min(raw_lots, cap)))
     if lots < instrument.min_lot:
-        trace.append((R.DECISION_RULE_POSITION_SIZE, FAIL, lots, instrument.min_lot, _SIZE_TEXT))
+        trace.append((RULE_POSITION_SIZE, FAIL, lots, instrument.min_lot, _SIZE_TEXT))
         decision.stop(
             HELD,
-            R.DISPOSITION_REASON_SIZE_BELOW_MINIMUM,
+            REASON_SIZE_BELOW_MINIMUM,
             f"the risk-based size {raw_lots:.4f} lots ({budget:.2f} {currency} over "
             f"{stop_pips:.1f} pips at {pip_value:.4f} {currency}/pip) is below the minimum "
             f"{instrument.min_lot} lots",
         )
         return None
     outcome = PASS if raw_lots <= cap else ADJUST
-    trace.append((R.DECISION_RULE_POSITION_SIZE, outcome, lots, cap, _SIZE_TEXT))
+    trace.append((RULE_POSITION_SIZE, outcome, lots, cap, _SIZE_TEXT))
     return lots, pip_value, budget, factor

@@ -8,22 +8,27 @@ prices, so what the signal says is what the order will do.
 from __future__ import annotations
 
 import math
+from typing import Final
 
-from tradeflow.trading.v1 import signal_pb2, strategy_pb2
+from tradeflow.trading.v1 import signal_pb2
 from trading_engine.core.decision import Leg
 from trading_engine.core.instruments import Instrument
-from trading_engine.core.strategy import Strategy
+from trading_engine.core.strategy import (
+    STOP_VOLATILITY_SCALED,
+    TARGET_FIXED_PIPS,
+    Strategy,
+)
 
-NANOS_PER_HOUR = 3_600_000_000_000
-MARKET: int = signal_pb2.ORDER_TYPE_MARKET
-LIMIT: int = signal_pb2.ORDER_TYPE_LIMIT
-IMMEDIATE: int = signal_pb2.EXECUTION_URGENCY_IMMEDIATE
-NORMAL: int = signal_pb2.EXECUTION_URGENCY_NORMAL
-PATIENT: int = signal_pb2.EXECUTION_URGENCY_PATIENT
-IMMEDIATE_OR_CANCEL: int = signal_pb2.TIME_IN_FORCE_IMMEDIATE_OR_CANCEL
-GOOD_TILL_TIME: int = signal_pb2.TIME_IN_FORCE_GOOD_TILL_TIME
+NANOS_PER_HOUR: Final = 3_600_000_000_000
+MARKET: Final[int] = signal_pb2.ORDER_TYPE_MARKET
+LIMIT: Final[int] = signal_pb2.ORDER_TYPE_LIMIT
+IMMEDIATE: Final[int] = signal_pb2.EXECUTION_URGENCY_IMMEDIATE
+NORMAL: Final[int] = signal_pb2.EXECUTION_URGENCY_NORMAL
+PATIENT: Final[int] = signal_pb2.EXECUTION_URGENCY_PATIENT
+IMMEDIATE_OR_CANCEL: Final[int] = signal_pb2.TIME_IN_FORCE_IMMEDIATE_OR_CANCEL
+GOOD_TILL_TIME: Final[int] = signal_pb2.TIME_IN_FORCE_GOOD_TILL_TIME
 # Strength from which a limit order with advanced timing is worked without waiting.
-URGENT_STRENGTH = 0.8
+URGENT_STRENGTH: Final = 0.8
 
 
 def reference_price(side: int, current: float, bid: float, ask: float) -> float:
@@ -54,7 +59,7 @@ def stop_distance_pips(
     without the feature, the fixed distance applies.
     """
     if (
-        strategy.stop_loss_mode == strategy_pb2.STOP_LOSS_MODE_VOLATILITY_SCALED
+        strategy.stop_loss_mode == STOP_VOLATILITY_SCALED
         and strategy.advanced_features
         and volatility_bps > 0.0
     ):
@@ -71,23 +76,24 @@ def clamp_stop_pips(strategy: Strategy, pips: float) -> float:
 
 
 def take_profit_pips(strategy: Strategy, stop_pips: float) -> float:
-    if strategy.take_profit_mode == strategy_pb2.TAKE_PROFIT_MODE_FIXED_PIPS:
+    if strategy.take_profit_mode == TARGET_FIXED_PIPS:
         return strategy.take_profit_pips
     return strategy.risk_reward_ratio * stop_pips
 
 
 def round_money(amount: float) -> float:
-    """An account-currency amount to the cent."""
-    return round(amount * 100.0) / 100.0
+    """A non-negative account-currency amount to the nearest cent."""
+    return int(amount * 100.0 + 0.5) / 100.0
 
 
 def split_legs(
-    instrument: Instrument, lots: float, legs: int, entry: float, side: int, tp_pips: float
+    instrument: Instrument, lots: float, legs: int, entry: int, side: int, target_ticks: int
 ) -> list[Leg]:
     """Equal legs in lot steps (remainder to the first legs) with staggered take profits.
 
-    Leg i of n takes profit at i/n of the full take-profit distance; legs that
-    would be smaller than one lot step are not created.
+    `entry` is the entry price and `target_ticks` the full take-profit distance,
+    in ticks. Leg i of n takes profit at i/n of that distance (at least a tick);
+    with fewer lot steps than two, there are no legs.
     """
     steps = instrument.lot_steps(lots)
     count = min(legs, steps)
@@ -96,13 +102,12 @@ def split_legs(
     base, remainder = divmod(steps, count)
     result: list[Leg] = []
     for index in range(count):
-        distance = tp_pips * (index + 1) / count * instrument.pip_size
-        price = instrument.round_price(entry + side * distance)
+        distance = max(1, (target_ticks * (index + 1) + count // 2) // count)
         result.append(
             (
                 instrument.lots(base + (1 if index < remainder else 0)),
-                price,
-                instrument.pips(abs(price - entry)),
+                instrument.price(entry + side * distance),
+                instrument.pips(distance),
             )
         )
     return result

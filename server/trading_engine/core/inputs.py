@@ -8,13 +8,15 @@ rules work on the plain values.
 from __future__ import annotations
 
 import dataclasses
+from typing import Final
 
 from tradeflow.ml.v1 import prediction_pb2
 
-_NANOS = 1_000_000_000
+_NANOS: Final = 1_000_000_000
 
 
-@dataclasses.dataclass(slots=True)
+# Written-out __init__: see core/decision.py.
+@dataclasses.dataclass(init=False)
 class PredictionInput:
     prediction_id: str
     symbol: str
@@ -35,6 +37,38 @@ class PredictionInput:
     votes: list[tuple[int, float, float]]
     # (direction, probability) per detected pattern.
     patterns: list[tuple[int, float]]
+
+    def __init__(
+        self,
+        prediction_id: str,
+        symbol: str,
+        direction: int,
+        confidence: float,
+        price: float,
+        predicted_price: float,
+        bid: float,
+        ask: float,
+        spread_pips: float | None,
+        volume: float | None,
+        horizon_ns: int,
+        observed_ns: int,
+        votes: list[tuple[int, float, float]],
+        patterns: list[tuple[int, float]],
+    ) -> None:
+        self.prediction_id = prediction_id
+        self.symbol = symbol
+        self.direction = direction
+        self.confidence = confidence
+        self.price = price
+        self.predicted_price = predicted_price
+        self.bid = bid
+        self.ask = ask
+        self.spread_pips = spread_pips
+        self.volume = volume
+        self.horizon_ns = horizon_ns
+        self.observed_ns = observed_ns
+        self.votes = votes
+        self.patterns = patterns
 
 
 def read_prediction(prediction: prediction_pb2.Prediction, produced_ns: int) -> PredictionInput:
@@ -63,7 +97,7 @@ def read_prediction(prediction: prediction_pb2.Prediction, produced_ns: int) -> 
     )
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(init=False)
 class BatchInput:
     """An MLPredictionBatch read into plain values."""
 
@@ -79,3 +113,27 @@ class BatchInput:
     produced_ns: int
     correlation_id: str
     predictions: list[PredictionInput]
+
+    def __init__(
+        self,
+        batch_id: str,
+        has_tenant: bool,
+        user_id: str,
+        company_id: str,
+        tier: int,
+        equity: float,
+        currency: str,
+        produced_ns: int,
+        correlation_id: str,
+        predictions: list[PredictionInput],
+    ) -> None:
+        self.batch_id = batch_id
+        self.has_tenant = has_tenant
+        self.user_id = user_id
+        self.company_id = company_id
+        self.tier = tier
+        self.equity = equity
+        self.currency = currency
+        self.produced_ns = produced_ns
+        self.correlation_id = correlation_id
+        self.predictions = predictions

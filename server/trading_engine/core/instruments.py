@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from typing import Final
 
 # Tolerance for floating-point error when counting lot steps (0.07 lots is 6.999... steps).
-_LOT_EPSILON = 1e-9
+_LOT_EPSILON: Final = 1e-9
 
 
 class AssetClass(enum.Enum):
@@ -23,7 +24,7 @@ class AssetClass(enum.Enum):
     INDEX = "index"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class Instrument:
     symbol: str
     # Base and quote currency: a price is quote units per one base unit.
@@ -41,17 +42,20 @@ class Instrument:
     lot_step: float
     max_lot: float
 
-    # Derived once; the hot path multiplies instead of calling round(x, ndigits),
-    # which formats the float as decimal text and costs ten times more.
+    # Derived once. Prices are worked out in whole ticks (the smallest quoted
+    # price step, 0.00001 for EURUSD): integer arithmetic is exact and, on the
+    # hot path, cheaper than rounding floats.
     pip_value_in_quote: float = dataclasses.field(init=False)
-    _price_scale: float = dataclasses.field(init=False)
-    _tenths_per_price_unit: float = dataclasses.field(init=False)
+    ticks_per_price: float = dataclasses.field(init=False)
+    # Ticks in one pip: 10 for every instrument listed here.
+    ticks_per_pip: int = dataclasses.field(init=False)
     _steps_per_lot: float = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
+        scale = 10.0**self.price_decimals
         object.__setattr__(self, "pip_value_in_quote", self.contract_size * self.pip_size)
-        object.__setattr__(self, "_price_scale", 10.0**self.price_decimals)
-        object.__setattr__(self, "_tenths_per_price_unit", 10.0 / self.pip_size)
+        object.__setattr__(self, "ticks_per_price", scale)
+        object.__setattr__(self, "ticks_per_pip", round(self.pip_size * scale))
         object.__setattr__(self, "_steps_per_lot", float(round(1.0 / self.lot_step)))
 
     def lot_steps(self, lots: float) -> int:
@@ -62,14 +66,21 @@ class Instrument:
         """The size of `steps` lot steps, as the nearest float to the exact decimal."""
         return steps / self._steps_per_lot
 
-    def round_price(self, price: float) -> float:
-        """`price` rounded to the instrument's quoted decimals (half to even)."""
-        scale = self._price_scale
-        return round(price * scale) / scale
+    def to_ticks(self, price: float) -> int:
+        """A (positive) price in whole ticks, to the nearest tick."""
+        return int(price * self.ticks_per_price + 0.5)
 
-    def pips(self, price_distance: float) -> float:
-        """A price distance in pips, to a tenth of a pip."""
-        return round(price_distance * self._tenths_per_price_unit) / 10.0
+    def price(self, ticks: int) -> float:
+        """The price of `ticks`: the nearest float to the quoted decimal."""
+        return ticks / self.ticks_per_price
+
+    def pip_ticks(self, pips: float) -> int:
+        """A non-negative distance in pips as whole ticks, to the nearest tick."""
+        return int(pips * self.ticks_per_pip + 0.5)
+
+    def pips(self, ticks: int) -> float:
+        """A distance in ticks as pips (tenths of a pip when a pip is ten ticks)."""
+        return ticks / self.ticks_per_pip
 
 
 def _fx(symbol: str, asset_class: AssetClass) -> Instrument:
@@ -89,12 +100,20 @@ def _fx(symbol: str, asset_class: AssetClass) -> Instrument:
     )
 
 
-MAJORS = ("EURUSD", "GBPUSD", "USDJPY", "USDCHF", "AUDUSD", "USDCAD", "NZDUSD")
-CROSSES = (
+MAJORS: Final[tuple[str, ...]] = (
+    "EURUSD",
+    "GBPUSD",
+    "USDJPY",
+    "USDCHF",
+    "AUDUSD",
+    "USDCAD",
+    "NZDUSD",
+)
+CROSSES: Final[tuple[str, ...]] = (
     "EURGBP", "EURJPY", "GBPJPY", "EURCHF", "AUDJPY", "EURAUD", "GBPCHF", "CADJPY", "AUDNZD",
 )  # fmt: skip
 
-_REGISTRY: dict[str, Instrument] = {
+_REGISTRY: Final[dict[str, Instrument]] = {
     **{s: _fx(s, AssetClass.FX_MAJOR) for s in MAJORS},
     **{s: _fx(s, AssetClass.FX_CROSS) for s in CROSSES},
     "XAUUSD": Instrument("XAUUSD", "XAU", "USD", AssetClass.METAL, 0.1, 2, 100.0, 0.01, 0.01, 50.0),

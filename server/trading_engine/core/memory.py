@@ -9,16 +9,21 @@ recent signals for the same instrument and side only.
 from __future__ import annotations
 
 import collections
-import dataclasses
+from typing import Final
 
-RATE_WINDOW_NS = 60_000_000_000
+RATE_WINDOW_NS: Final = 60_000_000_000
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class RecentSignal:
-    at_ns: int
-    entry_price: float
-    signal_id: str
+    """An actionable signal, as duplicate suppression remembers it."""
+
+    __slots__ = ("at_ns", "entry_ticks", "signal_id")
+
+    def __init__(self, at_ns: int, entry_ticks: int, signal_id: str) -> None:
+        self.at_ns = at_ns
+        # Entry price in the instrument's ticks.
+        self.entry_ticks = entry_ticks
+        self.signal_id = signal_id
 
 
 class UserMemory:
@@ -34,23 +39,24 @@ class UserMemory:
         self.last_ns = 0
 
     def issued_last_minute(self, now_ns: int) -> int:
+        """Actionable signals in the minute before `now_ns`; one exactly a minute old is out."""
         issued = self._issued
         horizon = now_ns - RATE_WINDOW_NS
-        while issued and issued[0] < horizon:
+        while issued and issued[0] <= horizon:
             issued.popleft()
         return len(issued)
 
     def find_duplicate(
-        self, symbol: str, side: int, entry_price: float, since_ns: int, tolerance: float
+        self, symbol: str, side: int, entry_ticks: int, since_ns: int, tolerance_ticks: int
     ) -> RecentSignal | None:
-        """The newest same-symbol, same-side signal since `since_ns` within `tolerance`."""
+        """The newest same-symbol, same-side signal after `since_ns` within the tolerance."""
         signals = self._by_instrument.get((symbol, side))
         if not signals:
             return None
-        while signals and signals[0].at_ns < since_ns:
+        while signals and signals[0].at_ns <= since_ns:
             signals.popleft()
         for signal in reversed(signals):
-            if abs(signal.entry_price - entry_price) <= tolerance:
+            if abs(signal.entry_ticks - entry_ticks) <= tolerance_ticks:
                 return signal
         return None
 

@@ -9,19 +9,29 @@ trace, and set its risk status.
 from __future__ import annotations
 
 import dataclasses
+from typing import Final
 
 from tradeflow.common.v1 import risk_level_pb2
 from tradeflow.risk.v1 import risk_service_pb2
 from tradeflow.trading.v1 import signal_pb2
-from trading_engine.core.decision import ADJUST, FAIL, HELD, PASS, Decision, Entry, Leg
-from trading_engine.core.entry import round_money
+from trading_engine.core.decision import (
+    ADJUST,
+    FAIL,
+    HELD,
+    PASS,
+    REASON_RISK_EXTREME,
+    REASON_SIZE_BELOW_MINIMUM,
+    RULE_RISK_ASSESSMENT,
+    Decision,
+    Entry,
+)
+from trading_engine.core.entry import round_money, split_legs
 from trading_engine.core.instruments import Instrument
 
-R = signal_pb2
-_RULE = R.DECISION_RULE_RISK_ASSESSMENT
+_RULE: Final = RULE_RISK_ASSESSMENT
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class FallbackLimits:
     """Limits applied without an assessment: the size is multiplied by `size_factor` and capped."""
 
@@ -30,14 +40,14 @@ class FallbackLimits:
 
 
 # When the assessment call fails: half size, at most one lot.
-CONSERVATIVE = FallbackLimits(size_factor=0.5, max_lots=1.0)
+CONSERVATIVE: Final = FallbackLimits(size_factor=0.5, max_lots=1.0)
 
 
 def apply_assessment(
     decision: Decision, assessment: risk_service_pb2.RiskAssessment, instrument: Instrument
 ) -> None:
     """Apply an assessment to an actionable decision (RISK_STATUS_ASSESSED)."""
-    decision.risk_status = R.RISK_STATUS_ASSESSED
+    decision.risk_status = signal_pb2.RISK_STATUS_ASSESSED
     decision.risk_level = assessment.risk_level
     entry = decision.entry
     if entry is None:
@@ -45,7 +55,13 @@ def apply_assessment(
     reasons = "; ".join(assessment.reasons) or "no reason given"
     level_name = risk_level_pb2.RiskLevel.Name(assessment.risk_level)[11:]
     if assessment.risk_level >= risk_level_pb2.RISK_LEVEL_EXTREME:
-        _cancel(decision, entry, f"risk management judged the risk EXTREME: {reasons}")
+        _cancel(
+            decision,
+            REASON_RISK_EXTREME,
+            f"risk management judged the risk EXTREME: {reasons}",
+            float(assessment.risk_level),
+            float(risk_level_pb2.RISK_LEVEL_EXTREME),
+        )
         return
     changed = False
     recommended = assessment.recommended_position_size_lots
@@ -77,12 +93,13 @@ def apply_fallback(
     if entry is None:
         return
     target = min(entry.lots * limits.size_factor, limits.max_lots)
-    if target < entry.lots and not _resize(decision, entry, target, instrument, why):
+    reduce = target < entry.lots
+    if reduce and not _resize(decision, entry, target, instrument, why):
         return
     decision.trace.append(
         (
             _RULE,
-            ADJUST,
+            ADJUST if reduce else PASS,
             limits.size_factor,
             limits.max_lots,
             why + "; observed: size factor, threshold: max lots",
@@ -90,14 +107,13 @@ def apply_fallback(
     )
 
 
-def _cancel(decision: Decision, entry: Entry, why: str) -> None:
+def _cancel(decision: Decision, reason: int, why: str, observed: float, threshold: float) -> None:
+    """Turn the signal into HOLD; the adjustment's values are 0, as the contract says."""
     decision.risk_adjustments.append(
-        (R.RISK_ADJUSTMENT_KIND_SIGNAL_CANCELLED, entry.lots, 0.0, why)
+        (signal_pb2.RISK_ADJUSTMENT_KIND_SIGNAL_CANCELLED, 0.0, 0.0, why)
     )
-    decision.trace.append(
-        (_RULE, FAIL, float(decision.risk_level), float(risk_level_pb2.RISK_LEVEL_EXTREME), why)
-    )
-    decision.stop(HELD, R.DISPOSITION_REASON_RISK_EXTREME, why)
+    decision.trace.append((_RULE, FAIL, observed, threshold, why))
+    decision.stop(HELD, reason, why)
 
 
 def _resize(
@@ -106,58 +122,58 @@ def _resize(
     """Reduce the size (and legs); False when it falls below the minimum and the signal is held."""
     reduced = instrument.lots(instrument.lot_steps(lots))
     if reduced < instrument.min_lot:
-        _cancel(decision, entry, f"size reduced below the minimum lot: {why}")
+        _cancel(
+            decision,
+            REASON_SIZE_BELOW_MINIMUM,
+            f"size reduced below the minimum lot: {why}",
+            reduced,
+            instrument.min_lot,
+        )
         return False
     decision.risk_adjustments.append(
-        (R.RISK_ADJUSTMENT_KIND_POSITION_SIZE_REDUCED, entry.lots, reduced, why)
+        (signal_pb2.RISK_ADJUSTMENT_KIND_POSITION_SIZE_REDUCED, entry.lots, reduced, why)
     )
     if entry.legs:
-        scale = reduced / entry.lots
-        entry.legs = _rescaled_legs(entry.legs, scale, reduced, instrument)
+        # The same split the rules make, for the smaller size; under two lot steps, one leg.
+        start = instrument.to_ticks(entry.entry_price)
+        target = instrument.to_ticks(entry.take_profit)
+        side = 1 if target > start else -1
+        entry.legs = split_legs(
+            instrument, reduced, len(entry.legs), start, side, abs(target - start)
+        )
     entry.lots = reduced
     entry.risk_amount = round_money(reduced * entry.stop_loss_pips * entry.pip_value)
     return True
 
 
-def _rescaled_legs(
-    legs: list[Leg], scale: float, total: float, instrument: Instrument
-) -> list[Leg]:
-    """Legs scaled down in whole lot steps; the rounding remainder goes to the first leg."""
-    steps = [instrument.lot_steps(leg[0] * scale) for leg in legs]
-    steps[0] += instrument.lot_steps(total) - sum(steps)
-    return [
-        (instrument.lots(count), price, pips)
-        for count, (_, price, pips) in zip(steps, legs, strict=True)
-        if count > 0
-    ]
-
-
 def _tighten_stop(decision: Decision, entry: Entry, stop: float, instrument: Instrument) -> bool:
     """Move the stop to `stop` if that is strictly closer to the entry on the losing side."""
-    side = 1 if entry.stop_loss < entry.entry_price else -1
-    stop = instrument.round_price(stop)
-    current = abs(entry.entry_price - entry.stop_loss)
-    proposed = (entry.entry_price - stop) * side
-    if not 0.0 < proposed < current:
+    start = instrument.to_ticks(entry.entry_price)
+    current = instrument.to_ticks(entry.stop_loss)
+    side = 1 if current < start else -1
+    proposed = instrument.to_ticks(stop) if stop > 0.0 else 0
+    distance = (start - proposed) * side
+    if not 0 < distance < (start - current) * side:
         decision.trace.append(
             (
                 _RULE,
                 PASS,
-                stop,
+                instrument.price(proposed),
                 entry.stop_loss,
                 "recommended stop ignored: not tighter on the losing side",
             )
         )
         return False
+    tightened = instrument.price(proposed)
     decision.risk_adjustments.append(
         (
-            R.RISK_ADJUSTMENT_KIND_STOP_LOSS_TIGHTENED,
+            signal_pb2.RISK_ADJUSTMENT_KIND_STOP_LOSS_TIGHTENED,
             entry.stop_loss,
-            stop,
+            tightened,
             "tighter stop recommended by risk management",
         )
     )
-    entry.stop_loss = stop
-    entry.stop_loss_pips = instrument.pips(proposed)
+    entry.stop_loss = tightened
+    entry.stop_loss_pips = instrument.pips(distance)
     entry.risk_amount = round_money(entry.lots * entry.stop_loss_pips * entry.pip_value)
     return True

@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from tradeflow.ml.v1 import prediction_pb2
-from tradeflow.trading.v1 import strategy_pb2
 from trading_engine.core.decision import BUY, HOLD, SELL, WEAK_BUY, WEAK_SELL
 from trading_engine.core.market import REGIME_HIGH, TREND_DOWN, TREND_UP
+from trading_engine.core.strategy import VOLATILITY_AGGRESSIVE, VOLATILITY_CONSERVATIVE
 
 # Which side of the market a predicted direction is on.
-DIRECTION_SIDE: dict[int, int] = {
+DIRECTION_SIDE: Final[dict[int, int]] = {
     prediction_pb2.DIRECTION_UP: 1,
     prediction_pb2.DIRECTION_WEAK_UP: 1,
     prediction_pb2.DIRECTION_NEUTRAL: 0,
     prediction_pb2.DIRECTION_WEAK_DOWN: -1,
     prediction_pb2.DIRECTION_DOWN: -1,
 }
-BASE_TYPE: dict[int, int] = {
+BASE_TYPE: Final[dict[int, int]] = {
     prediction_pb2.DIRECTION_UP: BUY,
     prediction_pb2.DIRECTION_WEAK_UP: WEAK_BUY,
     prediction_pb2.DIRECTION_NEUTRAL: HOLD,
     prediction_pb2.DIRECTION_WEAK_DOWN: WEAK_SELL,
     prediction_pb2.DIRECTION_DOWN: SELL,
 }
-STRONGER: dict[int, int] = {WEAK_BUY: BUY, WEAK_SELL: SELL}
-WEAKER: dict[int, int] = {BUY: WEAK_BUY, SELL: WEAK_SELL, WEAK_BUY: HOLD, WEAK_SELL: HOLD}
+STRONGER: Final[dict[int, int]] = {WEAK_BUY: BUY, WEAK_SELL: SELL}
+WEAKER: Final[dict[int, int]] = {BUY: WEAK_BUY, SELL: WEAK_SELL, WEAK_BUY: HOLD, WEAK_SELL: HOLD}
 
 
-def consensus_score(votes: list[tuple[int, float, float]], confidence: float, side: int) -> float:
-    """Share of the ensemble's weighted confidence that agrees with `side`, in [0, 1].
+def consensus_score(
+    votes: list[tuple[int, float, float]], confidence: float, side: int
+) -> tuple[float, bool]:
+    """(Share of the ensemble's weighted confidence agreeing with `side`, whether votes counted).
 
     Each vote counts with weight x confidence; neutral and opposing votes count
     against. With no votes, or votes whose weight x confidence sums to zero,
@@ -41,8 +45,8 @@ def consensus_score(votes: list[tuple[int, float, float]], confidence: float, si
         if DIRECTION_SIDE[direction] == side:
             agreeing += mass
     if total <= 0.0:
-        return confidence
-    return agreeing / total
+        return confidence, False
+    return agreeing / total, True
 
 
 def pattern_balance(
@@ -74,9 +78,9 @@ def volatility_mode_type(signal_type: int, regime: int, mode: int) -> int:
     """HIGH volatility weakens strong signals (CONSERVATIVE), strengthens weak ones (AGGRESSIVE)."""
     if regime != REGIME_HIGH:
         return signal_type
-    if mode == strategy_pb2.VOLATILITY_MODE_CONSERVATIVE and signal_type in (BUY, SELL):
+    if mode == VOLATILITY_CONSERVATIVE and signal_type in (BUY, SELL):
         return WEAKER[signal_type]
-    if mode == strategy_pb2.VOLATILITY_MODE_AGGRESSIVE:
+    if mode == VOLATILITY_AGGRESSIVE:
         return STRONGER.get(signal_type, signal_type)
     return signal_type
 

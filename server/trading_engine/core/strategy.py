@@ -7,14 +7,25 @@ reads slotted attributes instead of protobuf fields and converts no units.
 from __future__ import annotations
 
 import dataclasses
+from typing import Final
 
 from tradeflow.trading.v1 import strategy_pb2
 from trading_engine.core.tiers import TierPolicy
 
-NANOS_PER_SECOND = 1_000_000_000
+NANOS_PER_SECOND: Final = 1_000_000_000
+
+# Strategy enum values as compile-time constants of the hot path.
+VOLATILITY_CONSERVATIVE: Final[int] = strategy_pb2.VOLATILITY_MODE_CONSERVATIVE
+VOLATILITY_BALANCED: Final[int] = strategy_pb2.VOLATILITY_MODE_BALANCED
+VOLATILITY_AGGRESSIVE: Final[int] = strategy_pb2.VOLATILITY_MODE_AGGRESSIVE
+STOP_FIXED_PIPS: Final[int] = strategy_pb2.STOP_LOSS_MODE_FIXED_PIPS
+STOP_VOLATILITY_SCALED: Final[int] = strategy_pb2.STOP_LOSS_MODE_VOLATILITY_SCALED
+TARGET_FIXED_PIPS: Final[int] = strategy_pb2.TAKE_PROFIT_MODE_FIXED_PIPS
+TARGET_RISK_REWARD: Final[int] = strategy_pb2.TAKE_PROFIT_MODE_RISK_REWARD
+TARGET_PREDICTED_PRICE: Final[int] = strategy_pb2.TAKE_PROFIT_MODE_PREDICTED_PRICE
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class Strategy:
     tier: int
     version: int

@@ -8,6 +8,8 @@ another factor.
 
 from __future__ import annotations
 
+from typing import Final
+
 from trading_engine.core.market import (
     REGIME_EXTREME,
     REGIME_HIGH,
@@ -17,24 +19,24 @@ from trading_engine.core.market import (
     TREND_UP,
 )
 
-CONFIDENCE_WEIGHT = 0.30
-CONSENSUS_WEIGHT = 0.25
-PATTERN_WEIGHT = 0.20
-MARKET_WEIGHT = 0.15
-VOLUME_WEIGHT = 0.10
+CONFIDENCE_WEIGHT: Final = 0.30
+CONSENSUS_WEIGHT: Final = 0.25
+PATTERN_WEIGHT: Final = 0.20
+MARKET_WEIGHT: Final = 0.15
+VOLUME_WEIGHT: Final = 0.10
 
 # Market favourability, each part in [0, 1].
-_REGIME_SCORE: dict[int, float] = {
+_REGIME_SCORE: Final[dict[int, float]] = {
     REGIME_LOW: 0.8,
     REGIME_NORMAL: 1.0,
     REGIME_HIGH: 0.6,
     REGIME_EXTREME: 0.0,
 }
-_UNKNOWN_REGIME_SCORE = 0.5
-_UNKNOWN_SPREAD_SCORE = 0.75
-_ALIGNED_TREND_SCORE = 1.0
-_NEUTRAL_TREND_SCORE = 0.7
-_COUNTER_TREND_SCORE = 0.4
+_UNKNOWN_REGIME_SCORE: Final = 0.5
+_UNKNOWN_SPREAD_SCORE: Final = 0.75
+_ALIGNED_TREND_SCORE: Final = 1.0
+_NEUTRAL_TREND_SCORE: Final = 0.7
+_COUNTER_TREND_SCORE: Final = 0.4
 
 
 def market_favourability(

@@ -11,7 +11,7 @@ from tradeflow.trading.v1 import strategy_pb2
 from trading_engine.core import instruments
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class TierPolicy:
     tier: int
     # Instruments the tier may trade; a strategy may narrow them, never widen.

@@ -8,17 +8,19 @@ field; the rest of the batch is still decided.
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from tradeflow.ml.v1 import prediction_pb2
 from trading_engine.core.inputs import BatchInput, PredictionInput
 from trading_engine.errors import FieldViolation
 
-MAX_ID_LENGTH = 128
+MAX_ID_LENGTH: Final = 128
 # How far in the future a prediction's timestamp may lie (clock skew between hosts).
-MAX_FUTURE_SKEW_NS = 5_000_000_000
+MAX_FUTURE_SKEW_NS: Final = 5_000_000_000
 
-_DIRECTIONS = range(prediction_pb2.DIRECTION_UP, prediction_pb2.DIRECTION_DOWN + 1)
-_INF = math.inf
+_FIRST_DIRECTION: Final[int] = prediction_pb2.DIRECTION_UP
+_LAST_DIRECTION: Final[int] = prediction_pb2.DIRECTION_DOWN
+_INF: Final = math.inf
 
 
 def batch_violations(batch: BatchInput) -> list[FieldViolation]:
@@ -61,7 +63,7 @@ def prediction_problem(prediction: PredictionInput, now_ns: int) -> tuple[str, s
         return "prediction_id", f"longer than {MAX_ID_LENGTH} characters"
     if not prediction.symbol:
         return "symbol", "required"
-    if prediction.direction not in _DIRECTIONS:
+    if not _FIRST_DIRECTION <= prediction.direction <= _LAST_DIRECTION:
         return "primary_direction", "must be UP, WEAK_UP, NEUTRAL, WEAK_DOWN or DOWN"
     confidence = prediction.confidence
     if not 0.0 <= confidence <= 1.0:
@@ -82,18 +84,22 @@ def prediction_problem(prediction: PredictionInput, now_ns: int) -> tuple[str, s
     volume = prediction.volume
     if volume is not None and not 0.0 <= volume <= 1.0:
         return "volume_confirmation", "must be in [0, 1]"
-    for index, (direction, vote_confidence, weight) in enumerate(prediction.votes):
-        if direction not in _DIRECTIONS:
+    index = 0
+    for direction, vote_confidence, weight in prediction.votes:
+        if not _FIRST_DIRECTION <= direction <= _LAST_DIRECTION:
             return f"votes[{index}].direction", "must be set"
         if not 0.0 <= vote_confidence <= 1.0:
             return f"votes[{index}].confidence", "must be in [0, 1]"
         if not 0.0 <= weight < _INF:
             return f"votes[{index}].weight", "must be a finite number >= 0"
-    for index, (direction, probability) in enumerate(prediction.patterns):
+        index += 1  # noqa: SIM113 - enumerate would build a tuple per vote on the hot path
+    index = 0
+    for direction, probability in prediction.patterns:
         if not 0.0 <= probability <= 1.0:
             return f"patterns[{index}].probability", "must be in [0, 1]"
-        if direction not in _DIRECTIONS:
+        if not _FIRST_DIRECTION <= direction <= _LAST_DIRECTION:
             return f"patterns[{index}].direction", "must be set"
+        index += 1  # noqa: SIM113 - as above
     if prediction.horizon_ns < 0:
         return "horizon", "must not be negative"
     observed_ns = prediction.observed_ns

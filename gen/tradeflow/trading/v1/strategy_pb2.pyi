@@ -87,7 +87,7 @@ class _TakeProfitModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TakePr
     TAKE_PROFIT_MODE_RISK_REWARD: _TakeProfitMode.ValueType  # 2
     """`risk_reward_ratio` times the stop-loss distance."""
     TAKE_PROFIT_MODE_PREDICTED_PRICE: _TakeProfitMode.ValueType  # 3
-    """The predicted price when it lies on the winning side of the entry, else RISK_REWARD."""
+    """The predicted price when it lies on the winning side of the entry by at least `min_stop_loss_pips` (an advanced feature), else RISK_REWARD."""
 
 class TakeProfitMode(_TakeProfitMode, metaclass=_TakeProfitModeEnumTypeWrapper):
     """TakeProfitMode says how the take-profit distance is chosen."""
@@ -99,7 +99,7 @@ TAKE_PROFIT_MODE_FIXED_PIPS: TakeProfitMode.ValueType  # 1
 TAKE_PROFIT_MODE_RISK_REWARD: TakeProfitMode.ValueType  # 2
 """`risk_reward_ratio` times the stop-loss distance."""
 TAKE_PROFIT_MODE_PREDICTED_PRICE: TakeProfitMode.ValueType  # 3
-"""The predicted price when it lies on the winning side of the entry, else RISK_REWARD."""
+"""The predicted price when it lies on the winning side of the entry by at least `min_stop_loss_pips` (an advanced feature), else RISK_REWARD."""
 Global___TakeProfitMode: _TypeAlias = TakeProfitMode  # noqa: Y015
 
 class _StrategyLayer:
