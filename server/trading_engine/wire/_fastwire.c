@@ -276,9 +276,38 @@ static int int_size(long long value) {
     return value == 0 ? 0 : 1 + varint_size((uint64_t)value);
 }
 
+/* Unchecked writers: the caller has reserved the room. */
+static char *write_varint(char *out, uint64_t value) {
+    while (value >= 0x80) {
+        *out++ = (char)((value & 0x7F) | 0x80);
+        value >>= 7;
+    }
+    *out++ = (char)value;
+    return out;
+}
+
+static char *write_int(char *out, uint32_t field, long long value) {
+    if (value == 0) {
+        return out;
+    }
+    out = write_varint(out, (uint64_t)field << 3);
+    return write_varint(out, (uint64_t)value);
+}
+
+static char *write_double(char *out, uint32_t field, double value) {
+    uint64_t bits;
+    memcpy(&bits, &value, 8);
+    if (bits == 0) {
+        return out;
+    }
+    out = write_varint(out, ((uint64_t)field << 3) | 1);
+    memcpy(out, &value, 8);
+    return out + 8;
+}
+
 /* DecisionSteps from (rule, outcome, observed, threshold, detail) tuples, or
    RiskAdjustments from (kind, before, after, detail): written straight into
-   `out`, each with its length computed first. */
+   `out`, each with its length computed first and its room reserved once. */
 static int encode_steps(Buffer *out, uint32_t field, PyObject *steps, int with_outcome) {
     if (!PyList_Check(steps)) {
         PyErr_SetString(PyExc_TypeError, "trace and risk adjustments must be lists");
@@ -308,13 +337,27 @@ static int encode_steps(Buffer *out, uint32_t field, PyObject *steps, int with_o
                             (detail_length ? 1 + varint_size((uint64_t)detail_length) +
                                                  detail_length
                                            : 0);
-        uint32_t next = 1;
-        if (put_key(out, field, 2) < 0 || put_varint(out, (uint64_t)length) < 0 ||
-            put_int(out, next++, kind) < 0 || (with_outcome && put_int(out, next++, outcome) < 0) ||
-            put_double(out, next++, first) < 0 || put_double(out, next++, second) < 0 ||
-            (detail_length && put_length_delimited(out, next, detail, detail_length) < 0)) {
+        /* Key (2 bytes at most for field 19), length, body. */
+        if (buffer_reserve(out, 2 + 10 + length) < 0) {
             return -1;
         }
+        char *at_out = out->data + out->length;
+        uint32_t next = 1;
+        at_out = write_varint(at_out, ((uint64_t)field << 3) | 2);
+        at_out = write_varint(at_out, (uint64_t)length);
+        at_out = write_int(at_out, next++, kind);
+        if (with_outcome) {
+            at_out = write_int(at_out, next++, outcome);
+        }
+        at_out = write_double(at_out, next++, first);
+        at_out = write_double(at_out, next++, second);
+        if (detail_length) {
+            at_out = write_varint(at_out, ((uint64_t)next << 3) | 2);
+            at_out = write_varint(at_out, (uint64_t)detail_length);
+            memcpy(at_out, detail, (size_t)detail_length);
+            at_out += detail_length;
+        }
+        out->length = at_out - out->data;
     }
     return 0;
 }

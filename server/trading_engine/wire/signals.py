@@ -42,6 +42,8 @@ _BATCH_DECIDED_AT: Final = b"\x32"
 _BATCH_STRATEGY_VERSION: Final = b"\x38"
 _BATCH_COUNTS: Final = (b"\x40", b"\x48", b"\x50", b"\x58", b"\x60")
 _MAX_CACHED_SYMBOLS: Final = 4096
+# Bound once: a lookup on the C module each call would cost more than the call.
+_encode_signal: Final = _fastwire.encode_signal
 
 
 class SignalContext:
@@ -82,7 +84,7 @@ class SignalEncoder:
         symbol, market_symbol = self._symbol_fields(decision.symbol)
         entry = decision.entry
         market = decision.market
-        return _fastwire.encode_signal(
+        return _encode_signal(
             (
                 decision.signal_id,
                 decision.prediction_id,
