@@ -16,6 +16,7 @@ from trading_engine.wire.protowire import (
     length_delimited,
     string_field,
     timestamp_message,
+    varint,
     varint_field,
 )
 
@@ -154,7 +155,10 @@ class SignalEncoder:
             string_field(_BATCH_COMPANY_ID, context.company_id),
             string_field(_BATCH_CORRELATION_ID, context.correlation_id),
         ]
-        parts.extend(length_delimited(_BATCH_SIGNAL, signal) for signal in signals)
+        for signal in signals:
+            # Key and length, then the signal itself: each payload is copied once, by join.
+            parts.append(_BATCH_SIGNAL + varint(len(signal)))
+            parts.append(signal)
         parts.append(length_delimited(_BATCH_DECIDED_AT, timestamp_message(context.decided_at_ns)))
         parts.append(varint_field(_BATCH_STRATEGY_VERSION, context.strategy_version))
         parts.extend(
