@@ -57,7 +57,13 @@ def core_decision(data: list[bytes]) -> dict[str, object]:
         )  # fmt: skip
         for prediction in batch.predictions:
             started = clock()
-            decision = core.decide_input(prediction, context, engine.book, engine.memory)
+            decision = core.decide_input(
+                prediction,
+                context,
+                engine.book,
+                engine.memory,
+                context.ids.of(prediction.prediction_id),
+            )
             samples.append(clock() - started)
             dispositions[decision.disposition] += 1
     return _result("core_decision", samples, CORE_BUDGET_US, extra={"mix": _mix(dispositions)})

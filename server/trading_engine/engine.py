@@ -116,9 +116,8 @@ class DecisionEngine:
         self.book = MarketBook()
         self.memory = SignalMemory()
         self._encoder = SignalEncoder()
-        self._replay: collections.OrderedDict[tuple[str, str], tuple[bytes, int]] = (
-            collections.OrderedDict()
-        )
+        # signal id -> (encoded signal, disposition), oldest first.
+        self._replay: collections.OrderedDict[str, tuple[bytes, int]] = collections.OrderedDict()
         self._batches = 0
 
     def decide(self, data: bytes, now_ns: int) -> DecidedBatch:
@@ -190,7 +189,7 @@ class DecisionEngine:
         max_batch = self.limits.max_batch_size
         for index, prediction in enumerate(batch.predictions):
             prediction_id = prediction.prediction_id
-            key = (batch.user_id, prediction_id)
+            signal_id = ""
             if index >= max_batch:
                 decision = _invalid_in_batch(
                     context, prediction, index, f"the batch exceeds {max_batch} predictions"
@@ -201,12 +200,14 @@ class DecisionEngine:
                 )
             else:
                 seen.add(prediction_id)
-                earlier = replay.get(key) if prediction_id else None
+                # The signal id names tenant and prediction: the replay key too.
+                signal_id = context.ids.of(prediction_id)
+                earlier = replay.get(signal_id) if prediction_id else None
                 if earlier is not None:
                     payloads.append(earlier[0])
                     dispositions.append(earlier[1])
                     continue
-                decision = core.decide_input(prediction, context, self.book, self.memory)
+                decision = core.decide_input(prediction, context, self.book, self.memory, signal_id)
             decision.risk_status = (
                 signal_pb2.RISK_STATUS_NOT_ASSESSED
                 if decision.disposition == ACTIONABLE
@@ -216,11 +217,11 @@ class DecisionEngine:
             payloads.append(payload)
             dispositions.append(decision.disposition)
             decisions.append(decision)
-            if prediction_id and decision.reason != REASON_INVALID_PREDICTION:
-                self._remember(key, payload, decision.disposition)
+            if signal_id and prediction_id and decision.reason != REASON_INVALID_PREDICTION:
+                self._remember(signal_id, payload, decision.disposition)
         return payloads, dispositions, decisions
 
-    def _remember(self, key: tuple[str, str], payload: bytes, disposition: int) -> None:
+    def _remember(self, key: str, payload: bytes, disposition: int) -> None:
         replay = self._replay
         replay[key] = (payload, disposition)
         if len(replay) > self.limits.replay_cache_size:
