@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -21,6 +22,15 @@ from grpc_health.v1 import health_pb2
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
+
+
+EXAMPLE_BATCH = ROOT / "docs" / "examples" / "prediction-batch.json"
+
+
+def example_batch_request() -> bytes:
+    """The README's example request, its `@NOW@` placeholders stamped with the current time."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return EXAMPLE_BATCH.read_bytes().replace(b"@NOW@", now.encode())
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 from typing import Any
 
@@ -12,7 +13,7 @@ from google.protobuf import descriptor, empty_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 
-from tests.support import health_status, health_watch
+from tests.support import example_batch_request, health_status, health_watch
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine import __version__
@@ -149,3 +150,24 @@ async def test_grpcurl_lists_and_describes_through_reflection(
     )
     assert result.returncode == 0, result.stderr
     assert expected in result.stdout
+
+
+async def test_grpcurl_streams_the_readme_example_into_process_predictions(
+    engine: Application,
+) -> None:
+    method = "tradeflow.trading.v1.TradingEngineService/ProcessPredictions"
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["grpcurl", "-plaintext", "-d", "@", engine.grpc_address, method],
+        input=example_batch_request(),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    signals = json.loads(result.stdout)["signalBatch"]["signals"]
+    assert [signal["disposition"] for signal in signals] == [
+        "SIGNAL_DISPOSITION_ACTIONABLE",
+        "SIGNAL_DISPOSITION_ACTIONABLE",
+        "SIGNAL_DISPOSITION_REJECTED",
+    ]

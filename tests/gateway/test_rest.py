@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.support import http_json_async
+import pytest
+
+from tests.support import example_batch_request, http_json_async
 from trading_engine import __version__
 from trading_engine.app import Application
 from trading_engine.gateway.envoy import EnvoyGateway
@@ -75,3 +77,38 @@ async def test_gateway_answers_unavailable_when_the_engine_is_down(
     assert status == 503
     assert body["code"] == 14  # UNAVAILABLE
     assert body["message"]
+
+
+async def test_readme_example_batch_is_decided_through_rest(
+    engine: Application, gateway: EnvoyGateway
+) -> None:
+    status, body = await http_json_async(
+        "POST",
+        f"{gateway.base_url}/api/v1/predictions:process",
+        example_batch_request(),
+        {"content-type": "application/json"},
+    )
+    assert status == 200, body
+    signals = {signal["predictionId"]: signal for signal in body["signalBatch"]["signals"]}
+    assert list(signals) == ["pred-0001", "pred-0002", "pred-0003"]
+
+    buy = signals["pred-0001"]
+    assert (buy["signalType"], buy["disposition"]) == (
+        "SIGNAL_TYPE_BUY",
+        "SIGNAL_DISPOSITION_ACTIONABLE",
+    )
+    assert buy["entry"]["stopLoss"] < buy["entry"]["entryPrice"] < buy["entry"]["takeProfit"]
+
+    # USDJPY: a pip is 0.01, so a 20-pip stop sits 0.20 above a sell's entry.
+    sell = signals["pred-0002"]
+    assert sell["signalType"] == "SIGNAL_TYPE_SELL"
+    entry = sell["entry"]
+    assert entry["stopLoss"] - entry["entryPrice"] == pytest.approx(entry["stopLossPips"] * 0.01)
+
+    held = signals["pred-0003"]
+    assert held["reason"] == "DISPOSITION_REASON_CONFIDENCE_BELOW_THRESHOLD"
+    assert "entry" not in held
+    failed = [step for step in held["decisionTrace"] if step["outcome"] == "RULE_OUTCOME_FAIL"]
+    assert [(step["rule"], step["observed"]) for step in failed] == [
+        ("DECISION_RULE_CONFIDENCE", 0.42)
+    ]
