@@ -103,7 +103,12 @@ async def test_readme_example_batch_is_decided_through_rest(
     sell = signals["pred-0002"]
     assert sell["signalType"] == "SIGNAL_TYPE_SELL"
     entry = sell["entry"]
-    assert entry["stopLoss"] - entry["entryPrice"] == pytest.approx(entry["stopLossPips"] * 0.01)
+    assert (entry["stopLossPips"], entry["takeProfitPips"]) == (20, 40)
+    assert entry["stopLoss"] - entry["entryPrice"] == pytest.approx(0.20)
+    assert entry["entryPrice"] - entry["takeProfit"] == pytest.approx(0.40)
+    # Both size to risk 1% of the 25,000 USD equity.
+    assert buy["entry"]["riskAmount"] == pytest.approx(250, rel=0.01)
+    assert entry["riskAmount"] == pytest.approx(250, rel=0.01)
 
     held = signals["pred-0003"]
     assert held["reason"] == "DISPOSITION_REASON_CONFIDENCE_BELOW_THRESHOLD"
