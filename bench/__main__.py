@@ -28,7 +28,7 @@ from collections import Counter
 from bench import workload
 from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import signal_pb2
-from trading_engine.core import decide as core
+from trading_engine.core.decide import decide_input
 from trading_engine.engine import DecisionEngine
 from trading_engine.runtime import tune_garbage_collector
 from trading_engine.wire.predictions import decode_batch
@@ -54,19 +54,12 @@ def core_decision(data: list[bytes]) -> dict[str, object]:
     clock = time.perf_counter_ns
     for index, encoded in enumerate(data):
         batch = decode_batch(encoded)
-        now_ns = workload.START_NS + index * workload.STEP_NS
-        context = core.DecisionContext(
-            batch.user_id, batch.company_id, batch.equity, batch.currency,
-            engine.strategies.strategy_for(batch), now_ns, batch.produced_ns, 0,
-        )  # fmt: skip
+        context = workload.decision_context(engine, batch, index)
+        book, memory, ids = engine.book, engine.memory, context.ids
         for prediction in batch.predictions:
             started = clock()
-            decision = core.decide_input(
-                prediction,
-                context,
-                engine.book,
-                engine.memory,
-                context.ids.of(prediction.prediction_id),
+            decision = decide_input(
+                prediction, context, book, memory, ids.of(prediction.prediction_id)
             )
             samples.append(clock() - started)
             dispositions[decision.disposition] += 1

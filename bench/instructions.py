@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 from bench import workload
-from trading_engine.core import decide as core
+from trading_engine.core.decide import decide_input
 from trading_engine.engine import DecisionEngine
 from trading_engine.wire.predictions import decode_batch
 from trading_engine.wire.signals import SignalContext, SignalEncoder
@@ -63,23 +63,15 @@ def run_stage(stage: str) -> None:
     elif stage in ("rules", "rules_and_encode"):
         encode = stage == "rules_and_encode"
         for index, batch in enumerate(decoded):
-            now_ns = workload.START_NS + index * workload.STEP_NS
-            strategy = engine.strategies.strategy_for(batch)
-            context = core.DecisionContext(
-                batch.user_id, batch.company_id, batch.equity, batch.currency,
-                strategy, now_ns, batch.produced_ns, 0,
-            )  # fmt: skip
+            context = workload.decision_context(engine, batch, index)
             signal_context = SignalContext(
                 batch.batch_id, batch.user_id, batch.company_id, batch.correlation_id,
-                strategy.version, now_ns, 1,
+                context.strategy.version, context.now_ns, 1,
             )  # fmt: skip
+            book, memory, ids = engine.book, engine.memory, context.ids
             for prediction in batch.predictions:
-                decision = core.decide_input(
-                    prediction,
-                    context,
-                    engine.book,
-                    engine.memory,
-                    context.ids.of(prediction.prediction_id),
+                decision = decide_input(
+                    prediction, context, book, memory, ids.of(prediction.prediction_id)
                 )
                 if encode:
                     encoder.encode_signal(signal_context, decision)

@@ -16,6 +16,9 @@ import random
 
 from tradeflow.common.v1 import tier_pb2
 from tradeflow.ml.v1 import prediction_pb2
+from trading_engine.core.decide import DecisionContext
+from trading_engine.core.inputs import BatchInput
+from trading_engine.engine import DecisionEngine
 
 START_NS = 1_800_000_000_000_000_000
 STEP_NS = 100_000_000
@@ -57,6 +60,14 @@ def batches(count: int, size: int = 10, seed: int = 7) -> list[bytes]:
             message.predictions.append(_prediction(rng, f"{index}-{slot}", symbol, price, at_ns))
         result.append(message.SerializeToString())
     return result
+
+
+def decision_context(engine: DecisionEngine, batch: BatchInput, index: int) -> DecisionContext:
+    """What the engine decides the `index`th batch with, at the instant it arrives."""
+    return DecisionContext(
+        batch.user_id, batch.company_id, batch.equity, batch.currency,
+        engine.strategies.strategy_for(batch), START_NS + index * STEP_NS, batch.produced_ns, 0,
+    )  # fmt: skip
 
 
 def _prediction(
