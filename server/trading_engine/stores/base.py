@@ -1,0 +1,229 @@
+"""What the engine persists, and the interface every store backend implements.
+
+Every row belongs to one company, and every query names the company: a
+backend cannot be asked for another tenant's rows by accident. Strategy
+layers are versioned (each change appends a revision; nothing is updated in
+place), signal history is append-only, and audit records say who did what.
+
+Backends: `stores.sqlite` (a file, the embedded default) and
+`stores.postgres` (selected by a postgresql:// URL). Both run the same
+versioned migrations on open and pass the same tests (tests/stores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Protocol
+
+from tradeflow.trading.v1 import strategy_pb2
+
+# The strategy layers a store keeps; tier defaults live in code (core/tiers.py).
+USER_LAYER: int = strategy_pb2.STRATEGY_LAYER_USER
+COMPANY_LAYER: int = strategy_pb2.STRATEGY_LAYER_COMPANY
+
+
+class StoreError(Exception):
+    """A backend failed (connection lost, disk full); the operation may be retried."""
+
+
+class VersionConflict(Exception):
+    """The layer's current revision is not the one the caller expected."""
+
+    def __init__(self, expected: int, current: int) -> None:
+        super().__init__(f"expected revision {expected}, the layer is at {current}")
+        self.expected = expected
+        self.current = current
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LayerKey:
+    """One strategy layer: a user's (USER) or a company's (COMPANY, user_id "")."""
+
+    company_id: str
+    user_id: str
+    layer: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewRevision:
+    """A change to one layer, as the caller asks for it."""
+
+    key: LayerKey
+    # The layer's revision the change was based on; 0 means the layer has none yet.
+    expected_version: int
+    changed_by: str
+    changed_at_ns: int
+    # Field paths this change sets, and a StrategyConfig holding their new values.
+    changed_fields: tuple[str, ...]
+    changes: bytes
+    # The whole layer after the change: the field paths it defines and their
+    # values (a serialized StrategyConfig). A cleared layer defines none.
+    layer_fields: tuple[str, ...]
+    layer_config: bytes
+    reason: str
+    # Idempotency key, unique per company when not empty.
+    request_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StrategyRevision:
+    """A stored change: NewRevision plus the version the store gave it."""
+
+    # Unique and increasing across every layer of every company.
+    version: int
+    key: LayerKey
+    changed_by: str
+    changed_at_ns: int
+    changed_fields: tuple[str, ...]
+    changes: bytes
+    layer_fields: tuple[str, ...]
+    layer_config: bytes
+    reason: str
+    request_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppendedRevision:
+    revision: StrategyRevision
+    # True when `request_id` matched an earlier revision, which is returned unchanged.
+    replayed: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SignalRecord:
+    """One decision as signal history keeps it."""
+
+    company_id: str
+    user_id: str
+    signal_id: str
+    generated_at_ns: int
+    symbol: str
+    # tradeflow.trading.v1.SignalType and SignalDisposition values.
+    signal_type: int
+    disposition: int
+    # The serialized TradingSignal, trace included.
+    payload: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SignalQuery:
+    """Which of one user's signals to read, oldest first."""
+
+    company_id: str
+    user_id: str
+    # Empty: all symbols / all types.
+    symbols: tuple[str, ...] = ()
+    signal_types: tuple[int, ...] = ()
+    # Inclusive lower and exclusive upper bound on generated_at_ns; None: unbounded.
+    start_ns: int | None = None
+    end_ns: int | None = None
+    # False: ACTIONABLE decisions only.
+    include_non_actionable: bool = False
+    # Resume strictly after this (generated_at_ns, signal_id); None: from the start.
+    after: tuple[int, str] | None = None
+    limit: int = 100
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ManualSignal:
+    """A signal an admin injected, kept for idempotency and audit."""
+
+    company_id: str
+    request_id: str
+    signal_id: str
+    user_id: str
+    injected_by: str
+    injected_at_ns: int
+    # The serialized TradingSignal as published.
+    payload: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """Who did what to which tenant's data, and when."""
+
+    company_id: str
+    actor: str
+    # A short verb: "strategy.update", "strategy.reset", "signal.inject", ...
+    action: str
+    # The user the action concerned; "" for company-wide actions.
+    subject_user_id: str
+    at_ns: int
+    # A JSON object with the action's particulars.
+    detail: str
+
+
+class Store(Protocol):
+    """Persistence for strategies, signal history, manual signals and audit records.
+
+    All methods are coroutines; a backend raises StoreError when it cannot
+    reach its database, never a driver-specific exception.
+    """
+
+    @property
+    def backend(self) -> str:
+        """"sqlite" or "postgresql", for health reports."""
+        ...
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations (several instances may open at once)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # Strategy layers.
+
+    async def current_revision(self, key: LayerKey) -> StrategyRevision | None:
+        """The layer's newest revision; None when it was never changed."""
+        ...
+
+    async def append_revision(self, change: NewRevision) -> AppendedRevision:
+        """Store a change atomically.
+
+        A non-empty `request_id` already used in the company returns that
+        revision with replayed=True. Otherwise raises VersionConflict unless the
+        layer's current version equals `expected_version` (0: no revision yet).
+        """
+        ...
+
+    async def revision(self, key: LayerKey, version: int) -> StrategyRevision | None: ...
+
+    async def list_revisions(
+        self, key: LayerKey, before_version: int | None, limit: int
+    ) -> list[StrategyRevision]:
+        """The layer's revisions newest first, older than `before_version` when given."""
+        ...
+
+    async def revisions_since(self, version: int) -> list[StrategyRevision]:
+        """Every revision of every layer newer than `version`, oldest first.
+
+        Lets each engine instance see changes other instances made.
+        """
+        ...
+
+    # Signal history.
+
+    async def append_signals(self, records: Sequence[SignalRecord]) -> None:
+        """Store decisions in one transaction: all of them or none."""
+        ...
+
+    async def query_signals(self, query: SignalQuery) -> list[SignalRecord]: ...
+
+    async def signal(self, company_id: str, signal_id: str) -> SignalRecord | None: ...
+
+    async def delete_signals_before(self, before_ns: int) -> int:
+        """Retention: drop decisions generated before `before_ns`; returns how many."""
+        ...
+
+    # Manual signals and audit.
+
+    async def record_manual_signal(self, signal: ManualSignal) -> ManualSignal:
+        """Store an injected signal, or return the one stored under the same request_id."""
+        ...
+
+    async def append_audit(self, record: AuditRecord) -> None: ...
+
+    async def list_audit(self, company_id: str, limit: int) -> list[AuditRecord]:
+        """The company's newest audit records first."""
+        ...
