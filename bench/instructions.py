@@ -76,8 +76,9 @@ def run_stage(stage: str) -> None:
                 if encode:
                     encoder.encode_signal(signal_context, decision)
     elif stage == "engine":
+        callers = workload.callers(data)
         for index, encoded in enumerate(data):
-            engine.decide(encoded, workload.START_NS + index * workload.STEP_NS)
+            engine.decide(encoded, workload.START_NS + index * workload.STEP_NS, callers[index])
 
 
 def _count(stage: str) -> int:

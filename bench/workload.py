@@ -19,6 +19,8 @@ from tradeflow.ml.v1 import prediction_pb2
 from trading_engine.core.decide import DecisionContext
 from trading_engine.core.inputs import BatchInput
 from trading_engine.engine import DecisionEngine
+from trading_engine.tenancy import Caller
+from trading_engine.wire.predictions import decode_batch
 
 START_NS = 1_800_000_000_000_000_000
 STEP_NS = 100_000_000
@@ -62,11 +64,21 @@ def batches(count: int, size: int = 10, seed: int = 7) -> list[bytes]:
     return result
 
 
+def caller_of(batch: BatchInput) -> Caller:
+    """The trader a batch comes from, as the transports would have authenticated them."""
+    return Caller(batch.user_id, batch.company_id, batch.tier)
+
+
+def callers(data: list[bytes]) -> list[Caller]:
+    return [caller_of(decode_batch(encoded)) for encoded in data]
+
+
 def decision_context(engine: DecisionEngine, batch: BatchInput, index: int) -> DecisionContext:
     """What the engine decides the `index`th batch with, at the instant it arrives."""
     return DecisionContext(
         batch.user_id, batch.company_id, batch.equity, batch.currency,
-        engine.strategies.strategy_for(batch), START_NS + index * STEP_NS, batch.produced_ns, 0,
+        engine.strategies.strategy_for(caller_of(batch)), START_NS + index * STEP_NS,
+        batch.produced_ns, 0,
     )  # fmt: skip
 
 

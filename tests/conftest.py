@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
 
-from tests.support import BIN, free_port
+from tests.support import BIN, Tokens, free_port
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine.app import Application
 from trading_engine.config import EngineSettings, GatewaySettings
@@ -19,16 +20,28 @@ os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @pytest.fixture
-async def engine() -> AsyncIterator[Application]:
-    application = Application(EngineSettings(grpc_port=0, shutdown_grace_seconds=2.0))
+def engine_settings(tmp_path: Path) -> EngineSettings:
+    """An engine on a free port whose data (database, development secret) lives in tmp_path."""
+    return EngineSettings(grpc_port=0, shutdown_grace_seconds=2.0, data_dir=str(tmp_path))
+
+
+@pytest.fixture
+async def engine(engine_settings: EngineSettings) -> AsyncIterator[Application]:
+    application = Application(engine_settings)
     await application.start()
     yield application
     await application.stop()
 
 
 @pytest.fixture
-async def channel(engine: Application) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(engine.grpc_address) as opened:
+def tokens(engine_settings: EngineSettings) -> Tokens:
+    return Tokens(engine_settings)
+
+
+@pytest.fixture
+async def channel(engine: Application, tokens: Tokens) -> AsyncIterator[grpc.aio.Channel]:
+    """A channel to the engine that calls as TRADER (tests/support.py)."""
+    async with tokens.channel(engine.grpc_address) as opened:
         yield opened
 
 

@@ -20,11 +20,42 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
+from tradeflow.common.v1 import tier_pb2
+from trading_engine.auth.configured import signing_secret, token_policy
+from trading_engine.auth.tokens import mint_development_token
+from trading_engine.config import EngineSettings
+from trading_engine.tenancy import Caller
+from trading_engine_client.auth import bearer_token
+
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 
 
 EXAMPLE_BATCH = ROOT / "docs" / "examples" / "prediction-batch.json"
+
+# The user the factories' batches are for (tests/factories.py).
+TRADER = Caller("trader-1", "acme", tier_pb2.SUBSCRIPTION_TIER_PRO)
+
+
+class Tokens:
+    """Development tokens an engine built from `settings` accepts."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self._secret = signing_secret(settings)
+        self._policy = token_policy(settings)
+
+    def token(self, caller: Caller = TRADER, lifetime_s: int = 600) -> str:
+        return mint_development_token(
+            self._secret, self._policy, caller, int(time.time()), lifetime_s
+        )
+
+    def header(self, caller: Caller = TRADER) -> dict[str, str]:
+        """The HTTP header (and gRPC metadata) carrying a token for `caller`."""
+        return {"authorization": f"Bearer {self.token(caller)}"}
+
+    def channel(self, address: str, caller: Caller = TRADER) -> grpc.aio.Channel:
+        """A channel that sends `caller`'s token with every call."""
+        return grpc.aio.insecure_channel(address, interceptors=bearer_token(self.token(caller)))
 
 
 def example_batch_request() -> bytes:

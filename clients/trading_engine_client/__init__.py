@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from trading_engine_client.aio import AsyncTradingEngineClient
+from trading_engine_client.auth import bearer_token
 from trading_engine_client.errors import (
     InvalidArgumentError,
     NotFoundError,
@@ -20,4 +21,5 @@ __all__ = [
     "TradingEngineError",
     "UnauthenticatedError",
     "UnavailableError",
+    "bearer_token",
 ]

@@ -9,20 +9,32 @@ import grpc
 
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
+from trading_engine_client.auth import Token, bearer_token
 from trading_engine_client.errors import from_rpc_error
 
 
 class AsyncTradingEngineClient:
     """One channel to the engine; use as `async with AsyncTradingEngineClient(target) as client`.
 
+    `token` (a JWT, or a callable returning a fresh one) is sent with every call
+    that needs one.
+
     Every method takes an optional `timeout` in seconds (default `default_timeout`)
     and raises a `TradingEngineError` subclass chosen by the status code.
     """
 
-    def __init__(self, target: str, *, default_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: Token | None = None,
+        default_timeout: float = 5.0,
+    ) -> None:
         self.target = target
         self.default_timeout = default_timeout
-        self._channel = grpc.aio.insecure_channel(target)
+        self._channel = grpc.aio.insecure_channel(
+            target, interceptors=bearer_token(token) if token is not None else None
+        )
         self._stub = service_grpc.TradingEngineServiceStub(self._channel)
 
     async def __aenter__(self) -> Self:

@@ -14,6 +14,7 @@ from grpc_health.v1._async import HealthServicer
 from trading_engine import __version__
 from trading_engine.api.server import build_server, mark_serving
 from trading_engine.api.servicer import TradingEngineServicer
+from trading_engine.auth.configured import token_verifier
 from trading_engine.clock import Clock, SystemClock
 from trading_engine.config import EngineSettings
 from trading_engine.engine import DecisionEngine, EngineLimits
@@ -28,6 +29,7 @@ class Application:
     def __init__(self, settings: EngineSettings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
+        self.verifier = token_verifier(settings)
         self.engine = DecisionEngine(limits=EngineLimits(max_batch_size=settings.max_batch_size))
         self.health = HealthMonitor(__version__, self.clock, self.engine.stats)
         self._grpc_health = HealthServicer()
@@ -43,7 +45,7 @@ class Application:
         return f"{self.settings.grpc_host}:{self.grpc_port}"
 
     async def start(self) -> None:
-        self._server = build_server(self._servicer, self._grpc_health)
+        self._server = build_server(self._servicer, self._grpc_health, self.verifier)
         try:
             self.grpc_port = self._server.add_insecure_port(self.settings.grpc_address)
         except RuntimeError as error:

@@ -7,12 +7,17 @@ import asyncio
 import dataclasses
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
+from tradeflow.common.v1 import tier_pb2
 from trading_engine import __version__
 from trading_engine.app import Application, run_until_signalled
+from trading_engine.auth.configured import signing_secret, token_policy
+from trading_engine.auth.tokens import KeyConfigurationError, mint_development_token, parse_tier
 from trading_engine.config import EngineSettings, GatewaySettings, add_arguments, from_arguments
 from trading_engine.gateway.envoy import EnvoyGateway, render_config
+from trading_engine.tenancy import Caller
 
 _SERVE_EXAMPLES = """\
 examples:
@@ -35,8 +40,27 @@ examples:
   trading-engine dev --grpc-port 50061 --http-port 8091 --envoy-admin-port 9911
 """
 
+_TOKEN_EXAMPLES = """\
+examples:
+  trading-engine token --user trader-1 --company acme --tier pro
+  TOKEN=$(trading-engine token --user ops-1 --company acme --tier enterprise --role admin)
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" 127.0.0.1:50051 \\
+      tradeflow.trading.v1.TradingEngineService/GetStrategy
+"""
+
 # In `dev` the gateway's upstream is the engine started alongside it.
 _DEV_DERIVED = ("upstream_host", "upstream_port")
+# The engine settings `token` reads: where the secret is and what tokens must say.
+_TOKEN_SETTINGS = (
+    "environment",
+    "data_dir",
+    "auth_issuer",
+    "auth_audience",
+    "auth_hs256_secret_file",
+)
+# Who `dev` mints its example token for.
+_DEV_CALLER = Caller("trader-1", "acme", tier_pb2.SUBSCRIPTION_TIER_PRO)
+_DEV_TOKEN_LIFETIME_S = 12 * 3600
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         status: int = args.run(args)
-    except (OSError, TimeoutError, RuntimeError) as error:
+    except (OSError, TimeoutError, RuntimeError, KeyConfigurationError) as error:
         print(f"trading-engine: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -91,6 +115,32 @@ def _parser() -> argparse.ArgumentParser:
     add_arguments(dev.add_argument_group("engine"), EngineSettings)
     add_arguments(dev.add_argument_group("gateway"), GatewaySettings, exclude=_DEV_DERIVED)
     dev.set_defaults(run=_dev)
+
+    token = _command(
+        commands,
+        "token",
+        "print a development token (signed with the development secret; refused in production)",
+        _TOKEN_EXAMPLES,
+    )
+    token.add_argument("--user", required=True, help="user id (the `sub` claim)")
+    token.add_argument("--company", required=True, help="company id (the `company_id` claim)")
+    token.add_argument("--tier", required=True, type=_tier_argument, help="FREE, PRO or ENTERPRISE")
+    token.add_argument(
+        "--role", action="append", default=[], help="a role, e.g. admin; may be repeated"
+    )
+    token.add_argument(
+        "--lifetime-minutes", type=int, default=60, help="minutes until it expires (default 60)"
+    )
+    add_arguments(
+        token,
+        EngineSettings,
+        exclude=[
+            field.name
+            for field in dataclasses.fields(EngineSettings)
+            if field.name not in _TOKEN_SETTINGS
+        ],
+    )
+    token.set_defaults(run=_token)
     return parser
 
 
@@ -136,6 +186,33 @@ async def _run_gateway(settings: GatewaySettings) -> int:
         await gateway.stop()
 
 
+def _tier_argument(text: str) -> int:
+    try:
+        return parse_tier(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = from_arguments(EngineSettings, args)
+    caller = Caller(args.user, args.company, args.tier, frozenset(args.role))
+    lifetime_s = args.lifetime_minutes * 60
+    print(_development_token(settings, caller, lifetime_s))
+    print(
+        f"development token for user {caller.user_id!r} of company {caller.company_id!r} "
+        f"({caller.tier_name}, roles: {', '.join(sorted(caller.roles)) or 'none'}), "
+        f"valid for {args.lifetime_minutes} minutes; engines in production refuse it",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _development_token(settings: EngineSettings, caller: Caller, lifetime_s: int) -> str:
+    return mint_development_token(
+        signing_secret(settings), token_policy(settings), caller, int(time.time()), lifetime_s
+    )
+
+
 def _dev(args: argparse.Namespace) -> int:
     asyncio.run(
         _run_dev(from_arguments(EngineSettings, args), from_arguments(GatewaySettings, args))
@@ -158,7 +235,8 @@ async def _run_dev(engine_settings: EngineSettings, gateway_settings: GatewaySet
             )
         )
         await gateway.start()
-        print(_dev_banner(application.grpc_address, gateway.base_url), flush=True)
+        token = _development_token(engine_settings, _DEV_CALLER, _DEV_TOKEN_LIFETIME_S)
+        print(_dev_banner(application.grpc_address, gateway.base_url, token), flush=True)
 
     async def stop() -> None:
         if gateway is not None:
@@ -168,19 +246,26 @@ async def _run_dev(engine_settings: EngineSettings, gateway_settings: GatewaySet
     await run_until_signalled(start, stop)
 
 
-def _dev_banner(grpc_address: str, rest_url: str) -> str:
+def _dev_banner(grpc_address: str, rest_url: str, token: str) -> str:
     service = "tradeflow.trading.v1.TradingEngineService"
+    caller = _DEV_CALLER
     return f"""
 Trading engine {__version__} is running.
   gRPC  {grpc_address}  (server reflection on)
   REST  {rest_url}  (Envoy gRPC-JSON transcoding)
+
+A development token for user {caller.user_id} of company {caller.company_id} ({caller.tier_name}),
+valid for {_DEV_TOKEN_LIFETIME_S // 3600} hours (`trading-engine token --help` mints others):
+  export TOKEN={token}
 
 Try, from another terminal (grpcurl is in .venv/bin):
   grpcurl -plaintext {grpc_address} list
   grpcurl -plaintext {grpc_address} describe {service}
   grpcurl -plaintext {grpc_address} {service}/HealthCheck
   grpcurl -plaintext {grpc_address} grpc.health.v1.Health/Check
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" {grpc_address} {service}/GetStrategy
   curl -s {rest_url}/api/v1/health
+  curl -s -H "authorization: Bearer $TOKEN" {rest_url}/api/v1/strategy
 
 Press Ctrl-C to stop everything this command started.
 """

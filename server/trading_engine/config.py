@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 ENV_PREFIX = "TRADING_ENGINE_"
+DEVELOPMENT = "development"
+PRODUCTION = "production"
 
 _T = TypeVar("_T")
 
@@ -38,10 +40,38 @@ class EngineSettings:
     max_batch_size: int = setting(
         500, "predictions decided per batch; the rest of a larger batch are answered INVALID"
     )
+    environment: str = setting(
+        "development",
+        "development or production; production refuses development tokens and needs a "
+        "configured key",
+    )
+    data_dir: str = setting(
+        "var", "folder for the embedded database and the development token secret"
+    )
+    auth_issuer: str = setting("tradeflow", "the `iss` every token must carry")
+    auth_audience: str = setting("trading-engine", "the `aud` every token must carry")
+    auth_hs256_secret_file: str = setting(
+        "", "file holding the HS256 shared secret (at least 32 bytes)"
+    )
+    auth_public_key_file: str = setting(
+        "", "PEM public key for RS256 (RSA, 2048 bits or more) or ES256 (P-256) tokens"
+    )
+    auth_jwks_file: str = setting("", "JWKS file of RS256/ES256 public keys, chosen by `kid`")
+    auth_leeway_seconds: float = setting(30.0, "clock skew tolerated when checking `exp` and `nbf`")
+
+    def __post_init__(self) -> None:
+        if self.environment not in (DEVELOPMENT, PRODUCTION):
+            raise ValueError(
+                f"environment must be {DEVELOPMENT!r} or {PRODUCTION!r}, not {self.environment!r}"
+            )
 
     @property
     def grpc_address(self) -> str:
         return f"{self.grpc_host}:{self.grpc_port}"
+
+    @property
+    def production(self) -> bool:
+        return self.environment == PRODUCTION
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -100,7 +130,10 @@ def from_arguments(
                     f"{ENV_PREFIX}{field.name.upper()}={env_value!r} is not a valid "
                     f"{_field_type(field).__name__}: {error}"
                 ) from error
-    return settings_type(**values)
+    try:
+        return settings_type(**values)
+    except ValueError as error:
+        raise SystemExit(f"trading-engine: {error}") from error
 
 
 def _field_type(field: dataclasses.Field[Any]) -> type[Any]:

@@ -33,6 +33,7 @@ from trading_engine.core.strategy import Strategy, from_config
 from trading_engine.core.validation import batch_violations
 from trading_engine.errors import FieldViolation, InvalidArgument
 from trading_engine.stats import DecisionStats
+from trading_engine.tenancy import Caller, check_batch_tenant
 from trading_engine.wire.predictions import decode_batch
 from trading_engine.wire.protowire import DecodeError
 from trading_engine.wire.signals import SignalContext, SignalEncoder
@@ -45,23 +46,20 @@ _HOUSEKEEPING_EVERY: Final = 4096
 class StrategySource(Protocol):
     """Where the engine gets the strategy in force for a tenant."""
 
-    def strategy_for(self, batch: BatchInput) -> Strategy: ...
+    def strategy_for(self, caller: Caller) -> Strategy: ...
 
 
 class TierDefaultStrategies:
-    """Each tier's default strategy, for every user of that tier (revision 0).
-
-    Per-user and per-company strategy layers come with strategy storage.
-    """
+    """Each tier's default strategy, for every user of that tier (revision 0)."""
 
     def __init__(self) -> None:
         self._by_tier: dict[int, Strategy] = {}
 
-    def strategy_for(self, batch: BatchInput) -> Strategy:
-        strategy = self._by_tier.get(batch.tier)
+    def strategy_for(self, caller: Caller) -> Strategy:
+        strategy = self._by_tier.get(caller.tier)
         if strategy is None:
-            policy = tiers.policy_for(batch.tier)
-            strategy = self._by_tier[batch.tier] = from_config(policy.defaults, policy, 0)
+            policy = tiers.policy_for(caller.tier)
+            strategy = self._by_tier[caller.tier] = from_config(policy.defaults, policy, 0)
         return strategy
 
 
@@ -120,12 +118,14 @@ class DecisionEngine:
         self._replay: collections.OrderedDict[str, tuple[bytes, int]] = collections.OrderedDict()
         self._batches = 0
 
-    def decide(self, data: bytes, now_ns: int) -> DecidedBatch:
-        """Decide a serialized MLPredictionBatch at the instant `now_ns`.
+    def decide(self, data: bytes, now_ns: int, caller: Caller) -> DecidedBatch:
+        """Decide a serialized MLPredictionBatch for `caller` at the instant `now_ns`.
 
         Raises InvalidArgument when the bytes are not a batch or the batch as a
-        whole cannot be decided (no tenant, no id); bad predictions are
-        answered with INVALID decisions instead.
+        whole cannot be decided (no tenant, no id), and PermissionDenied when
+        the batch is not the caller's; bad predictions are answered with
+        INVALID decisions instead. The caller's tier, not the batch's, selects
+        the strategy.
         """
         started = time.perf_counter_ns()
         try:
@@ -143,7 +143,8 @@ class DecisionEngine:
                 + "; ".join(f"{v.field} {v.description}" for v in violations),
                 tuple(violations),
             )
-        strategy = self.strategies.strategy_for(batch)
+        check_batch_tenant(caller, batch.user_id, batch.company_id, batch.tier)
+        strategy = self.strategies.strategy_for(caller)
         context = core.DecisionContext(
             batch.user_id,
             batch.company_id,

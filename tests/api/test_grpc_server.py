@@ -13,7 +13,7 @@ from google.protobuf import descriptor, empty_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 
-from tests.support import example_batch_request, health_status, health_watch
+from tests.support import Tokens, example_batch_request, health_status, health_watch
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine import __version__
@@ -153,12 +153,13 @@ async def test_grpcurl_lists_and_describes_through_reflection(
 
 
 async def test_grpcurl_streams_the_readme_example_into_process_predictions(
-    engine: Application,
+    engine: Application, tokens: Tokens
 ) -> None:
     method = "tradeflow.trading.v1.TradingEngineService/ProcessPredictions"
+    header = f"authorization: Bearer {tokens.token()}"
     result = await asyncio.to_thread(
         subprocess.run,
-        ["grpcurl", "-plaintext", "-d", "@", engine.grpc_address, method],
+        ["grpcurl", "-plaintext", "-H", header, "-d", "@", engine.grpc_address, method],
         input=example_batch_request(),
         capture_output=True,
         timeout=30,

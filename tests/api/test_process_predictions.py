@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
 
 from tests.factories import NOW_NS, batch, prediction
+from tests.support import Tokens
+from tradeflow.common.v1 import tier_pb2
 from tradeflow.trading.v1 import signal_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine.app import Application
 from trading_engine.config import EngineSettings
-from trading_engine_client.errors import InvalidArgumentError, from_rpc_error
+from trading_engine_client.errors import (
+    InvalidArgumentError,
+    PermissionDeniedError,
+    from_rpc_error,
+)
 
 if TYPE_CHECKING:  # the async stub type exists only in the generated .pyi
     Stub = service_grpc.TradingEngineServiceAsyncStub
@@ -31,10 +38,10 @@ class FixedClock:
 
 
 @pytest.fixture
-async def fixed_engine() -> AsyncIterator[Application]:
+async def fixed_engine(engine_settings: EngineSettings) -> AsyncIterator[Application]:
     """An engine whose clock stands still at NOW_NS, so decisions are reproducible."""
     application = Application(
-        EngineSettings(grpc_port=0, shutdown_grace_seconds=1.0, max_batch_size=20),
+        dataclasses.replace(engine_settings, shutdown_grace_seconds=1.0, max_batch_size=20),
         clock=FixedClock(NOW_NS),
     )
     await application.start()
@@ -43,8 +50,8 @@ async def fixed_engine() -> AsyncIterator[Application]:
 
 
 @pytest.fixture
-async def fixed_stub(fixed_engine: Application) -> AsyncIterator[Stub]:
-    async with grpc.aio.insecure_channel(fixed_engine.grpc_address) as channel:
+async def fixed_stub(fixed_engine: Application, tokens: Tokens) -> AsyncIterator[Stub]:
+    async with tokens.channel(fixed_engine.grpc_address) as channel:
         yield service_grpc.TradingEngineServiceStub(channel)
 
 
@@ -107,13 +114,15 @@ async def test_every_number_is_traced_to_a_rule(fixed_stub: Stub) -> None:
     assert all(step.outcome != signal_pb2.RULE_OUTCOME_FAIL for step in signal.decision_trace)
 
 
-async def test_same_input_and_clock_give_byte_identical_signals() -> None:
+async def test_same_input_and_clock_give_byte_identical_signals(
+    engine_settings: EngineSettings, tokens: Tokens
+) -> None:
     outputs = []
     for _ in range(2):
-        application = Application(EngineSettings(grpc_port=0), clock=FixedClock(NOW_NS))
+        application = Application(engine_settings, clock=FixedClock(NOW_NS))
         await application.start()
         try:
-            async with grpc.aio.insecure_channel(application.grpc_address) as channel:
+            async with tokens.channel(application.grpc_address) as channel:
                 stub = service_grpc.TradingEngineServiceStub(channel)
                 batches = [
                     batch(f"b{i}", [prediction(f"p{i}"), prediction(f"q{i}", "GBPUSD")])
@@ -214,8 +223,10 @@ async def test_a_malformed_stream_message_ends_the_stream_with_invalid_argument(
     assert error.field_violations == violations
 
 
-async def test_undecodable_bytes_are_invalid_argument(fixed_engine: Application) -> None:
-    async with grpc.aio.insecure_channel(fixed_engine.grpc_address) as channel:
+async def test_undecodable_bytes_are_invalid_argument(
+    fixed_engine: Application, tokens: Tokens
+) -> None:
+    async with tokens.channel(fixed_engine.grpc_address) as channel:
         raw = channel.unary_unary(
             "/tradeflow.trading.v1.TradingEngineService/ProcessPredictionBatch",
             request_serializer=bytes,
@@ -265,3 +276,32 @@ async def test_health_check_counts_what_was_decided(fixed_stub: Stub) -> None:
     assert health.predictions_decided == 2
     assert health.signals_today == 2
     assert health.average_decision_time_us > 0
+
+
+@pytest.mark.parametrize(
+    ("tenant", "reason"),
+    [
+        pytest.param({"user_id": "trader-2"}, "TENANT_MISMATCH", id="another-user"),
+        pytest.param({"company_id": "rival"}, "TENANT_MISMATCH", id="another-company"),
+        pytest.param({"tier": tier_pb2.SUBSCRIPTION_TIER_ENTERPRISE}, "TIER_MISMATCH", id="tier"),
+    ],
+)
+async def test_a_batch_for_another_tenant_is_refused_and_nothing_decided(
+    fixed_stub: Stub, tenant: dict[str, Any], reason: str
+) -> None:
+    # The channel calls as trader-1 of acme on PRO (tests/support.py TRADER).
+    foreign = batch("b", [prediction("p")], **tenant)
+    with pytest.raises(grpc.aio.AioRpcError) as unary:
+        await fixed_stub.ProcessPredictionBatch(
+            service_pb2.ProcessPredictionBatchRequest(batch=foreign)
+        )
+    stream = fixed_stub.ProcessPredictions(iter(_requests(foreign)))
+    with pytest.raises(grpc.aio.AioRpcError) as streaming:
+        async for _ in stream:
+            pass
+    for raised in (unary.value, streaming.value):
+        error = from_rpc_error(raised)
+        assert isinstance(error, PermissionDeniedError)
+        assert error.reason == reason
+    health = await fixed_stub.HealthCheck(service_pb2.HealthCheckRequest())
+    assert health.predictions_decided == 0

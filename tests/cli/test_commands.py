@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -12,16 +14,23 @@ from grpc_health.v1 import health_pb2
 from tests.support import (
     BIN,
     children_of,
+    example_batch_request,
     free_port,
     health_watch,
     http_json_async,
     pid_alive,
     running,
 )
+from tradeflow.common.v1 import tier_pb2
+from trading_engine.auth.configured import token_verifier
+from trading_engine.config import EngineSettings
+from trading_engine.tenancy import Caller
 
 
-async def test_serve_listens_and_exits_cleanly_on_sigterm() -> None:
-    async with running("serve", "--grpc-port", "0", "--shutdown-grace-seconds", "2") as engine:
+async def test_serve_listens_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
+    async with running(
+        "serve", "--grpc-port", "0", "--shutdown-grace-seconds", "2", "--data-dir", str(tmp_path)
+    ) as engine:
         match = await engine.wait_for_line(r"serving gRPC on (\S+)")
         address = match.group(1)
         async with grpc.aio.insecure_channel(address) as channel:
@@ -37,13 +46,20 @@ async def test_serve_listens_and_exits_cleanly_on_sigterm() -> None:
         assert await asyncio.wait_for(engine.process.wait(), timeout=10) == 0
 
 
-async def test_serve_reports_a_busy_port_and_what_to_do() -> None:
-    async with running("serve", "--grpc-port", "0") as first:
+async def test_serve_reports_a_busy_port_and_what_to_do(tmp_path: Path) -> None:
+    async with running("serve", "--grpc-port", "0", "--data-dir", str(tmp_path)) as first:
         address = (await first.wait_for_line(r"serving gRPC on (\S+)")).group(1)
         port = address.rsplit(":", 1)[1]
         result = await asyncio.to_thread(
             subprocess.run,
-            [str(BIN / "trading-engine"), "serve", "--grpc-port", port],
+            [
+                str(BIN / "trading-engine"),
+                "serve",
+                "--grpc-port",
+                port,
+                "--data-dir",
+                str(tmp_path),
+            ],
             capture_output=True,
             text=True,
             timeout=30,
@@ -54,13 +70,16 @@ async def test_serve_reports_a_busy_port_and_what_to_do() -> None:
     assert "--grpc-port" in result.stderr
 
 
-async def test_dev_runs_engine_and_gateway_prints_commands_and_leaves_nothing_behind() -> None:
+async def test_dev_runs_engine_and_gateway_prints_commands_and_leaves_nothing_behind(
+    tmp_path: Path,
+) -> None:
     grpc_port, http_port, admin_port = free_port(), free_port(), free_port()
     async with running(
         "dev",
         "--grpc-port", str(grpc_port),
         "--http-port", str(http_port),
         "--envoy-admin-port", str(admin_port),
+        "--data-dir", str(tmp_path),
     ) as dev:  # fmt: skip
         await dev.wait_for_line(r"Press Ctrl-C")
         banner = "".join(dev.output)
@@ -71,6 +90,18 @@ async def test_dev_runs_engine_and_gateway_prints_commands_and_leaves_nothing_be
         assert status == 200
         assert body["status"] == "SERVING_STATUS_SERVING"
 
+        # The banner's token works for the README's example batch.
+        token = re.search(r"export TOKEN=(\S+)", banner)
+        assert token is not None, banner
+        status, body = await http_json_async(
+            "POST",
+            f"http://127.0.0.1:{http_port}/api/v1/predictions:process",
+            example_batch_request(),
+            {"authorization": f"Bearer {token.group(1)}"},
+        )
+        assert status == 200, body
+        assert len(body["signalBatch"]["signals"]) == 3
+
         assert dev.process is not None
         started = children_of(dev.process.pid)
         assert started, "dev should run Envoy as a child process"
@@ -80,7 +111,7 @@ async def test_dev_runs_engine_and_gateway_prints_commands_and_leaves_nothing_be
 
 
 def test_help_shows_examples_for_every_command() -> None:
-    for command in ("serve", "gateway", "dev"):
+    for command in ("serve", "gateway", "dev", "token"):
         result = subprocess.run(
             [str(BIN / "trading-engine"), command, "--help"],
             capture_output=True,
@@ -103,3 +134,41 @@ def test_invalid_environment_value_is_explained() -> None:
     )
     assert result.returncode != 0
     assert "TRADING_ENGINE_GRPC_PORT='fifty' is not a valid int" in result.stderr
+
+
+def _token_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "trading-engine"), "token", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+async def test_token_mints_a_development_token_the_engine_accepts(tmp_path: Path) -> None:
+    minted = await asyncio.to_thread(
+        _token_command,
+        "--user", "ops-1", "--company", "acme", "--tier", "enterprise", "--role", "admin",
+        "--data-dir", str(tmp_path),
+    )  # fmt: skip
+    assert minted.returncode == 0, minted.stderr
+    assert "development token for user 'ops-1' of company 'acme'" in minted.stderr
+    settings = EngineSettings(data_dir=str(tmp_path))
+    caller = token_verifier(settings).verify(minted.stdout.strip())
+    assert caller == Caller(
+        "ops-1", "acme", tier_pb2.SUBSCRIPTION_TIER_ENTERPRISE, frozenset({"admin"})
+    )
+
+
+def test_token_is_refused_in_production_and_for_unknown_tiers(tmp_path: Path) -> None:
+    production = _token_command(
+        "--user", "u", "--company", "c", "--tier", "pro", "--environment", "production",
+        "--data-dir", str(tmp_path),
+    )  # fmt: skip
+    assert production.returncode == 1
+    assert "development tokens are refused in production" in production.stderr
+    assert production.stdout == ""
+    unknown = _token_command("--user", "u", "--company", "c", "--tier", "gold")
+    assert unknown.returncode == 2
+    assert "unknown tier 'gold': use FREE, PRO or ENTERPRISE" in unknown.stderr

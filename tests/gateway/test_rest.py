@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import example_batch_request, http_json_async
+from tests.support import Tokens, example_batch_request, http_json_async
 from trading_engine import __version__
 from trading_engine.app import Application
 from trading_engine.gateway.envoy import EnvoyGateway
@@ -59,9 +59,13 @@ async def test_unknown_route_is_a_404_json(gateway: EnvoyGateway) -> None:
     assert "/api/v1/nothing-here" in body["message"]
 
 
-async def test_engine_status_becomes_http_status_with_error_details(gateway: EnvoyGateway) -> None:
+async def test_engine_status_becomes_http_status_with_error_details(
+    gateway: EnvoyGateway, tokens: Tokens
+) -> None:
     # GetStrategy answers NOT_YET_AVAILABLE until strategy storage lands.
-    status, body = await http_json_async("GET", f"{gateway.base_url}/api/v1/strategy")
+    status, body = await http_json_async(
+        "GET", f"{gateway.base_url}/api/v1/strategy", headers=tokens.header()
+    )
     assert status == 501
     assert body["code"] == 12  # UNIMPLEMENTED
     assert "GetStrategy" in body["message"]
@@ -80,13 +84,13 @@ async def test_gateway_answers_unavailable_when_the_engine_is_down(
 
 
 async def test_readme_example_batch_is_decided_through_rest(
-    engine: Application, gateway: EnvoyGateway
+    engine: Application, gateway: EnvoyGateway, tokens: Tokens
 ) -> None:
     status, body = await http_json_async(
         "POST",
         f"{gateway.base_url}/api/v1/predictions:process",
         example_batch_request(),
-        {"content-type": "application/json"},
+        {"content-type": "application/json", **tokens.header()},
     )
     assert status == 200, body
     signals = {signal["predictionId"]: signal for signal in body["signalBatch"]["signals"]}

@@ -17,6 +17,7 @@ from tests.golden.scenario import HERE, INPUT
 from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.engine import DecisionEngine
+from trading_engine.tenancy import Caller
 
 EXPECTED = HERE / "signals.jsonl"
 # The engine decides each batch 80 ms after it was produced.
@@ -29,7 +30,9 @@ def _decide_recorded_stream() -> list[str]:
     for line in INPUT.read_text().splitlines():
         batch = json_format.Parse(line, prediction_pb2.MLPredictionBatch())
         now_ns = batch.produced_at.ToNanoseconds() + DECISION_DELAY_NS
-        decided = engine.decide(batch.SerializeToString(), now_ns)
+        tenant = batch.user_context
+        caller = Caller(tenant.user_id, tenant.company_id, tenant.tier)
+        decided = engine.decide(batch.SerializeToString(), now_ns, caller)
         signals = signal_pb2.TradingSignalBatch.FromString(decided.payload)
         lines.append(json_format.MessageToJson(signals, indent=None, sort_keys=True))
     return lines

@@ -9,7 +9,9 @@ from grpc_reflection.v1alpha import reflection
 
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
+from trading_engine.api.auth import AuthInterceptor
 from trading_engine.api.status import ErrorMappingInterceptor
+from trading_engine.auth.tokens import TokenVerifier
 
 ENGINE_SERVICE = service_pb2.DESCRIPTOR.services_by_name["TradingEngineService"].full_name
 # Service names the standard health service answers for; "" is the whole server.
@@ -17,10 +19,13 @@ HEALTH_SERVICES = ("", ENGINE_SERVICE)
 
 
 def build_server(
-    servicer: service_grpc.TradingEngineServiceServicer, health: HealthServicer
+    servicer: service_grpc.TradingEngineServiceServicer,
+    health: HealthServicer,
+    verifier: TokenVerifier,
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor()],
+        # The first interceptor is the outermost: no token, no other answer.
+        interceptors=[AuthInterceptor(verifier), ErrorMappingInterceptor()],
         # gRPC sets SO_REUSEPORT by default, so a second engine on the same port
         # would silently share it; fail loudly instead.
         options=[("grpc.so_reuseport", 0)],

@@ -12,6 +12,7 @@ from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine import errors
+from trading_engine.api.auth import current_caller
 from trading_engine.clock import Clock
 from trading_engine.engine import DecisionEngine
 from trading_engine.health import ComponentState, HealthMonitor, HealthReport, ServingState
@@ -88,7 +89,9 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
                 "the request carries no prediction batch",
                 (errors.FieldViolation("batch", "required"),),
             )
-        decided = self._engine.decide(batch.SerializeToString(), self._clock.now_ns())
+        decided = self._engine.decide(
+            batch.SerializeToString(), self._clock.now_ns(), current_caller()
+        )
         return _SIGNAL_BATCH_FIELD + varint(len(decided.payload)) + decided.payload
 
     def StreamSignals(

@@ -17,6 +17,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from trading_engine import errors
+from trading_engine.api.handlers import rewrap
 
 ERROR_DOMAIN = "trading-engine.tradeflow"
 
@@ -72,7 +73,7 @@ def _pack(message: Any) -> any_pb2.Any:
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """Turns domain errors raised by the engine's handlers into a status with details.
 
-    Each of the four handler kinds is wrapped with a wrapper of the same kind,
+    Each of the four handler kinds is rebuilt as a handler of the same kind,
     so streaming RPCs get the same mapping as unary ones. Request bytes that do
     not decode become INVALID_ARGUMENT too (gRPC itself would answer INTERNAL).
     """
@@ -86,26 +87,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         # Health and reflection are library servicers that report their own statuses.
         if handler is None or not handler_call_details.method.startswith(_OWN_SERVICES):
             return handler
-        serializers: dict[str, Any] = {
-            "request_deserializer": _tolerant(handler.request_deserializer),
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, _checked_request), **serializers
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, _checked_requests), **serializers
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, _checked_request), **serializers
-            )
-        assert handler.stream_stream is not None
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream, _checked_requests), **serializers
-        )
+        return rewrap(handler, _mapping_errors, _tolerant(handler.request_deserializer))
 
 
 class _Undecodable:
@@ -150,9 +132,17 @@ async def _checked_requests(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield request
 
 
-async def _abort(context: Context, error: errors.EngineError) -> NoReturn:
+async def abort_with_error(context: Context, error: errors.EngineError) -> NoReturn:
+    """End the call with the status of `error`."""
     _log.info("request failed: %s (%s)", error.message, error.reason)
     await context.abort_with_status(to_grpc_status(error))
+
+
+def _mapping_errors(
+    behaviour: Callable[..., Any], requests_stream: bool, responses_stream: bool
+) -> Callable[..., Any]:
+    check = _checked_requests if requests_stream else _checked_request
+    return (_wrap_stream if responses_stream else _wrap_unary)(behaviour, check)
 
 
 def _wrap_unary(behaviour: Callable[..., Any], check: Callable[[Any], Any]) -> Callable[..., Any]:
@@ -160,7 +150,7 @@ def _wrap_unary(behaviour: Callable[..., Any], check: Callable[[Any], Any]) -> C
         try:
             return await behaviour(check(request), context)
         except errors.EngineError as error:
-            await _abort(context, error)
+            await abort_with_error(context, error)
 
     return handle
 
@@ -172,6 +162,6 @@ def _wrap_stream(behaviour: Callable[..., Any], check: Callable[[Any], Any]) -> 
             async for response in behaviour(check(request), context):
                 yield response
         except errors.EngineError as error:
-            await _abort(context, error)
+            await abort_with_error(context, error)
 
     return handle
