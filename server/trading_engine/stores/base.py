@@ -163,7 +163,7 @@ class Store(Protocol):
 
     @property
     def backend(self) -> str:
-        """"sqlite" or "postgresql", for health reports."""
+        """The backend's name, sqlite or postgresql, for health reports."""
         ...
 
     async def open(self) -> None:
@@ -200,6 +200,20 @@ class Store(Protocol):
 
         Lets each engine instance see changes other instances made.
         """
+        ...
+
+    async def latest_version(self) -> int:
+        """The newest revision's version across all layers; 0 when there is none."""
+        ...
+
+    # Users: their tier as their latest token said, so admins can manage users' strategies.
+
+    async def record_user(self, company_id: str, user_id: str, tier: int, seen_at_ns: int) -> None:
+        """Remember (or update) the user's tier."""
+        ...
+
+    async def user_tier(self, company_id: str, user_id: str) -> int | None:
+        """The tier last recorded for the user; None for a user never seen."""
         ...
 
     # Signal history.

@@ -1,0 +1,37 @@
+"""Persistence: strategy revisions, signal history, manual signals and audit records.
+
+`base` defines the records and the Store interface; `sqlite` (the embedded
+default) and `postgres` implement it; `history` batches signal writes off the
+decision path. `open_store` picks the backend from a URL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trading_engine.stores.base import Store
+from trading_engine.stores.postgres import PostgresStore
+from trading_engine.stores.sqlite import SqliteStore
+
+_SQLITE_PREFIX = "sqlite:///"
+_POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+_ACCEPTED = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db, a bare file path, "
+    "or postgresql://user@host:port/database (also postgres://)"
+)
+
+
+def open_store(url: str) -> Store:
+    """The store `url` names, not opened yet.
+
+    `sqlite:///data/engine.db` is relative to the working directory and
+    `sqlite:////var/lib/engine.db` absolute (the path is what follows the
+    third slash); a string without a scheme is a file path.
+    """
+    if url.startswith(_POSTGRES_PREFIXES):
+        return PostgresStore(url)
+    if url.startswith(_SQLITE_PREFIX) and len(url) > len(_SQLITE_PREFIX):
+        return SqliteStore(Path(url.removeprefix(_SQLITE_PREFIX)))
+    if url and "://" not in url:
+        return SqliteStore(Path(url))
+    raise ValueError(f"unsupported store URL {url!r}: use {_ACCEPTED}")

@@ -1,0 +1,276 @@
+"""What the SQLite and PostgreSQL stores share: migrations on disk, columns, row conversion,
+the signal query, and how driver errors become StoreError."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from tradeflow.trading.v1 import signal_pb2
+from trading_engine.stores.base import (
+    AuditRecord,
+    LayerKey,
+    ManualSignal,
+    NewRevision,
+    SignalQuery,
+    SignalRecord,
+    StoreError,
+    StrategyRevision,
+)
+
+ACTIONABLE: Final[int] = signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
+
+# Column lists in the order of the records' fields; row conversion relies on it.
+REVISION_COLUMNS: Final = (
+    "version, company_id, user_id, layer, changed_by, changed_at_ns, "
+    "changed_fields, changes, layer_fields, layer_config, reason, request_id"
+)
+# The columns an insert sets: the version comes from the store's sequence.
+NEW_REVISION_COLUMNS: Final = REVISION_COLUMNS.removeprefix("version, ")
+SIGNAL_COLUMNS: Final = (
+    "company_id, user_id, signal_id, generated_at_ns, symbol, signal_type, disposition, payload"
+)
+MANUAL_SIGNAL_COLUMNS: Final = (
+    "company_id, request_id, signal_id, user_id, injected_by, injected_at_ns, payload"
+)
+AUDIT_COLUMNS: Final = "company_id, actor, action, subject_user_id, at_ns, detail"
+# Upsert of a user's tier; an older sighting (another instance, a late call) never wins.
+RECORD_USER_CONFLICT: Final = (
+    "ON CONFLICT (company_id, user_id) DO UPDATE "
+    "SET tier = excluded.tier, seen_at_ns = excluded.seen_at_ns "
+    "WHERE excluded.seen_at_ns >= users.seen_at_ns"
+)
+
+_MIGRATIONS_ROOT: Final = Path(__file__).parent / "migrations"
+
+
+class Row(Protocol):
+    """A result row of either driver: sqlite3's tuple or asyncpg's Record."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
+# Migrations.
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Migration:
+    """One file of migrations/<backend>/, named `<version>_<name>.sql`."""
+
+    version: int
+    path: Path
+
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+def migrations(backend_folder: str) -> list[Migration]:
+    """The backend's migrations, oldest first."""
+    folder = _MIGRATIONS_ROOT / backend_folder
+    found: dict[int, Migration] = {}
+    for path in folder.glob("*.sql"):
+        number = path.stem.split("_", 1)[0]
+        if not number.isdigit():
+            raise StoreError(f"migration {path} is not named <version>_<name>.sql")
+        if int(number) in found:
+            raise StoreError(f"migrations {found[int(number)].path} and {path} share a version")
+        found[int(number)] = Migration(int(number), path)
+    if not found:
+        raise StoreError(f"no migrations in {folder}: the installation is incomplete")
+    return [found[version] for version in sorted(found)]
+
+
+def next_migration(known: list[Migration], applied: Collection[int]) -> Migration | None:
+    """The oldest known migration not applied yet; None when the database is up to date.
+
+    Refuses a database that a newer engine has migrated: this code would
+    misread its tables.
+    """
+    newest = max(applied, default=0)
+    if newest > known[-1].version:
+        raise StoreError(
+            f"the database schema is at migration {newest}, newer than this engine "
+            f"knows (up to {known[-1].version}): upgrade the engine, or use another database"
+        )
+    return next((migration for migration in known if migration.version not in applied), None)
+
+
+# Records to rows and back.
+
+
+def layer_values(key: LayerKey) -> tuple[str, str, int]:
+    """The (company_id, user_id, layer) values that select a layer's revisions."""
+    return (key.company_id, key.user_id, key.layer)
+
+
+def new_revision_values(change: NewRevision) -> tuple[Any, ...]:
+    """The NEW_REVISION_COLUMNS values of a change."""
+    key = change.key
+    return (
+        key.company_id,
+        key.user_id,
+        key.layer,
+        change.changed_by,
+        change.changed_at_ns,
+        json.dumps(change.changed_fields),
+        change.changes,
+        json.dumps(change.layer_fields),
+        change.layer_config,
+        change.reason,
+        change.request_id,
+    )
+
+
+def stored_revision(version: int, change: NewRevision) -> StrategyRevision:
+    """The revision a change became once the store numbered it."""
+    return StrategyRevision(
+        version,
+        change.key,
+        change.changed_by,
+        change.changed_at_ns,
+        change.changed_fields,
+        change.changes,
+        change.layer_fields,
+        change.layer_config,
+        change.reason,
+        change.request_id,
+    )
+
+
+def revision_from_row(row: Row) -> StrategyRevision:
+    """A StrategyRevision from a row of REVISION_COLUMNS."""
+    return StrategyRevision(
+        row[0],
+        LayerKey(row[1], row[2], row[3]),
+        row[4],
+        row[5],
+        tuple(json.loads(row[6])),
+        bytes(row[7]),
+        tuple(json.loads(row[8])),
+        bytes(row[9]),
+        row[10],
+        row[11],
+    )
+
+
+def signal_values(record: SignalRecord) -> tuple[str, str, str, int, str, int, int, bytes]:
+    """The SIGNAL_COLUMNS values of a record."""
+    return (
+        record.company_id,
+        record.user_id,
+        record.signal_id,
+        record.generated_at_ns,
+        record.symbol,
+        record.signal_type,
+        record.disposition,
+        record.payload,
+    )
+
+
+def signal_from_row(row: Row) -> SignalRecord:
+    """A SignalRecord from a row of SIGNAL_COLUMNS."""
+    return SignalRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bytes(row[7]))
+
+
+def manual_signal_values(signal: ManualSignal) -> tuple[Any, ...]:
+    """The MANUAL_SIGNAL_COLUMNS values of a manual signal."""
+    if not signal.request_id:
+        # The request id is the idempotency key: without one, every injection
+        # would be answered with the first one ever stored.
+        raise ValueError("a manual signal needs a request_id")
+    return (
+        signal.company_id,
+        signal.request_id,
+        signal.signal_id,
+        signal.user_id,
+        signal.injected_by,
+        signal.injected_at_ns,
+        signal.payload,
+    )
+
+
+def manual_signal_from_row(row: Row) -> ManualSignal:
+    """A ManualSignal from a row of MANUAL_SIGNAL_COLUMNS."""
+    return ManualSignal(row[0], row[1], row[2], row[3], row[4], row[5], bytes(row[6]))
+
+
+def audit_values(record: AuditRecord) -> tuple[Any, ...]:
+    """The AUDIT_COLUMNS values of an audit record."""
+    return (
+        record.company_id,
+        record.actor,
+        record.action,
+        record.subject_user_id,
+        record.at_ns,
+        record.detail,
+    )
+
+
+def audit_from_row(row: Row) -> AuditRecord:
+    """An AuditRecord from a row of AUDIT_COLUMNS."""
+    return AuditRecord(row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+# Queries.
+
+
+def versions_before(before_version: int | None) -> int:
+    """The exclusive upper bound on versions a listing returns; None: every version."""
+    return (1 << 63) - 1 if before_version is None else before_version
+
+
+def check_limit(limit: int) -> int:
+    # SQLite reads a negative LIMIT as "no limit": refuse it rather than return everything.
+    if limit < 0:
+        raise ValueError(f"limit must not be negative, got {limit}")
+    return limit
+
+
+def signal_query_sql(
+    query: SignalQuery, placeholder: Callable[[int], str]
+) -> tuple[str, list[Any]]:
+    """SELECT statement and parameters for a SignalQuery.
+
+    `placeholder(n)` spells the driver's nth parameter (1-based): "?" or "$n".
+    """
+    parameters: list[Any] = []
+
+    def bind(value: Any) -> str:
+        parameters.append(value)
+        return placeholder(len(parameters))
+
+    # Tenancy first: every query is confined to one company's user.
+    conditions = [f"company_id = {bind(query.company_id)}", f"user_id = {bind(query.user_id)}"]
+    if query.symbols:
+        conditions.append(f"symbol IN ({', '.join(bind(symbol) for symbol in query.symbols)})")
+    if query.signal_types:
+        kinds = ", ".join(bind(kind) for kind in query.signal_types)
+        conditions.append(f"signal_type IN ({kinds})")
+    if query.start_ns is not None:
+        conditions.append(f"generated_at_ns >= {bind(query.start_ns)}")
+    if query.end_ns is not None:
+        conditions.append(f"generated_at_ns < {bind(query.end_ns)}")
+    if not query.include_non_actionable:
+        conditions.append(f"disposition = {bind(ACTIONABLE)}")
+    if query.after is not None:
+        after_ns, after_id = query.after
+        conditions.append(f"(generated_at_ns, signal_id) > ({bind(after_ns)}, {bind(after_id)})")
+    sql = (
+        f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE {' AND '.join(conditions)} "
+        f"ORDER BY generated_at_ns, signal_id LIMIT {bind(check_limit(query.limit))}"
+    )
+    return sql, parameters
+
+
+@contextlib.contextmanager
+def store_errors(doing: str, driver_errors: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """Re-raise the driver's errors as StoreError, saying what the store was doing."""
+    try:
+        yield
+    except driver_errors as error:
+        detail = str(error) or type(error).__name__
+        raise StoreError(f"{doing}: {detail}") from error
