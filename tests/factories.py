@@ -52,6 +52,7 @@ def batch(
     company_id: str = "acme",
     tier: int = tier_pb2.SUBSCRIPTION_TIER_PRO,
     equity: float = 25_000.0,
+    produced_ns: int = NOW_NS - 100_000_000,
 ) -> prediction_pb2.MLPredictionBatch:
     message = prediction_pb2.MLPredictionBatch(
         batch_id=batch_id, predictions=predictions, correlation_id=f"corr-{batch_id}"
@@ -62,5 +63,5 @@ def batch(
     tenant.tier = tier  # type: ignore[assignment]
     tenant.account_equity = equity
     tenant.account_currency = "USD"
-    message.produced_at.FromNanoseconds(NOW_NS - 100_000_000)
+    message.produced_at.FromNanoseconds(produced_ns)
     return message

@@ -19,6 +19,8 @@ from trading_engine.clock import Clock, SystemClock
 from trading_engine.config import EngineSettings
 from trading_engine.engine import DecisionEngine, EngineLimits
 from trading_engine.health import ComponentReport, ComponentState, HealthMonitor
+from trading_engine.stores import open_store
+from trading_engine.strategies import StrategyService
 
 _log = logging.getLogger(__name__)
 
@@ -30,21 +32,35 @@ class Application:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.verifier = token_verifier(settings)
-        self.engine = DecisionEngine(limits=EngineLimits(max_batch_size=settings.max_batch_size))
+        self.store = open_store(settings.resolved_store_url)
+        self.strategies = StrategyService(self.store, self.clock, settings.strategy_poll_seconds)
+        self.engine = DecisionEngine(
+            strategies=self.strategies,
+            limits=EngineLimits(max_batch_size=settings.max_batch_size),
+        )
         self.health = HealthMonitor(__version__, self.clock, self.engine.stats)
         self._grpc_health = HealthServicer()
-        self._servicer = TradingEngineServicer(self.health, self.engine, self.clock)
+        self._servicer = TradingEngineServicer(
+            self.health, self.engine, self.strategies, self.clock
+        )
         # Built in start(): a grpc.aio server belongs to the loop that creates it.
         self._server: grpc.aio.Server | None = None
+        self._background: list[asyncio.Task[None]] = []
         self.grpc_port = 0
+        self._store_open = False
         self._stopped = False
         self.health.register(self._grpc_probe)
+        self.health.register(self._store_probe)
 
     @property
     def grpc_address(self) -> str:
         return f"{self.settings.grpc_host}:{self.grpc_port}"
 
     async def start(self) -> None:
+        await self.store.open()
+        self._store_open = True
+        await self.strategies.start()
+        self._background.append(asyncio.create_task(self.strategies.follow_changes()))
         self._server = build_server(self._servicer, self._grpc_health, self.verifier)
         try:
             self.grpc_port = self._server.add_insecure_port(self.settings.grpc_address)
@@ -66,7 +82,17 @@ class Application:
         await self._grpc_health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace_seconds)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._store_open:
+            await self.store.close()
         _log.info("trading engine stopped")
+
+    def _store_probe(self) -> ComponentReport:
+        if self._store_open:
+            return ComponentReport("store", ComponentState.UP, f"{self.store.backend} open")
+        return ComponentReport("store", ComponentState.DOWN, "not open")
 
     def _grpc_probe(self) -> ComponentReport:
         if self.grpc_port:

@@ -58,6 +58,14 @@ class EngineSettings:
     )
     auth_jwks_file: str = setting("", "JWKS file of RS256/ES256 public keys, chosen by `kid`")
     auth_leeway_seconds: float = setting(30.0, "clock skew tolerated when checking `exp` and `nbf`")
+    store_url: str = setting(
+        "",
+        "sqlite:///path/to/file.db or postgresql://user@host/db; empty: SQLite "
+        "trading-engine.db in the data directory",
+    )
+    strategy_poll_seconds: float = setting(
+        0.5, "how often strategy changes made by other engine instances are picked up"
+    )
 
     def __post_init__(self) -> None:
         if self.environment not in (DEVELOPMENT, PRODUCTION):
@@ -72,6 +80,10 @@ class EngineSettings:
     @property
     def production(self) -> bool:
         return self.environment == PRODUCTION
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{Path(self.data_dir) / 'trading-engine.db'}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.support import Tokens, example_batch_request, http_json_async
@@ -62,13 +64,13 @@ async def test_unknown_route_is_a_404_json(gateway: EnvoyGateway) -> None:
 async def test_engine_status_becomes_http_status_with_error_details(
     gateway: EnvoyGateway, tokens: Tokens
 ) -> None:
-    # GetStrategy answers NOT_YET_AVAILABLE until strategy storage lands.
+    # GetPerformanceSummary answers NOT_YET_AVAILABLE until performance analytics land.
     status, body = await http_json_async(
-        "GET", f"{gateway.base_url}/api/v1/strategy", headers=tokens.header()
+        "GET", f"{gateway.base_url}/api/v1/performance/summary", headers=tokens.header()
     )
     assert status == 501
     assert body["code"] == 12  # UNIMPLEMENTED
-    assert "GetStrategy" in body["message"]
+    assert "GetPerformanceSummary" in body["message"]
     assert body["details"][0]["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
     assert body["details"][0]["reason"] == "NOT_YET_AVAILABLE"
 
@@ -120,4 +122,61 @@ async def test_readme_example_batch_is_decided_through_rest(
     failed = [step for step in held["decisionTrace"] if step["outcome"] == "RULE_OUTCOME_FAIL"]
     assert [(step["rule"], step["observed"]) for step in failed] == [
         ("DECISION_RULE_CONFIDENCE", 0.42)
+    ]
+
+
+async def test_strategies_over_rest_with_field_violations_as_json(
+    gateway: EnvoyGateway, tokens: Tokens
+) -> None:
+    base, auth = gateway.base_url, tokens.header()
+    status, body = await http_json_async(
+        "POST",
+        f"{base}/api/v1/strategy/update",
+        json.dumps(
+            {
+                "layer": "STRATEGY_LAYER_USER",
+                "strategy": {
+                    "minConfidenceThreshold": 0.75,
+                    "features": {"patternTradingEnabled": False},
+                },
+                "updateMask": "minConfidenceThreshold,features.patternTradingEnabled",
+                "reason": "fewer, surer signals",
+            }
+        ).encode(),
+        {"content-type": "application/json", **auth},
+    )
+    assert status == 200, body
+    version = int(body["version"]["version"])
+    assert body["strategy"]["config"]["minConfidenceThreshold"] == 0.75
+    assert body["strategy"]["fieldSources"]["features.pattern_trading_enabled"] == (
+        "STRATEGY_LAYER_USER"
+    )
+
+    status, body = await http_json_async("GET", f"{base}/api/v1/strategy", headers=auth)
+    assert status == 200
+    assert int(body["strategy"]["userVersion"]) == version
+
+    status, body = await http_json_async(
+        "GET", f"{base}/api/v1/strategy/versions?layer=STRATEGY_LAYER_USER", headers=auth
+    )
+    assert [int(v["version"]) for v in body["versions"]] == [version]
+
+    status, body = await http_json_async(
+        "POST",
+        f"{base}/api/v1/strategy/update",
+        json.dumps(
+            {
+                "layer": "STRATEGY_LAYER_USER",
+                "strategy": {"riskPerTradePercent": 25},
+                "updateMask": "riskPerTradePercent",
+                "expectedVersion": str(version),
+            }
+        ).encode(),
+        {"content-type": "application/json", **auth},
+    )
+    assert status == 400
+    assert body["code"] == 3
+    bad_request = next(d for d in body["details"] if d["@type"].endswith("BadRequest"))
+    assert [(v["field"], v["description"]) for v in bad_request["fieldViolations"]] == [
+        ("strategy.risk_per_trade_percent", "must be in (0, 10]; got 25")
     ]

@@ -13,9 +13,12 @@ from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine import errors
 from trading_engine.api.auth import current_caller
+from trading_engine.api.status import to_status_proto
+from trading_engine.api.strategy_messages import effective_strategy, strategy_version
 from trading_engine.clock import Clock
 from trading_engine.engine import DecisionEngine
 from trading_engine.health import ComponentState, HealthMonitor, HealthReport, ServingState
+from trading_engine.strategies import StrategyService
 from trading_engine.wire.protowire import varint
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -53,9 +56,16 @@ def _not_yet(rpc: str, lands_with: str) -> errors.NotYetAvailable:
 class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     """Thin gRPC adapter over the engine's components."""
 
-    def __init__(self, health: HealthMonitor, engine: DecisionEngine, clock: Clock) -> None:
+    def __init__(
+        self,
+        health: HealthMonitor,
+        engine: DecisionEngine,
+        strategies: StrategyService,
+        clock: Clock,
+    ) -> None:
         self._health = health
         self._engine = engine
+        self._strategies = strategies
         self._clock = clock
 
     async def HealthCheck(
@@ -72,26 +82,26 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         # answered, so a fast producer is held back by gRPC flow control.
         async for request in request_iterator:
             yield service_pb2.ProcessPredictionsResponse.FromString(
-                self._decide(request.batch if request.HasField("batch") else None)
+                await self._decide(request.batch if request.HasField("batch") else None)
             )
 
     async def ProcessPredictionBatch(
         self, request: service_pb2.ProcessPredictionBatchRequest, context: Context
     ) -> service_pb2.ProcessPredictionBatchResponse:
         return service_pb2.ProcessPredictionBatchResponse.FromString(
-            self._decide(request.batch if request.HasField("batch") else None)
+            await self._decide(request.batch if request.HasField("batch") else None)
         )
 
-    def _decide(self, batch: prediction_pb2.MLPredictionBatch | None) -> bytes:
+    async def _decide(self, batch: prediction_pb2.MLPredictionBatch | None) -> bytes:
         """The serialized response (field 1: the signal batch) for one prediction batch."""
         if batch is None:
             raise errors.InvalidArgument(
                 "the request carries no prediction batch",
                 (errors.FieldViolation("batch", "required"),),
             )
-        decided = self._engine.decide(
-            batch.SerializeToString(), self._clock.now_ns(), current_caller()
-        )
+        caller = current_caller()
+        await self._strategies.prepare(caller)
+        decided = self._engine.decide(batch.SerializeToString(), self._clock.now_ns(), caller)
         return _SIGNAL_BATCH_FIELD + varint(len(decided.payload)) + decided.payload
 
     def StreamSignals(
@@ -99,10 +109,44 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     ) -> AsyncIterator[service_pb2.StreamSignalsResponse]:
         return _Refusal(_not_yet("StreamSignals", "the signal history and tenancy work"))
 
-    def ManageStrategies(
+    async def ManageStrategies(
         self, request_iterator: AsyncIterator[service_pb2.ManageStrategiesRequest], context: Context
     ) -> AsyncIterator[service_pb2.ManageStrategiesResponse]:
-        return _Refusal(_not_yet("ManageStrategies", "strategy storage and tenancy"))
+        # Each operation answers in turn; a failed one reports its status and the stream goes on.
+        async for request in request_iterator:
+            response = service_pb2.ManageStrategiesResponse(operation_id=request.operation_id)
+            try:
+                await self._manage(request, response, context)
+            except errors.EngineError as error:
+                response.error.CopyFrom(to_status_proto(error))
+            yield response
+
+    async def _manage(
+        self,
+        request: service_pb2.ManageStrategiesRequest,
+        response: service_pb2.ManageStrategiesResponse,
+        context: Context,
+    ) -> None:
+        operation = request.WhichOneof("operation")
+        if operation == "get":
+            response.get.CopyFrom(await self.GetStrategy(request.get, context))
+        elif operation == "update":
+            response.update.CopyFrom(await self.UpdateStrategy(request.update, context))
+        elif operation == "list_versions":
+            response.list_versions.CopyFrom(
+                await self.ListStrategyVersions(request.list_versions, context)
+            )
+        elif operation == "reset":
+            response.reset.CopyFrom(await self.ResetStrategy(request.reset, context))
+        else:
+            raise errors.InvalidArgument(
+                "the request names no operation",
+                (
+                    errors.FieldViolation(
+                        "operation", "set one of get, update, list_versions, reset"
+                    ),
+                ),
+            )
 
     def StreamAnalytics(
         self, request_iterator: AsyncIterator[service_pb2.StreamAnalyticsRequest], context: Context
@@ -122,22 +166,52 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     async def UpdateStrategy(
         self, request: service_pb2.UpdateStrategyRequest, context: Context
     ) -> service_pb2.UpdateStrategyResponse:
-        raise _not_yet("UpdateStrategy", "strategy storage and tenancy")
+        change = await self._strategies.update(
+            current_caller(),
+            request.layer,
+            request.user_id,
+            request.strategy,
+            list(request.update_mask.paths),
+            request.expected_version,
+            request.request_id,
+            request.reason,
+        )
+        return service_pb2.UpdateStrategyResponse(
+            strategy=effective_strategy(change.strategy), version=strategy_version(change.revision)
+        )
 
     async def GetStrategy(
         self, request: service_pb2.GetStrategyRequest, context: Context
     ) -> service_pb2.GetStrategyResponse:
-        raise _not_yet("GetStrategy", "strategy storage and tenancy")
+        effective = await self._strategies.get(current_caller(), request.user_id)
+        return service_pb2.GetStrategyResponse(strategy=effective_strategy(effective))
 
     async def ListStrategyVersions(
         self, request: service_pb2.ListStrategyVersionsRequest, context: Context
     ) -> service_pb2.ListStrategyVersionsResponse:
-        raise _not_yet("ListStrategyVersions", "strategy storage and tenancy")
+        page = await self._strategies.list_versions(
+            current_caller(), request.layer, request.user_id, request.page_size, request.page_token
+        )
+        return service_pb2.ListStrategyVersionsResponse(
+            versions=[strategy_version(revision) for revision in page.revisions],
+            next_page_token=page.next_page_token,
+        )
 
     async def ResetStrategy(
         self, request: service_pb2.ResetStrategyRequest, context: Context
     ) -> service_pb2.ResetStrategyResponse:
-        raise _not_yet("ResetStrategy", "strategy storage and tenancy")
+        change = await self._strategies.reset(
+            current_caller(),
+            request.layer,
+            request.user_id,
+            request.to_version,
+            request.expected_version,
+            request.request_id,
+            request.reason,
+        )
+        return service_pb2.ResetStrategyResponse(
+            strategy=effective_strategy(change.strategy), version=strategy_version(change.revision)
+        )
 
     async def InjectManualSignal(
         self, request: service_pb2.InjectManualSignalRequest, context: Context

@@ -133,7 +133,8 @@ ENTERPRISE = TierPolicy(
     ),
 )
 
-_BY_TIER = {policy.tier: policy for policy in (FREE, PRO, ENTERPRISE)}
+POLICIES = (FREE, PRO, ENTERPRISE)
+_BY_TIER = {policy.tier: policy for policy in POLICIES}
 
 
 def policy_for(tier: int) -> TierPolicy:

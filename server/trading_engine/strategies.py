@@ -1,0 +1,446 @@
+"""Strategy management: who may change which layer, versions, and the strategies the engine applies.
+
+Reads and changes go through the store; the strategies the hot path applies
+come from a cache of layers, filled by `prepare` before a caller's batch is
+decided and kept current in two ways: a change made here updates the cache at
+once, and `follow_changes` polls the store for revisions other engine
+instances made (every `poll_interval_s`, so a change reaches every instance
+within that interval, not a TTL later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from typing import Final
+
+from tradeflow.trading.v1 import strategy_pb2
+from trading_engine import errors
+from trading_engine.clock import Clock
+from trading_engine.core import tiers
+from trading_engine.core.strategy import Strategy, from_config
+from trading_engine.core.strategy_layers import (
+    EMPTY_LAYER,
+    FIELD_PATHS,
+    Layer,
+    MergedStrategy,
+    apply_update,
+    layer_from_stored,
+    merge,
+    parse_mask,
+    validate_effective,
+    validate_values,
+)
+from trading_engine.stores.base import (
+    COMPANY_LAYER,
+    USER_LAYER,
+    AuditRecord,
+    LayerKey,
+    NewRevision,
+    Store,
+    StrategyRevision,
+    VersionConflict,
+)
+from trading_engine.tenancy import Caller, require_admin, subject_user
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE: Final = 20
+MAX_PAGE_SIZE: Final = 100
+_LAYER_NAMES: Final = {USER_LAYER: "USER", COMPANY_LAYER: "COMPANY"}
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedLayer:
+    """A layer as its newest revision left it; version 0 when it was never changed."""
+
+    layer: Layer
+    version: int
+    changed_at_ns: int
+
+    @classmethod
+    def of(cls, revision: StrategyRevision | None) -> CachedLayer:
+        if revision is None:
+            return NEVER_CHANGED
+        return cls(
+            layer_from_stored(revision.layer_fields, revision.layer_config),
+            revision.version,
+            revision.changed_at_ns,
+        )
+
+
+NEVER_CHANGED: Final = CachedLayer(EMPTY_LAYER, 0, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class EffectiveStrategy:
+    """What the engine applies to one user, and where each value came from."""
+
+    company_id: str
+    user_id: str
+    tier: int
+    merged: MergedStrategy
+    user: CachedLayer
+    company: CachedLayer
+
+    @property
+    def version(self) -> int:
+        return max(self.user.version, self.company.version)
+
+    @property
+    def updated_at_ns(self) -> int:
+        return max(self.user.changed_at_ns, self.company.changed_at_ns)
+
+    def strategy(self) -> Strategy:
+        return from_config(self.merged.config, tiers.policy_for(self.tier), self.version)
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """The outcome of an update or reset: the revision and the subject's strategy after it."""
+
+    revision: StrategyRevision
+    strategy: EffectiveStrategy
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionPage:
+    revisions: list[StrategyRevision]
+    next_page_token: str
+
+
+class StrategyService:
+    def __init__(self, store: Store, clock: Clock, poll_interval_s: float = 0.5) -> None:
+        self._store = store
+        self._clock = clock
+        self._poll_interval_s = poll_interval_s
+        self._layers: dict[LayerKey, CachedLayer] = {}
+        # The hot path's strategies by (company, user, tier), built from the cached layers.
+        self._applied: dict[tuple[str, str, int], Strategy] = {}
+        # (company, user) -> tier already recorded in the store by this process.
+        self._recorded_tiers: dict[tuple[str, str], int] = {}
+        self._seen_version = 0
+
+    # --- The hot path ---------------------------------------------------------------------
+
+    async def prepare(self, caller: Caller) -> None:
+        """Make `strategy_for(caller)` answerable without waiting: load the caller's layers."""
+        if (caller.company_id, caller.user_id, caller.tier) in self._applied:
+            return
+        await self._remember(caller)
+        effective = await self._effective(caller.company_id, caller.user_id, caller.tier)
+        self._applied[(caller.company_id, caller.user_id, caller.tier)] = effective.strategy()
+
+    def strategy_for(self, caller: Caller) -> Strategy:
+        """The strategy in force for the caller; `prepare(caller)` must have run."""
+        strategy = self._applied.get((caller.company_id, caller.user_id, caller.tier))
+        if strategy is None:
+            # Deciding with a guessed strategy could trade against the user's settings.
+            raise errors.Unavailable(
+                f"the strategy of user {caller.user_id!r} is not loaded yet; retry",
+                reason="STRATEGY_NOT_LOADED",
+            )
+        return strategy
+
+    async def start(self) -> None:
+        """Begin following changes from now on."""
+        self._seen_version = await self._store.latest_version()
+
+    async def follow_changes(self) -> None:
+        """Apply other instances' revisions to the cache, until cancelled."""
+        while True:
+            await asyncio.sleep(self._poll_interval_s)
+            try:
+                await self.catch_up()
+            except errors.EngineError as error:
+                _log.warning("cannot read strategy changes: %s", error.message)
+
+    async def catch_up(self) -> None:
+        """Apply every revision stored since the last one seen."""
+        for revision in await self._store.revisions_since(self._seen_version):
+            self._cache(revision.key, CachedLayer.of(revision))
+            self._seen_version = max(self._seen_version, revision.version)
+
+    # --- Operations -----------------------------------------------------------------------
+
+    async def get(self, caller: Caller, user_id: str) -> EffectiveStrategy:
+        await self._remember(caller)
+        subject = subject_user(caller, user_id)
+        return await self._effective(
+            caller.company_id, subject, await self._tier_of(caller, subject)
+        )
+
+    async def update(
+        self,
+        caller: Caller,
+        layer: int,
+        user_id: str,
+        values: strategy_pb2.StrategyConfig,
+        mask: Sequence[str],
+        expected_version: int,
+        request_id: str,
+        reason: str,
+    ) -> Change:
+        key, tier = await self._writable(caller, layer, user_id)
+        paths, violations = parse_mask(mask)
+        policy = tiers.policy_for(tier) if layer == USER_LAYER else None
+        violations += validate_values(values, paths, policy)
+        if violations:
+            raise errors.InvalidArgument(
+                "the strategy update is invalid: "
+                + "; ".join(f"{v.field} {v.description}" for v in violations),
+                tuple(violations),
+            )
+        current = await self._fresh_layer(key)
+        changes = apply_update(EMPTY_LAYER, values, paths)
+        return await self._commit(
+            caller, key, tier, expected_version, apply_update(current.layer, values, paths),
+            paths, changes, request_id, reason, "strategy.update",
+        )  # fmt: skip
+
+    async def reset(
+        self,
+        caller: Caller,
+        layer: int,
+        user_id: str,
+        to_version: int,
+        expected_version: int,
+        request_id: str,
+        reason: str,
+    ) -> Change:
+        if to_version < 0:
+            raise errors.InvalidArgument(
+                "to_version must be 0 (clear the layer) or an earlier revision",
+                (errors.FieldViolation("to_version", "must be >= 0"),),
+            )
+        key, tier = await self._writable(caller, layer, user_id)
+        current = await self._fresh_layer(key)
+        target = EMPTY_LAYER
+        if to_version:
+            revision = await self._store.revision(key, to_version)
+            if revision is None:
+                raise errors.NotFound(
+                    f"the {_LAYER_NAMES[key.layer]} layer has no revision {to_version}",
+                    reason="REVISION_NOT_FOUND",
+                )
+            target = CachedLayer.of(revision).layer
+        changed = tuple(
+            path for path in FIELD_PATHS if _value(current.layer, path) != _value(target, path)
+        )
+        return await self._commit(
+            caller, key, tier, expected_version, target, changed,
+            apply_update(EMPTY_LAYER, target.config, changed), request_id, reason,
+            "strategy.reset",
+        )  # fmt: skip
+
+    async def list_versions(
+        self, caller: Caller, layer: int, user_id: str, page_size: int, page_token: str
+    ) -> VersionPage:
+        await self._remember(caller)
+        key = self._readable_key(caller, layer, user_id)
+        if not 0 <= page_size <= MAX_PAGE_SIZE:
+            raise errors.InvalidArgument(
+                f"page_size must be in [1, {MAX_PAGE_SIZE}], or 0 for {DEFAULT_PAGE_SIZE}",
+                (errors.FieldViolation("page_size", f"must be in [0, {MAX_PAGE_SIZE}]"),),
+            )
+        limit = page_size or DEFAULT_PAGE_SIZE
+        before = _read_page_token(page_token)
+        revisions = await self._store.list_revisions(key, before, limit + 1)
+        more = len(revisions) > limit
+        revisions = revisions[:limit]
+        token = _page_token(revisions[-1].version) if more else ""
+        return VersionPage(revisions, token)
+
+    # --- Inside -----------------------------------------------------------------------------
+
+    async def _remember(self, caller: Caller) -> None:
+        """Record the caller's tier, so their company's admins can manage their strategy."""
+        user = (caller.company_id, caller.user_id)
+        if self._recorded_tiers.get(user) != caller.tier:
+            await self._store.record_user(*user, caller.tier, self._clock.now_ns())
+            self._recorded_tiers[user] = caller.tier
+
+    async def _writable(self, caller: Caller, layer: int, user_id: str) -> tuple[LayerKey, int]:
+        """The layer a change may go to, and the tier that bounds it."""
+        await self._remember(caller)
+        if layer == COMPANY_LAYER:
+            require_admin(caller, "changing the company's strategy overrides")
+            return LayerKey(caller.company_id, "", COMPANY_LAYER), caller.tier
+        key = self._readable_key(caller, layer, user_id)
+        return key, await self._tier_of(caller, key.user_id)
+
+    def _readable_key(self, caller: Caller, layer: int, user_id: str) -> LayerKey:
+        if layer == COMPANY_LAYER:
+            # Every user of the company may read the overrides that apply to them.
+            return LayerKey(caller.company_id, "", COMPANY_LAYER)
+        if layer != USER_LAYER:
+            raise errors.InvalidArgument(
+                "layer must be STRATEGY_LAYER_USER or STRATEGY_LAYER_COMPANY",
+                (errors.FieldViolation("layer", "must be USER or COMPANY"),),
+            )
+        return LayerKey(caller.company_id, subject_user(caller, user_id), USER_LAYER)
+
+    async def _tier_of(self, caller: Caller, user_id: str) -> int:
+        if user_id == caller.user_id:
+            return caller.tier
+        tier = await self._store.user_tier(caller.company_id, user_id)
+        if tier is None:
+            raise errors.NotFound(
+                f"user {user_id!r} of company {caller.company_id!r} has not used the engine "
+                "yet, so their tier is unknown",
+                reason="USER_NOT_FOUND",
+            )
+        return tier
+
+    async def _commit(
+        self,
+        caller: Caller,
+        key: LayerKey,
+        tier: int,
+        expected_version: int,
+        layer: Layer,
+        changed: Sequence[str],
+        changes: Layer,
+        request_id: str,
+        reason: str,
+        action: str,
+    ) -> Change:
+        await self._check_coherent(key, tier, layer)
+        layer_fields, layer_config = layer.stored()
+        try:
+            appended = await self._store.append_revision(
+                NewRevision(
+                    key=key,
+                    expected_version=expected_version,
+                    changed_by=caller.user_id,
+                    changed_at_ns=self._clock.now_ns(),
+                    changed_fields=tuple(changed),
+                    changes=changes.stored()[1],
+                    layer_fields=layer_fields,
+                    layer_config=layer_config,
+                    reason=reason,
+                    request_id=request_id,
+                )
+            )
+        except VersionConflict as conflict:
+            raise _conflict(conflict) from None
+        revision = appended.revision
+        if not appended.replayed:
+            self._cache(key, CachedLayer.of(revision))
+            await self._store.append_audit(
+                AuditRecord(
+                    company_id=caller.company_id,
+                    actor=caller.user_id,
+                    action=action,
+                    subject_user_id=key.user_id,
+                    at_ns=revision.changed_at_ns,
+                    detail=json.dumps(
+                        {
+                            "layer": _LAYER_NAMES[key.layer],
+                            "version": revision.version,
+                            "fields": list(revision.changed_fields),
+                            "reason": reason,
+                        }
+                    ),
+                )
+            )
+        subject = key.user_id or caller.user_id
+        strategy = await self._effective(caller.company_id, subject, tier)
+        return Change(revision, strategy)
+
+    async def _check_coherent(self, key: LayerKey, tier: int, layer: Layer) -> None:
+        """Refuse a layer that would leave some strategy self-contradictory."""
+        if key.layer == USER_LAYER:
+            company = await self._layer(LayerKey(key.company_id, "", COMPANY_LAYER))
+            merged = [merge(tiers.policy_for(tier), layer, company.layer)]
+        else:
+            # The company's users have their own layers and tiers; check it against each
+            # tier's defaults, which is what users without customisations get.
+            merged = [merge(policy, EMPTY_LAYER, layer) for policy in tiers.POLICIES]
+        for candidate in merged:
+            violations = validate_effective(candidate.config)
+            if violations:
+                raise errors.InvalidArgument(
+                    "the change would contradict other settings: "
+                    + "; ".join(f"{v.field} {v.description}" for v in violations),
+                    tuple(violations),
+                )
+
+    async def _effective(self, company_id: str, user_id: str, tier: int) -> EffectiveStrategy:
+        user = await self._layer(LayerKey(company_id, user_id, USER_LAYER))
+        company = await self._layer(LayerKey(company_id, "", COMPANY_LAYER))
+        merged = merge(tiers.policy_for(tier), user.layer, company.layer)
+        return EffectiveStrategy(company_id, user_id, tier, merged, user, company)
+
+    async def _layer(self, key: LayerKey) -> CachedLayer:
+        """The layer as cached, loaded on first use."""
+        if key not in self._layers:
+            await self._fresh_layer(key)
+        return self._layers[key]
+
+    async def _fresh_layer(self, key: LayerKey) -> CachedLayer:
+        """The layer as the store has it now; a change is based on this, never on the cache."""
+        self._cache(key, CachedLayer.of(await self._store.current_revision(key)))
+        return self._layers[key]
+
+    def _cache(self, key: LayerKey, layer: CachedLayer) -> None:
+        """Keep the newer of the cached and the given layer, and drop what it invalidates."""
+        cached = self._layers.get(key)
+        if cached is not None and (cached.version > layer.version or cached == layer):
+            return
+        self._layers[key] = layer
+        # A company layer changes every user's strategy in the company; a user layer, one.
+        stale = [
+            applied
+            for applied in self._applied
+            if applied[0] == key.company_id and (not key.user_id or applied[1] == key.user_id)
+        ]
+        for applied in stale:
+            del self._applied[applied]
+
+
+def _value(layer: Layer, path: str) -> object:
+    """The value a layer gives a path, or None when it leaves the path to the layers below."""
+    if path not in layer.fields:
+        return None
+    name, _, flag = path.partition(".")
+    value = getattr(layer.config, name)
+    if flag:
+        return getattr(value, flag)
+    if name == "available_instruments":
+        return tuple(value)
+    if hasattr(value, "SerializeToString"):
+        return value.SerializeToString(deterministic=True)
+    return value
+
+
+def _conflict(conflict: VersionConflict) -> errors.FailedPrecondition:
+    return errors.FailedPrecondition(
+        f"the strategy layer changed meanwhile: expected_version was {conflict.expected}, "
+        f"the layer is at revision {conflict.current}; read it again and retry",
+        reason="VERSION_CONFLICT",
+    )
+
+
+def _page_token(before_version: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{before_version}".encode()).decode()
+
+
+def _read_page_token(token: str) -> int | None:
+    if not token:
+        return None
+    try:
+        prefix, _, number = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if prefix == "v1" and number.isdigit():
+            return int(number)
+    except (binascii.Error, UnicodeDecodeError):
+        pass
+    raise errors.InvalidArgument(
+        "page_token is not a token this service issued",
+        (errors.FieldViolation("page_token", "use a next_page_token from an earlier response"),),
+    )
