@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.support import BIN, Tokens, free_port
+from tests.support import BIN, Stubs, Tokens, free_port
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine.app import Application
 from trading_engine.config import EngineSettings, GatewaySettings
@@ -22,7 +22,13 @@ os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 @pytest.fixture
 def engine_settings(tmp_path: Path) -> EngineSettings:
     """An engine on a free port whose data (database, development secret) lives in tmp_path."""
-    return EngineSettings(grpc_port=0, shutdown_grace_seconds=2.0, data_dir=str(tmp_path))
+    return EngineSettings(
+        grpc_port=0,
+        shutdown_grace_seconds=2.0,
+        data_dir=str(tmp_path),
+        # Tests read history soon after deciding.
+        history_flush_seconds=0.05,
+    )
 
 
 @pytest.fixture
@@ -36,6 +42,14 @@ async def engine(engine_settings: EngineSettings) -> AsyncIterator[Application]:
 @pytest.fixture
 def tokens(engine_settings: EngineSettings) -> Tokens:
     return Tokens(engine_settings)
+
+
+@pytest.fixture
+async def stubs(engine: Application, tokens: Tokens) -> AsyncIterator[Stubs]:
+    """Stubs to the engine that call as any user: `stubs.as_(ADMIN)`."""
+    opened = Stubs(engine.grpc_address, tokens)
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from tradeflow.common.v1 import tier_pb2
 from tradeflow.ml.v1 import prediction_pb2
 
@@ -52,7 +54,6 @@ def batch(
     company_id: str = "acme",
     tier: int = tier_pb2.SUBSCRIPTION_TIER_PRO,
     equity: float = 25_000.0,
-    produced_ns: int = NOW_NS - 100_000_000,
 ) -> prediction_pb2.MLPredictionBatch:
     message = prediction_pb2.MLPredictionBatch(
         batch_id=batch_id, predictions=predictions, correlation_id=f"corr-{batch_id}"
@@ -63,5 +64,17 @@ def batch(
     tenant.tier = tier  # type: ignore[assignment]
     tenant.account_equity = equity
     tenant.account_currency = "USD"
-    message.produced_at.FromNanoseconds(produced_ns)
+    message.produced_at.FromNanoseconds(NOW_NS - 100_000_000)
+    return message
+
+
+def live(message: prediction_pb2.MLPredictionBatch) -> prediction_pb2.MLPredictionBatch:
+    """The batch as if produced just now, its prices observed a moment before.
+
+    For engines that read the real clock: the fixed NOW_NS lies in the future.
+    """
+    now_ns = time.time_ns()
+    message.produced_at.FromNanoseconds(now_ns - 100_000_000)
+    for each in message.predictions:
+        each.timestamp.FromNanoseconds(now_ns - 200_000_000)
     return message

@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from tradeflow.common.v1 import tier_pb2
+from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine.auth.configured import signing_secret, token_policy
 from trading_engine.auth.tokens import mint_development_token
 from trading_engine.config import EngineSettings
@@ -33,8 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 EXAMPLE_BATCH = ROOT / "docs" / "examples" / "prediction-batch.json"
 
-# The user the factories' batches are for (tests/factories.py).
+# The user the factories' batches are for (tests/factories.py), and others around them.
 TRADER = Caller("trader-1", "acme", tier_pb2.SUBSCRIPTION_TIER_PRO)
+ADMIN = Caller("ops-1", "acme", tier_pb2.SUBSCRIPTION_TIER_ENTERPRISE, frozenset({"admin"}))
+FREE_USER = Caller("free-1", "acme", tier_pb2.SUBSCRIPTION_TIER_FREE)
+RIVAL_ADMIN = Caller("boss-1", "rival", tier_pb2.SUBSCRIPTION_TIER_ENTERPRISE, frozenset({"admin"}))
 
 
 class Tokens:
@@ -73,8 +77,11 @@ def free_port() -> int:
 
 def http_json(
     method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, Any]]:
-    """Send one HTTP request; return the status and the decoded JSON body (errors included)."""
+) -> tuple[int, Any]:
+    """Send one HTTP request; return the status and the decoded JSON body (errors included).
+
+    The body is an object, or an array for a server-streaming RPC through Envoy.
+    """
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -86,7 +93,7 @@ def http_json(
 
 async def http_json_async(
     method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, Any]]:
+) -> tuple[int, Any]:
     return await asyncio.to_thread(http_json, method, url, body, headers)
 
 
@@ -199,3 +206,21 @@ def health_watch(
         response_deserializer=health_pb2.HealthCheckResponse.FromString,
     )
     return watch(health_pb2.HealthCheckRequest(service=service))
+
+
+class Stubs:
+    """Engine stubs that call as a given user, on channels closed together."""
+
+    def __init__(self, address: str, tokens: Tokens) -> None:
+        self._address = address
+        self._tokens = tokens
+        self._channels: list[grpc.aio.Channel] = []
+
+    def as_(self, caller: Caller = TRADER) -> service_grpc.TradingEngineServiceAsyncStub:
+        channel = self._tokens.channel(self._address, caller)
+        self._channels.append(channel)
+        return service_grpc.TradingEngineServiceStub(channel)
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()

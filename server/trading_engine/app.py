@@ -15,14 +15,18 @@ from trading_engine import __version__
 from trading_engine.api.server import build_server, mark_serving
 from trading_engine.api.servicer import TradingEngineServicer
 from trading_engine.auth.configured import token_verifier
-from trading_engine.clock import Clock, SystemClock
+from trading_engine.clock import NANOS_PER_SECOND, Clock, SystemClock
 from trading_engine.config import EngineSettings
 from trading_engine.engine import DecisionEngine, EngineLimits
 from trading_engine.health import ComponentReport, ComponentState, HealthMonitor
+from trading_engine.history import SignalHistory
 from trading_engine.stores import open_store
+from trading_engine.stores.base import StoreError
+from trading_engine.stores.history import HistoryWriter
 from trading_engine.strategies import StrategyService
 
 _log = logging.getLogger(__name__)
+_RETENTION_CHECK_S = 3600.0
 
 
 class Application:
@@ -34,14 +38,16 @@ class Application:
         self.verifier = token_verifier(settings)
         self.store = open_store(settings.resolved_store_url)
         self.strategies = StrategyService(self.store, self.clock, settings.strategy_poll_seconds)
+        self.history_writer = HistoryWriter(self.store, settings.history_flush_seconds)
         self.engine = DecisionEngine(
             strategies=self.strategies,
             limits=EngineLimits(max_batch_size=settings.max_batch_size),
+            history=self.history_writer,
         )
         self.health = HealthMonitor(__version__, self.clock, self.engine.stats)
         self._grpc_health = HealthServicer()
         self._servicer = TradingEngineServicer(
-            self.health, self.engine, self.strategies, self.clock
+            self.health, self.engine, self.strategies, SignalHistory(self.store), self.clock
         )
         # Built in start(): a grpc.aio server belongs to the loop that creates it.
         self._server: grpc.aio.Server | None = None
@@ -60,7 +66,11 @@ class Application:
         await self.store.open()
         self._store_open = True
         await self.strategies.start()
-        self._background.append(asyncio.create_task(self.strategies.follow_changes()))
+        await self.history_writer.start()
+        self._background += [
+            asyncio.create_task(self.strategies.follow_changes()),
+            asyncio.create_task(self._retain_history()),
+        ]
         self._server = build_server(self._servicer, self._grpc_health, self.verifier)
         try:
             self.grpc_port = self._server.add_insecure_port(self.settings.grpc_address)
@@ -86,13 +96,38 @@ class Application:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self._store_open:
+            # Decisions made until the server stopped are written before the store closes.
+            await self.history_writer.close()
             await self.store.close()
         _log.info("trading engine stopped")
 
+    async def _retain_history(self) -> None:
+        retention_ns = int(self.settings.history_retention_days * 86_400 * NANOS_PER_SECOND)
+        while True:
+            try:
+                deleted = await self.store.delete_signals_before(self.clock.now_ns() - retention_ns)
+            except StoreError as error:
+                _log.warning("history retention: %s", error)
+            else:
+                if deleted:
+                    _log.info("history retention: deleted %d signals", deleted)
+            await asyncio.sleep(_RETENTION_CHECK_S)
+
     def _store_probe(self) -> ComponentReport:
-        if self._store_open:
-            return ComponentReport("store", ComponentState.UP, f"{self.store.backend} open")
-        return ComponentReport("store", ComponentState.DOWN, "not open")
+        if not self._store_open:
+            return ComponentReport("store", ComponentState.DOWN, "not open")
+        writer = self.history_writer
+        if writer.last_error is not None:
+            # Decisions go on; their history waits in memory until the store is back.
+            return ComponentReport(
+                "store",
+                ComponentState.DEGRADED,
+                f"history writes failing, {writer.pending} signals waiting: {writer.last_error}",
+            )
+        detail = f"{self.store.backend} open; {writer.written} signals written"
+        if writer.dropped:
+            detail += f", {writer.dropped} dropped (history queue full)"
+        return ComponentReport("store", ComponentState.UP, detail)
 
     def _grpc_probe(self) -> ComponentReport:
         if self.grpc_port:

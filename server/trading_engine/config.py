@@ -66,6 +66,13 @@ class EngineSettings:
     strategy_poll_seconds: float = setting(
         0.5, "how often strategy changes made by other engine instances are picked up"
     )
+    history_flush_seconds: float = setting(
+        0.2,
+        "how often decided signals are written to history; a crash loses at most this much",
+    )
+    history_retention_days: float = setting(
+        90.0, "signal history older than this is deleted (checked hourly)"
+    )
 
     def __post_init__(self) -> None:
         if self.environment not in (DEVELOPMENT, PRODUCTION):

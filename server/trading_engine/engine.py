@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
+from collections.abc import Sequence
 from typing import Final, Protocol
 
 from tradeflow.trading.v1 import signal_pb2
@@ -33,6 +34,7 @@ from trading_engine.core.strategy import Strategy, from_config
 from trading_engine.core.validation import batch_violations
 from trading_engine.errors import FieldViolation, InvalidArgument
 from trading_engine.stats import DecisionStats
+from trading_engine.stores.base import SignalRecord
 from trading_engine.tenancy import Caller, check_batch_tenant
 from trading_engine.wire.predictions import decode_batch
 from trading_engine.wire.protowire import DecodeError
@@ -99,6 +101,12 @@ class DecidedBatch:
     counts: tuple[int, int, int, int, int]
 
 
+class HistorySink(Protocol):
+    """Where decided signals go to be kept; must not block."""
+
+    def submit(self, records: Sequence[SignalRecord]) -> None: ...
+
+
 class DecisionEngine:
     def __init__(
         self,
@@ -106,11 +114,13 @@ class DecisionEngine:
         positions: PositionSource | None = None,
         limits: EngineLimits | None = None,
         stats: DecisionStats | None = None,
+        history: HistorySink | None = None,
     ) -> None:
         self.strategies = strategies or TierDefaultStrategies()
         self.positions = positions or NoPositionsTracked()
         self.limits = limits or EngineLimits()
         self.stats = stats or DecisionStats()
+        self.history = history
         self.book = MarketBook()
         self.memory = SignalMemory()
         self._encoder = SignalEncoder()
@@ -164,7 +174,9 @@ class DecisionEngine:
             now_ns,
             signal_pb2.SIGNAL_SOURCE_ENGINE,
         )
-        payloads, dispositions, decisions = self._decide_all(batch, context, signal_context)
+        payloads, dispositions, decisions, fresh = self._decide_all(batch, context, signal_context)
+        if self.history is not None:
+            self.history.submit(_history_records(batch, now_ns, decisions, fresh))
         counts = (
             dispositions.count(ACTIONABLE),
             dispositions.count(HELD),
@@ -181,10 +193,12 @@ class DecisionEngine:
 
     def _decide_all(
         self, batch: BatchInput, context: core.DecisionContext, signal_context: SignalContext
-    ) -> tuple[list[bytes], list[int], list[Decision]]:
+    ) -> tuple[list[bytes], list[int], list[Decision], list[bytes]]:
+        """Every prediction's signal and disposition, and the decisions made now with theirs."""
         payloads: list[bytes] = []
         dispositions: list[int] = []
         decisions: list[Decision] = []
+        fresh: list[bytes] = []
         replay = self._replay
         seen: set[str] = set()
         max_batch = self.limits.max_batch_size
@@ -218,9 +232,10 @@ class DecisionEngine:
             payloads.append(payload)
             dispositions.append(decision.disposition)
             decisions.append(decision)
+            fresh.append(payload)
             if signal_id and prediction_id and decision.reason != REASON_INVALID_PREDICTION:
                 self._remember(signal_id, payload, decision.disposition)
-        return payloads, dispositions, decisions
+        return payloads, dispositions, decisions, fresh
 
     def _remember(self, key: str, payload: bytes, disposition: int) -> None:
         replay = self._replay
@@ -232,6 +247,25 @@ class DecisionEngine:
         self._batches += 1
         if self._batches % _HOUSEKEEPING_EVERY == 0:
             self.memory.forget_idle(now_ns, max(strategy.duplicate_window_ns, RATE_WINDOW_NS))
+
+
+def _history_records(
+    batch: BatchInput, now_ns: int, decisions: list[Decision], signals: list[bytes]
+) -> list[SignalRecord]:
+    company_id, user_id = batch.company_id, batch.user_id
+    return [
+        SignalRecord(
+            company_id,
+            user_id,
+            decision.signal_id,
+            now_ns,
+            decision.symbol,
+            decision.signal_type,
+            decision.disposition,
+            signal,
+        )
+        for decision, signal in zip(decisions, signals, strict=True)
+    ]
 
 
 def _invalid_in_batch(

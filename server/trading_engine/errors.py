@@ -7,6 +7,7 @@ as google.rpc.ErrorInfo) and a message a caller can act on.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,6 +43,14 @@ class InvalidArgument(EngineError):
     ) -> None:
         super().__init__(message, reason=reason)
         self.violations = violations
+
+
+def invalid(summary: str, violations: Sequence[FieldViolation]) -> InvalidArgument:
+    """INVALID_ARGUMENT whose message lists every violation after `summary`."""
+    return InvalidArgument(
+        f"{summary}: " + "; ".join(f"{v.field} {v.description}" for v in violations),
+        tuple(violations),
+    )
 
 
 class Unauthenticated(EngineError):

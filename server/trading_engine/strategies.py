@@ -11,8 +11,6 @@ within that interval, not a TTL later).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
 import json
 import logging
@@ -20,7 +18,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from tradeflow.trading.v1 import strategy_pb2
-from trading_engine import errors
+from trading_engine import errors, paging
 from trading_engine.clock import Clock
 from trading_engine.core import tiers
 from trading_engine.core.strategy import Strategy, from_config
@@ -53,6 +51,7 @@ _log = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE: Final = 20
 MAX_PAGE_SIZE: Final = 100
 _LAYER_NAMES: Final = {USER_LAYER: "USER", COMPANY_LAYER: "COMPANY"}
+_TOKEN_KIND: Final = "v1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,11 +190,7 @@ class StrategyService:
         policy = tiers.policy_for(tier) if layer == USER_LAYER else None
         violations += validate_values(values, paths, policy)
         if violations:
-            raise errors.InvalidArgument(
-                "the strategy update is invalid: "
-                + "; ".join(f"{v.field} {v.description}" for v in violations),
-                tuple(violations),
-            )
+            raise errors.invalid("the strategy update is invalid", violations)
         current = await self._fresh_layer(key)
         changes = apply_update(EMPTY_LAYER, values, paths)
         return await self._commit(
@@ -253,7 +248,7 @@ class StrategyService:
         revisions = await self._store.list_revisions(key, before, limit + 1)
         more = len(revisions) > limit
         revisions = revisions[:limit]
-        token = _page_token(revisions[-1].version) if more else ""
+        token = paging.page_token(_TOKEN_KIND, revisions[-1].version) if more else ""
         return VersionPage(revisions, token)
 
     # --- Inside -----------------------------------------------------------------------------
@@ -365,11 +360,7 @@ class StrategyService:
         for candidate in merged:
             violations = validate_effective(candidate.config)
             if violations:
-                raise errors.InvalidArgument(
-                    "the change would contradict other settings: "
-                    + "; ".join(f"{v.field} {v.description}" for v in violations),
-                    tuple(violations),
-                )
+                raise errors.invalid("the change would contradict other settings", violations)
 
     async def _effective(self, company_id: str, user_id: str, tier: int) -> EffectiveStrategy:
         user = await self._layer(LayerKey(company_id, user_id, USER_LAYER))
@@ -427,20 +418,7 @@ def _conflict(conflict: VersionConflict) -> errors.FailedPrecondition:
     )
 
 
-def _page_token(before_version: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{before_version}".encode()).decode()
-
-
 def _read_page_token(token: str) -> int | None:
     if not token:
         return None
-    try:
-        prefix, _, number = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if prefix == "v1" and number.isdigit():
-            return int(number)
-    except (binascii.Error, UnicodeDecodeError):
-        pass
-    raise errors.InvalidArgument(
-        "page_token is not a token this service issued",
-        (errors.FieldViolation("page_token", "use a next_page_token from an earlier response"),),
-    )
+    return int(paging.read_page_token(token, _TOKEN_KIND, parts=1, numbers=1)[0])

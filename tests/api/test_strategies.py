@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -13,10 +11,9 @@ import pytest
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 
-from tests.factories import batch, prediction
-from tests.support import TRADER, Tokens
+from tests.factories import batch, live, prediction
+from tests.support import ADMIN, FREE_USER, RIVAL_ADMIN, TRADER, Stubs, Tokens
 from tradeflow.common.v1 import tier_pb2
-from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import signal_pb2, strategy_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
@@ -39,50 +36,12 @@ USER = strategy_pb2.STRATEGY_LAYER_USER
 COMPANY = strategy_pb2.STRATEGY_LAYER_COMPANY
 TIER_DEFAULT = strategy_pb2.STRATEGY_LAYER_TIER_DEFAULT
 SUGGESTION = 'did you mean "min_confidence_threshold"?'
-ADMIN = Caller("ops-1", "acme", tier_pb2.SUBSCRIPTION_TIER_ENTERPRISE, frozenset({"admin"}))
-FREE_USER = Caller("free-1", "acme", tier_pb2.SUBSCRIPTION_TIER_FREE)
-RIVAL_ADMIN = Caller("boss-1", "rival", tier_pb2.SUBSCRIPTION_TIER_ENTERPRISE, frozenset({"admin"}))
-
-
-class Stubs:
-    """One stub per caller, on channels that send each caller's token."""
-
-    def __init__(self, address: str, tokens: Tokens) -> None:
-        self._address = address
-        self._tokens = tokens
-        self._channels: list[grpc.aio.Channel] = []
-
-    def as_(self, caller: Caller = TRADER) -> Stub:
-        channel = self._tokens.channel(self._address, caller)
-        self._channels.append(channel)
-        return service_grpc.TradingEngineServiceStub(channel)
-
-    async def close(self) -> None:
-        for channel in self._channels:
-            await channel.close()
-
-
-@pytest.fixture
-async def stubs(engine: Application, tokens: Tokens) -> AsyncIterator[Stubs]:
-    opened = Stubs(engine.grpc_address, tokens)
-    yield opened
-    await opened.close()
-
-
-def live_batch(batch_id: str, confidence: float = 0.86) -> prediction_pb2.MLPredictionBatch:
-    """A one-prediction batch for TRADER, priced just now (these engines read the real clock)."""
-    now_ns = time.time_ns()
-    return batch(
-        batch_id,
-        [prediction(f"{batch_id}-p", confidence=confidence, observed_ns=now_ns - 200_000_000)],
-        produced_ns=now_ns - 100_000_000,
-    )
 
 
 def decide(stub: Stub, batch_id: str, confidence: float = 0.86) -> Any:
-    return stub.ProcessPredictionBatch(
-        service_pb2.ProcessPredictionBatchRequest(batch=live_batch(batch_id, confidence))
-    )
+    """Decide a one-prediction batch for TRADER, priced just now."""
+    message = live(batch(batch_id, [prediction(f"{batch_id}-p", confidence=confidence)]))
+    return stub.ProcessPredictionBatch(service_pb2.ProcessPredictionBatchRequest(batch=message))
 
 
 def update(

@@ -9,6 +9,7 @@ import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from tradeflow.ml.v1 import prediction_pb2
+from tradeflow.trading.v1 import signal_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine import errors
@@ -18,6 +19,7 @@ from trading_engine.api.strategy_messages import effective_strategy, strategy_ve
 from trading_engine.clock import Clock
 from trading_engine.engine import DecisionEngine
 from trading_engine.health import ComponentState, HealthMonitor, HealthReport, ServingState
+from trading_engine.history import HistoryRequest, SignalHistory
 from trading_engine.strategies import StrategyService
 from trading_engine.wire.protowire import varint
 
@@ -61,11 +63,13 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         health: HealthMonitor,
         engine: DecisionEngine,
         strategies: StrategyService,
+        history: SignalHistory,
         clock: Clock,
     ) -> None:
         self._health = health
         self._engine = engine
         self._strategies = strategies
+        self._history = history
         self._clock = clock
 
     async def HealthCheck(
@@ -153,10 +157,27 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     ) -> AsyncIterator[service_pb2.StreamAnalyticsResponse]:
         return _Refusal(_not_yet("StreamAnalytics", "performance analytics"))
 
-    def GetSignalHistory(
+    async def GetSignalHistory(
         self, request: service_pb2.GetSignalHistoryRequest, context: Context
     ) -> AsyncIterator[service_pb2.GetSignalHistoryResponse]:
-        return _Refusal(_not_yet("GetSignalHistory", "signal history storage"))
+        selection = HistoryRequest(
+            user_id=request.user_id,
+            symbols=list(request.symbols),
+            signal_types=list(request.signal_types),
+            start_ns=(
+                request.start_time.ToNanoseconds() if request.HasField("start_time") else None
+            ),
+            end_ns=request.end_time.ToNanoseconds() if request.HasField("end_time") else None,
+            include_non_actionable=request.include_non_actionable,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            max_signals=request.max_signals,
+        )
+        async for page in self._history.pages(current_caller(), selection):
+            yield service_pb2.GetSignalHistoryResponse(
+                signals=[signal_pb2.TradingSignal.FromString(r.payload) for r in page.records],
+                next_page_token=page.next_page_token,
+            )
 
     def GetStrategyPerformance(
         self, request: service_pb2.GetStrategyPerformanceRequest, context: Context
