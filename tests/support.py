@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from trading_engine.auth.tokens import mint_development_token
 from trading_engine.config import EngineSettings
 from trading_engine.tenancy import Caller
 from trading_engine_client.auth import bearer_token
+from trading_engine_client.errors import TradingEngineError, from_rpc_error
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,3 +225,12 @@ class Stubs:
     async def close(self) -> None:
         for channel in self._channels:
             await channel.close()
+
+
+async def rpc_failure(call: Awaitable[Any]) -> TradingEngineError:
+    """The typed error a call that must fail fails with."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return from_rpc_error(error)
+    raise AssertionError("the call succeeded")

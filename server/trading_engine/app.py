@@ -20,6 +20,7 @@ from trading_engine.config import EngineSettings
 from trading_engine.engine import DecisionEngine, EngineLimits
 from trading_engine.health import ComponentReport, ComponentState, HealthMonitor
 from trading_engine.history import SignalHistory
+from trading_engine.manual_signals import ManualSignals
 from trading_engine.stores import open_store
 from trading_engine.stores.base import StoreError
 from trading_engine.stores.history import HistoryWriter
@@ -46,8 +47,16 @@ class Application:
         )
         self.health = HealthMonitor(__version__, self.clock, self.engine.stats)
         self._grpc_health = HealthServicer()
+        manual_signals = ManualSignals(
+            self.engine, self.strategies, self.store, self.history_writer, self.clock
+        )
         self._servicer = TradingEngineServicer(
-            self.health, self.engine, self.strategies, SignalHistory(self.store), self.clock
+            self.health,
+            self.engine,
+            self.strategies,
+            SignalHistory(self.store),
+            manual_signals,
+            self.clock,
         )
         # Built in start(): a grpc.aio server belongs to the loop that creates it.
         self._server: grpc.aio.Server | None = None

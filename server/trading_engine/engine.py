@@ -16,7 +16,7 @@ from typing import Final, Protocol
 
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.core import decide as core
-from trading_engine.core import tiers
+from trading_engine.core import manual, tiers
 from trading_engine.core.decision import (
     ACTIONABLE,
     HELD,
@@ -28,11 +28,12 @@ from trading_engine.core.decision import (
     Decision,
 )
 from trading_engine.core.inputs import BatchInput, PredictionInput
+from trading_engine.core.manual import ManualOrder, order_violations
 from trading_engine.core.market import MarketBook
 from trading_engine.core.memory import RATE_WINDOW_NS, SignalMemory
 from trading_engine.core.strategy import Strategy, from_config
 from trading_engine.core.validation import batch_violations
-from trading_engine.errors import FieldViolation, InvalidArgument
+from trading_engine.errors import FailedPrecondition, FieldViolation, InvalidArgument, invalid
 from trading_engine.stats import DecisionStats
 from trading_engine.stores.base import SignalRecord
 from trading_engine.tenancy import Caller, check_batch_tenant
@@ -126,6 +127,8 @@ class DecisionEngine:
         self._encoder = SignalEncoder()
         # signal id -> (encoded signal, disposition), oldest first.
         self._replay: collections.OrderedDict[str, tuple[bytes, int]] = collections.OrderedDict()
+        # (company, user) -> (equity, account currency) of the user's newest batch.
+        self._accounts: dict[tuple[str, str], tuple[float, str]] = {}
         self._batches = 0
 
     def decide(self, data: bytes, now_ns: int, caller: Caller) -> DecidedBatch:
@@ -148,18 +151,17 @@ class DecisionEngine:
             ) from None
         violations = batch_violations(batch)
         if violations:
-            raise InvalidArgument(
-                "the prediction batch cannot be decided: "
-                + "; ".join(f"{v.field} {v.description}" for v in violations),
-                tuple(violations),
-            )
+            raise invalid("the prediction batch cannot be decided", violations)
         check_batch_tenant(caller, batch.user_id, batch.company_id, batch.tier)
         strategy = self.strategies.strategy_for(caller)
+        currency = batch.currency or DEFAULT_CURRENCY
+        # Manual signals for this user are sized from the account the newest batch reported.
+        self._accounts[(batch.company_id, batch.user_id)] = (batch.equity, currency)
         context = core.DecisionContext(
             batch.user_id,
             batch.company_id,
             batch.equity,
-            batch.currency or DEFAULT_CURRENCY,
+            currency,
             strategy,
             now_ns,
             batch.produced_ns,
@@ -190,6 +192,43 @@ class DecisionEngine:
         return DecidedBatch(
             payload, batch.batch_id, batch.user_id, batch.company_id, decisions, counts
         )
+
+    def decide_manual(
+        self,
+        order: ManualOrder,
+        subject: Caller,
+        request_id: str,
+        injected_by: str,
+        now_ns: int,
+    ) -> tuple[Decision, bytes]:
+        """An admin's order for `subject` as a signal and its encoding; nothing is kept.
+
+        Raises InvalidArgument naming each bad field of the order, and
+        FailedPrecondition when risk-based sizing cannot size it.
+        """
+        strategy = self.strategies.strategy_for(subject)
+        account = self._accounts.get((subject.company_id, subject.user_id))
+        equity, currency = account or (0.0, DEFAULT_CURRENCY)
+        context = core.DecisionContext(
+            subject.user_id, subject.company_id, equity, currency, strategy, now_ns, now_ns,
+            self.positions.open_positions(subject.user_id),
+        )  # fmt: skip
+        violations = order_violations(order, context, account is not None)
+        if violations:
+            raise invalid("the manual signal is invalid", violations)
+        signal_id = context.ids.of(f"manual\x1f{request_id}")
+        decision = manual.decide_manual(order, signal_id, injected_by, context, self.book)
+        if not decision.actionable:
+            raise FailedPrecondition(
+                f"the signal cannot be sized: {decision.cancellation_reason}; "
+                "give position_size_lots",
+                reason="CANNOT_SIZE",
+            )
+        signal_context = SignalContext(
+            "", subject.user_id, subject.company_id, request_id, strategy.version, now_ns,
+            signal_pb2.SIGNAL_SOURCE_MANUAL, injected_by,
+        )  # fmt: skip
+        return decision, self._encoder.encode_signal(signal_context, decision)
 
     def _decide_all(
         self, batch: BatchInput, context: core.DecisionContext, signal_context: SignalContext
@@ -254,18 +293,25 @@ def _history_records(
 ) -> list[SignalRecord]:
     company_id, user_id = batch.company_id, batch.user_id
     return [
-        SignalRecord(
-            company_id,
-            user_id,
-            decision.signal_id,
-            now_ns,
-            decision.symbol,
-            decision.signal_type,
-            decision.disposition,
-            signal,
-        )
+        history_record(company_id, user_id, now_ns, decision, signal)
         for decision, signal in zip(decisions, signals, strict=True)
     ]
+
+
+def history_record(
+    company_id: str, user_id: str, now_ns: int, decision: Decision, signal: bytes
+) -> SignalRecord:
+    """A decision and its encoded signal, as signal history keeps them."""
+    return SignalRecord(
+        company_id,
+        user_id,
+        decision.signal_id,
+        now_ns,
+        decision.symbol,
+        decision.signal_type,
+        decision.disposition,
+        signal,
+    )
 
 
 def _invalid_in_batch(

@@ -171,7 +171,7 @@ class StrategyService:
         await self._remember(caller)
         subject = subject_user(caller, user_id)
         return await self._effective(
-            caller.company_id, subject, await self._tier_of(caller, subject)
+            caller.company_id, subject, await self.tier_of(caller, subject)
         )
 
     async def update(
@@ -267,7 +267,7 @@ class StrategyService:
             require_admin(caller, "changing the company's strategy overrides")
             return LayerKey(caller.company_id, "", COMPANY_LAYER), caller.tier
         key = self._readable_key(caller, layer, user_id)
-        return key, await self._tier_of(caller, key.user_id)
+        return key, await self.tier_of(caller, key.user_id)
 
     def _readable_key(self, caller: Caller, layer: int, user_id: str) -> LayerKey:
         if layer == COMPANY_LAYER:
@@ -280,7 +280,8 @@ class StrategyService:
             )
         return LayerKey(caller.company_id, subject_user(caller, user_id), USER_LAYER)
 
-    async def _tier_of(self, caller: Caller, user_id: str) -> int:
+    async def tier_of(self, caller: Caller, user_id: str) -> int:
+        """The tier of a user of the caller's company; NOT_FOUND for a user never seen."""
         if user_id == caller.user_id:
             return caller.tier
         tier = await self._store.user_tier(caller.company_id, user_id)

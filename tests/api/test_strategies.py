@@ -12,7 +12,7 @@ from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 
 from tests.factories import batch, live, prediction
-from tests.support import ADMIN, FREE_USER, RIVAL_ADMIN, TRADER, Stubs, Tokens
+from tests.support import ADMIN, FREE_USER, RIVAL_ADMIN, TRADER, Stubs, Tokens, rpc_failure
 from tradeflow.common.v1 import tier_pb2
 from tradeflow.trading.v1 import signal_pb2, strategy_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
@@ -73,12 +73,6 @@ def update(
         request_id=request_id,
         reason="test",
     )
-
-
-async def failure(call: Any) -> TradingEngineError:
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await call
-    return from_rpc_error(raised.value)
 
 
 def violations(error: TradingEngineError) -> dict[str, str]:
@@ -195,7 +189,7 @@ async def test_invalid_updates_name_each_bad_field_and_change_nothing(
     expected: dict[str, str],
 ) -> None:
     stub = stubs.as_(caller)
-    error = await failure(stub.UpdateStrategy(request_message))
+    error = await rpc_failure(stub.UpdateStrategy(request_message))
     assert violations(error) == expected
     after = await stub.GetStrategy(service_pb2.GetStrategyRequest())
     assert after.strategy.version == 0
@@ -204,7 +198,7 @@ async def test_invalid_updates_name_each_bad_field_and_change_nothing(
 async def test_a_stale_expected_version_is_refused(stubs: Stubs) -> None:
     stub = stubs.as_()
     first = await stub.UpdateStrategy(update(stop_loss_pips=25.0))
-    error = await failure(stub.UpdateStrategy(update(stop_loss_pips=30.0, expected_version=0)))
+    error = await rpc_failure(stub.UpdateStrategy(update(stop_loss_pips=30.0, expected_version=0)))
     assert isinstance(error, FailedPreconditionError)
     assert error.reason == "VERSION_CONFLICT"
     assert f"the layer is at revision {first.version.version}" in str(error)
@@ -238,7 +232,9 @@ async def test_company_overrides_win_and_only_admins_set_them(stubs: Stubs) -> N
     trader, admin = stubs.as_(), stubs.as_(ADMIN)
     await trader.UpdateStrategy(update(min_confidence_threshold=0.75, stop_loss_pips=25.0))
 
-    refused = await failure(trader.UpdateStrategy(update(COMPANY, min_confidence_threshold=0.9)))
+    refused = await rpc_failure(
+        trader.UpdateStrategy(update(COMPANY, min_confidence_threshold=0.9))
+    )
     assert isinstance(refused, PermissionDeniedError)
     assert refused.reason == "NOT_COMPANY_ADMIN"
 
@@ -273,13 +269,15 @@ async def test_admins_manage_their_company_users_and_no_one_else(stubs: Stubs) -
     assert mine.config.stop_loss_pips == pytest.approx(30.0)
 
     # A plain user may not name another user.
-    other = await failure(trader.GetStrategy(service_pb2.GetStrategyRequest(user_id="ops-1")))
+    other = await rpc_failure(trader.GetStrategy(service_pb2.GetStrategyRequest(user_id="ops-1")))
     assert isinstance(other, PermissionDeniedError)
     # Another company's admin naming trader-1 names trader-1 *of their own company*: unknown.
-    foreign = await failure(rival.GetStrategy(service_pb2.GetStrategyRequest(user_id="trader-1")))
+    foreign = await rpc_failure(
+        rival.GetStrategy(service_pb2.GetStrategyRequest(user_id="trader-1"))
+    )
     assert isinstance(foreign, NotFoundError)
     assert "company 'rival'" in str(foreign)
-    foreign_write = await failure(
+    foreign_write = await rpc_failure(
         rival.UpdateStrategy(update(user_id="trader-1", stop_loss_pips=99.0))
     )
     assert isinstance(foreign_write, NotFoundError)
@@ -330,7 +328,7 @@ async def test_versions_are_listed_newest_first_in_pages_and_can_be_restored(
     assert cleared.strategy.config.stop_loss_pips == pytest.approx(20.0)
     assert cleared.strategy.field_sources["stop_loss_pips"] == TIER_DEFAULT
 
-    missing = await failure(
+    missing = await rpc_failure(
         stub.ResetStrategy(
             service_pb2.ResetStrategyRequest(
                 layer=USER, to_version=999_999, expected_version=cleared.version.version
@@ -338,7 +336,7 @@ async def test_versions_are_listed_newest_first_in_pages_and_can_be_restored(
         )
     )
     assert isinstance(missing, NotFoundError)
-    bad_token = await failure(
+    bad_token = await rpc_failure(
         stub.ListStrategyVersions(
             service_pb2.ListStrategyVersionsRequest(layer=USER, page_token="not-a-token")
         )

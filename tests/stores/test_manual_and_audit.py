@@ -51,6 +51,9 @@ async def test_manual_request_ids_are_scoped_to_one_company(store: Store) -> Non
     globex = await store.record_manual_signal(manual("req-1", "globex-signal", "globex"))
 
     assert globex.signal_id == "globex-signal"
+    assert await store.manual_signal("acme", "req-1") == manual("req-1", "acme-signal")
+    assert await store.manual_signal("globex", "req-1") == globex
+    assert await store.manual_signal("initech", "req-1") is None
 
 
 async def test_a_manual_signal_needs_a_request_id(store: Store) -> None:

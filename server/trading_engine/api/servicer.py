@@ -17,9 +17,11 @@ from trading_engine.api.auth import current_caller
 from trading_engine.api.status import to_status_proto
 from trading_engine.api.strategy_messages import effective_strategy, strategy_version
 from trading_engine.clock import Clock
+from trading_engine.core.manual import ManualOrder
 from trading_engine.engine import DecisionEngine
 from trading_engine.health import ComponentState, HealthMonitor, HealthReport, ServingState
 from trading_engine.history import HistoryRequest, SignalHistory
+from trading_engine.manual_signals import ManualSignals
 from trading_engine.strategies import StrategyService
 from trading_engine.wire.protowire import varint
 
@@ -64,12 +66,14 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         engine: DecisionEngine,
         strategies: StrategyService,
         history: SignalHistory,
+        manual_signals: ManualSignals,
         clock: Clock,
     ) -> None:
         self._health = health
         self._engine = engine
         self._strategies = strategies
         self._history = history
+        self._manual_signals = manual_signals
         self._clock = clock
 
     async def HealthCheck(
@@ -237,7 +241,24 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     async def InjectManualSignal(
         self, request: service_pb2.InjectManualSignalRequest, context: Context
     ) -> service_pb2.InjectManualSignalResponse:
-        raise _not_yet("InjectManualSignal", "strategy storage and tenancy")
+        order = ManualOrder(
+            symbol=request.symbol,
+            signal_type=request.signal_type,
+            order_type=request.order_type,
+            limit_price=request.limit_price,
+            reference_price=request.reference_price,
+            stop_loss=request.stop_loss,
+            take_profit=request.take_profit,
+            lots=request.position_size_lots,
+            note=request.note,
+            validity_ns=request.validity.ToNanoseconds() if request.HasField("validity") else 0,
+        )
+        signal = await self._manual_signals.inject(
+            current_caller(), request.request_id, request.user_id, order
+        )
+        return service_pb2.InjectManualSignalResponse(
+            signal=signal_pb2.TradingSignal.FromString(signal)
+        )
 
     async def RecordExecutionResult(
         self, request: service_pb2.RecordExecutionResultRequest, context: Context

@@ -661,7 +661,7 @@ def _plan_entry(
     tp_pips = instrument.pips(target_ticks)
     trace.append((RULE_TAKE_PROFIT, PASS, tp_pips, stop_pips, tp_text))
 
-    sized = _position_size(decision, instrument, context, book, stop_pips)
+    sized = position_size(decision, instrument, context, book, stop_pips)
     if sized is None:
         return None
     lots, pip_value, budget, factor = sized
@@ -747,7 +747,7 @@ _SIZE_TEXT: Final = (
 )
 
 
-def _position_size(
+def position_size(
     decision: Decision,
     instrument: Instrument,
     context: DecisionContext,

@@ -236,6 +236,10 @@ class Store(Protocol):
         """Store an injected signal, or return the one stored under the same request_id."""
         ...
 
+    async def manual_signal(self, company_id: str, request_id: str) -> ManualSignal | None:
+        """The signal injected under `request_id` in the company, if any."""
+        ...
+
     async def append_audit(self, record: AuditRecord) -> None: ...
 
     async def list_audit(self, company_id: str, limit: int) -> list[AuditRecord]:

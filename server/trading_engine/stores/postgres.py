@@ -291,6 +291,16 @@ class PostgresStore:
             raise StoreError(f"{self._name}: manual signal {signal.request_id!r} vanished")
         return manual_signal_from_row(earlier)
 
+    async def manual_signal(self, company_id: str, request_id: str) -> ManualSignal | None:
+        rows = await self._fetch(
+            "read a manual signal",
+            f"SELECT {MANUAL_SIGNAL_COLUMNS} FROM manual_signals "
+            "WHERE company_id = $1 AND request_id = $2",
+            company_id,
+            request_id,
+        )
+        return manual_signal_from_row(rows[0]) if rows else None
+
     async def append_audit(self, record: AuditRecord) -> None:
         pool = self._opened()
         with store_errors(f"{self._name}: cannot append an audit record", _DRIVER_ERRORS):

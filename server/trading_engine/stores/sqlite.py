@@ -196,6 +196,14 @@ class SqliteStore:
             "record a manual signal", lambda db: _record_manual_signal(db, signal)
         )
 
+    async def manual_signal(self, company_id: str, request_id: str) -> ManualSignal | None:
+        sql = (
+            f"SELECT {MANUAL_SIGNAL_COLUMNS} FROM manual_signals "
+            "WHERE company_id = ? AND request_id = ?"
+        )
+        rows = await self._fetch("read a manual signal", sql, (company_id, request_id))
+        return manual_signal_from_row(rows[0]) if rows else None
+
     async def append_audit(self, record: AuditRecord) -> None:
         await self._run("append an audit record", lambda db: _append_audit(db, record))
 

@@ -1,0 +1,102 @@
+"""Injecting manual signals: company admins place an order for one of their users.
+
+The signal is built by the engine from the user's strategy (decide_manual),
+stored once per request id, written to history like an engine signal and
+recorded in the audit log. A retry with the same request id returns the
+first signal and publishes nothing again.
+"""
+
+from __future__ import annotations
+
+import json
+
+from trading_engine import errors
+from trading_engine.clock import Clock
+from trading_engine.core.manual import ManualOrder
+from trading_engine.engine import DecisionEngine, HistorySink, history_record
+from trading_engine.stores.base import AuditRecord, ManualSignal, Store
+from trading_engine.strategies import StrategyService
+from trading_engine.tenancy import Caller, require_admin, subject_user
+
+MAX_REQUEST_ID_CHARS = 128
+
+
+class ManualSignals:
+    def __init__(
+        self,
+        engine: DecisionEngine,
+        strategies: StrategyService,
+        store: Store,
+        history: HistorySink,
+        clock: Clock,
+    ) -> None:
+        self._engine = engine
+        self._strategies = strategies
+        self._store = store
+        self._history = history
+        self._clock = clock
+
+    async def inject(
+        self, caller: Caller, request_id: str, user_id: str, order: ManualOrder
+    ) -> bytes:
+        """The serialized TradingSignal injected under `request_id`."""
+        require_admin(caller, "injecting manual signals")
+        if not request_id or len(request_id) > MAX_REQUEST_ID_CHARS:
+            raise errors.invalid(
+                "the manual signal is invalid",
+                [
+                    errors.FieldViolation(
+                        "request_id",
+                        f"required, at most {MAX_REQUEST_ID_CHARS} characters: "
+                        "it makes a retry return the first signal",
+                    )
+                ],
+            )
+        earlier = await self._store.manual_signal(caller.company_id, request_id)
+        if earlier is not None:
+            return earlier.payload
+        subject_id = subject_user(caller, user_id)
+        subject = Caller(
+            subject_id, caller.company_id, await self._strategies.tier_of(caller, subject_id)
+        )
+        await self._strategies.prepare(subject)
+        now_ns = self._clock.now_ns()
+        decision, payload = self._engine.decide_manual(
+            order, subject, request_id, caller.user_id, now_ns
+        )
+        stored = await self._store.record_manual_signal(
+            ManualSignal(
+                company_id=caller.company_id,
+                request_id=request_id,
+                signal_id=decision.signal_id,
+                user_id=subject_id,
+                injected_by=caller.user_id,
+                injected_at_ns=now_ns,
+                payload=payload,
+            )
+        )
+        if stored.payload != payload:
+            # Another call with this request id got there first: its signal stands.
+            return stored.payload
+        self._history.submit(
+            [history_record(caller.company_id, subject_id, now_ns, decision, payload)]
+        )
+        await self._store.append_audit(
+            AuditRecord(
+                company_id=caller.company_id,
+                actor=caller.user_id,
+                action="signal.inject",
+                subject_user_id=subject_id,
+                at_ns=now_ns,
+                detail=json.dumps(
+                    {
+                        "signal_id": decision.signal_id,
+                        "request_id": request_id,
+                        "symbol": order.symbol,
+                        "signal_type": order.signal_type,
+                        "note": order.note,
+                    }
+                ),
+            )
+        )
+        return payload
