@@ -17,7 +17,11 @@ from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
+import pytest
+from google.api import annotations_pb2, http_pb2
+from google.protobuf import descriptor
 from grpc_health.v1 import health_pb2
 
 from tradeflow.common.v1 import tier_pb2
@@ -234,3 +238,31 @@ async def rpc_failure(call: Awaitable[Any]) -> TradingEngineError:
     except grpc.aio.AioRpcError as error:
         return from_rpc_error(error)
     raise AssertionError("the call succeeded")
+
+
+POSTGRES_URL = os.environ.get(
+    "TRADING_ENGINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+async def connect_postgres(**settings: str) -> asyncpg.Connection:
+    """A connection to the test PostgreSQL; fails the test (never skips it) when unreachable."""
+    try:
+        return await asyncpg.connect(POSTGRES_URL, timeout=5, server_settings=settings)
+    except (OSError, asyncpg.PostgresError) as error:
+        pytest.fail(
+            f"PostgreSQL is unreachable at {POSTGRES_URL} ({error}); start it, or point "
+            "TRADING_ENGINE_TEST_POSTGRES_URL at a server where this user may create schemas",
+            pytrace=False,
+        )
+
+
+def http_rule(method: descriptor.MethodDescriptor) -> tuple[str, str, str] | None:
+    """(verb, path template, body) of an RPC's google.api.http route; None without one."""
+    options = method.GetOptions()
+    if not options.HasExtension(annotations_pb2.http):  # type: ignore[arg-type]  # stubs lack extension typing
+        return None
+    rule: http_pb2.HttpRule = options.Extensions[annotations_pb2.http]  # type: ignore[index]  # same
+    verb = rule.WhichOneof("pattern")
+    assert verb is not None
+    return verb, getattr(rule, verb), rule.body

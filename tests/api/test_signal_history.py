@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -200,3 +201,30 @@ async def test_history_over_rest_is_a_json_array_of_pages(
     assert status == 200, body
     assert [page["signals"][0]["predictionId"] for page in body] == ["p2", "p4"]
     assert body[0]["nextPageToken"]
+
+
+async def test_history_older_than_the_retention_is_deleted(
+    engine_settings: EngineSettings, tokens: Tokens
+) -> None:
+    first = Application(engine_settings)
+    await first.start()
+    async with tokens.channel(first.grpc_address) as channel:
+        stub = service_grpc.TradingEngineServiceStub(channel)
+        await stub.ProcessPredictionBatch(
+            service_pb2.ProcessPredictionBatchRequest(batch=live(batch("b", [prediction("p")])))
+        )
+        await asyncio.sleep(FLUSHED_S)
+        assert len(flat(await history(stub))) == 1
+    await first.stop()
+
+    # Ten milliseconds of retention: the signal is old by the time the engine starts.
+    short = dataclasses.replace(engine_settings, history_retention_days=0.01 / 86_400)
+    second = Application(short)
+    await second.start()
+    await asyncio.sleep(0.2)
+    try:
+        async with tokens.channel(second.grpc_address) as channel:
+            pages = await history(service_grpc.TradingEngineServiceStub(channel))
+    finally:
+        await second.stop()
+    assert pages == []

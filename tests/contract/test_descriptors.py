@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor
 
+from tests.support import http_rule
 from tradeflow.common.v1 import envelope_pb2, tier_pb2
 from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.risk.v1 import risk_service_pb2
@@ -97,21 +97,11 @@ def test_the_service_has_no_rpc_the_tests_do_not_know() -> None:
     assert set(ENGINE.methods_by_name) == set(RPC_KINDS)
 
 
-def _http_rule(method: descriptor.MethodDescriptor) -> tuple[str, str, str] | None:
-    options = method.GetOptions()
-    if not options.HasExtension(annotations_pb2.http):  # type: ignore[arg-type]  # stubs lack extension typing
-        return None
-    rule: http_pb2.HttpRule = options.Extensions[annotations_pb2.http]  # type: ignore[index]  # same
-    verb = rule.WhichOneof("pattern")
-    assert verb is not None
-    return verb, getattr(rule, verb), rule.body
-
-
 @pytest.mark.parametrize("method", list(ENGINE.methods), ids=lambda m: m.name)
 def test_unary_and_server_streams_have_rest_routes_and_bidi_streams_none(
     method: descriptor.MethodDescriptor,
 ) -> None:
-    rule = _http_rule(method)
+    rule = http_rule(method)
     if method.client_streaming:
         assert rule is None, "a client stream cannot be transcoded"
         return
@@ -124,6 +114,6 @@ def test_unary_and_server_streams_have_rest_routes_and_bidi_streams_none(
 
 @pytest.mark.parametrize(("rpc", "route"), PINNED_ROUTES.items())
 def test_pinned_rest_routes(rpc: str, route: tuple[str, str]) -> None:
-    rule = _http_rule(ENGINE.methods_by_name[rpc])
+    rule = http_rule(ENGINE.methods_by_name[rpc])
     assert rule is not None
     assert rule[:2] == route

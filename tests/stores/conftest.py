@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import os
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator
@@ -21,13 +20,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.support import POSTGRES_URL, connect_postgres
 from trading_engine.stores.base import Store
 from trading_engine.stores.postgres import PostgresStore
 from trading_engine.stores.sqlite import SqliteStore
-
-POSTGRES_URL = os.environ.get(
-    "TRADING_ENGINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 
 
 class Backend(abc.ABC):
@@ -122,17 +118,6 @@ class PostgresBackend(Backend):
         async with self.admin.transaction():
             await self.admin.execute("LOCK TABLE signals IN EXCLUSIVE MODE")
             yield
-
-
-async def connect_postgres(**settings: str) -> asyncpg.Connection:
-    try:
-        return await asyncpg.connect(POSTGRES_URL, timeout=5, server_settings=settings)
-    except (OSError, asyncpg.PostgresError) as error:
-        pytest.fail(
-            f"PostgreSQL is unreachable at {POSTGRES_URL} ({error}); start it, or point "
-            "TRADING_ENGINE_TEST_POSTGRES_URL at a server where this user may create schemas",
-            pytrace=False,
-        )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -39,6 +39,13 @@ def test_postgresql_urls_name_a_postgresql_store(url: str) -> None:
     assert store.schema == "public"
 
 
+def test_a_postgresql_url_may_name_the_schema() -> None:
+    store = open_store("postgresql://engine@db:5432/trading?schema=engine_a&sslmode=disable")
+
+    assert isinstance(store, PostgresStore)
+    assert store.schema == "engine_a"
+
+
 @pytest.mark.parametrize("url", ["mysql://db/trading", "sqlite://", "sqlite:///", ""])
 def test_other_urls_are_refused_with_the_accepted_forms(url: str) -> None:
     with pytest.raises(ValueError, match=r"sqlite:///relative/path\.db.*postgresql://"):

@@ -7,6 +7,7 @@ decision path. `open_store` picks the backend from a URL.
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 
 from trading_engine.stores.base import Store
@@ -17,7 +18,7 @@ _SQLITE_PREFIX = "sqlite:///"
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 _ACCEPTED = (
     "sqlite:///relative/path.db, sqlite:////absolute/path.db, a bare file path, "
-    "or postgresql://user@host:port/database (also postgres://)"
+    "or postgresql://user@host:port/database[?schema=name] (also postgres://)"
 )
 
 
@@ -26,10 +27,15 @@ def open_store(url: str) -> Store:
 
     `sqlite:///data/engine.db` is relative to the working directory and
     `sqlite:////var/lib/engine.db` absolute (the path is what follows the
-    third slash); a string without a scheme is a file path.
+    third slash); a string without a scheme is a file path. A PostgreSQL URL
+    may name the schema to use: `postgresql://host/db?schema=engine`.
     """
     if url.startswith(_POSTGRES_PREFIXES):
-        return PostgresStore(url)
+        parts = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qs(parts.query)
+        schema = query.pop("schema", ["public"])[-1]
+        rest = urllib.parse.urlencode(query, doseq=True)
+        return PostgresStore(urllib.parse.urlunsplit(parts._replace(query=rest)), schema)
     if url.startswith(_SQLITE_PREFIX) and len(url) > len(_SQLITE_PREFIX):
         return SqliteStore(Path(url.removeprefix(_SQLITE_PREFIX)))
     if url and "://" not in url:
