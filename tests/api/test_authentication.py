@@ -212,3 +212,20 @@ async def test_rest_forwards_the_bearer_token(
         "GET", f"{gateway.base_url}/api/v1/strategy", headers=tokens.header()
     )
     assert status != 401, body
+
+
+@pytest.mark.parametrize("method", PROTECTED, ids=lambda method: method.name)
+async def test_every_rpc_refuses_forged_expired_foreign_and_unsigned_tokens(
+    engine: Application, secret: bytes, method: Any
+) -> None:
+    bad = {
+        "TOKEN_SIGNATURE_INVALID": _signed(b"k" * 32, company_id="rival"),
+        "TOKEN_EXPIRED": _signed(secret, exp=int(time.time()) - 600),
+        "TOKEN_AUDIENCE_INVALID": _signed(secret, aud="billing"),
+        "TOKEN_ALGORITHM_REFUSED": jwt.encode({"sub": "x", "exp": 9999999999}, "", "none"),
+    }
+    async with grpc.aio.insecure_channel(engine.grpc_address) as channel:
+        for reason, token in bad.items():
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await _raw_call(channel, method, (("authorization", f"Bearer {token}"),))
+            assert _reason(raised.value) == reason
