@@ -21,9 +21,9 @@ from trading_engine.engine import DecisionEngine, EngineLimits
 from trading_engine.health import ComponentReport, ComponentState, HealthMonitor
 from trading_engine.history import SignalHistory
 from trading_engine.manual_signals import ManualSignals
-from trading_engine.stores import open_store
 from trading_engine.stores.base import StoreError
 from trading_engine.stores.history import HistoryWriter
+from trading_engine.stores.urls import open_store
 from trading_engine.strategies import StrategyService
 
 _log = logging.getLogger(__name__)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import free_port
-from trading_engine.stores import open_store
 from trading_engine.stores.base import StoreError
 from trading_engine.stores.postgres import PostgresStore
 from trading_engine.stores.sqlite import SqliteStore
+from trading_engine.stores.urls import open_store
 
 
 @pytest.mark.parametrize(

@@ -115,7 +115,7 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     def StreamSignals(
         self, request_iterator: AsyncIterator[service_pb2.StreamSignalsRequest], context: Context
     ) -> AsyncIterator[service_pb2.StreamSignalsResponse]:
-        return _Refusal(_not_yet("StreamSignals", "the signal history and tenancy work"))
+        return _Refusal(_not_yet("StreamSignals", "the live signal feed of the developer stack"))
 
     async def ManageStrategies(
         self, request_iterator: AsyncIterator[service_pb2.ManageStrategiesRequest], context: Context
@@ -268,7 +268,7 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     async def ExplainSignal(
         self, request: service_pb2.ExplainSignalRequest, context: Context
     ) -> service_pb2.ExplainSignalResponse:
-        raise _not_yet("ExplainSignal", "signal history storage")
+        raise _not_yet("ExplainSignal", "the audit chain of risk and execution tracking")
 
     async def AnalyzeSignalPerformance(
         self, request: service_pb2.AnalyzeSignalPerformanceRequest, context: Context
