@@ -96,6 +96,10 @@ class DecidedBatch:
     batch_id: str
     user_id: str
     company_id: str
+    # The tier the batch was decided at.
+    tier: int
+    correlation_id: str
+    strategy_version: int
     # Decisions of this call (replayed ones excluded), in input order.
     decisions: list[Decision]
     # Actionable, hold, rejected, suppressed, invalid.
@@ -153,6 +157,8 @@ class DecisionEngine:
         if violations:
             raise invalid("the prediction batch cannot be decided", violations)
         check_batch_tenant(caller, batch.user_id, batch.company_id, batch.tier)
+        if not caller.tier:
+            caller = Caller(caller.user_id, caller.company_id, batch.tier, caller.roles)
         strategy = self.strategies.strategy_for(caller)
         currency = batch.currency or DEFAULT_CURRENCY
         # Manual signals for this user are sized from the account the newest batch reported.
@@ -190,7 +196,15 @@ class DecisionEngine:
         self._housekeeping(now_ns, strategy)
         self.stats.record(len(payloads), counts[0], time.perf_counter_ns() - started, now_ns)
         return DecidedBatch(
-            payload, batch.batch_id, batch.user_id, batch.company_id, decisions, counts
+            payload,
+            batch.batch_id,
+            batch.user_id,
+            batch.company_id,
+            caller.tier,
+            batch.correlation_id,
+            strategy.version,
+            decisions,
+            counts,
         )
 
     def decide_manual(

@@ -59,7 +59,7 @@ class ManualSignals:
         subject = Caller(
             subject_id, caller.company_id, await self._strategies.tier_of(caller, subject_id)
         )
-        await self._strategies.prepare(subject)
+        await self._strategies.prepare(subject.company_id, subject.user_id)
         now_ns = self._clock.now_ns()
         decision, payload = self._engine.decide_manual(
             order, subject, request_id, caller.user_id, now_ns

@@ -127,23 +127,32 @@ class StrategyService:
 
     # --- The hot path ---------------------------------------------------------------------
 
-    async def prepare(self, caller: Caller) -> None:
-        """Make `strategy_for(caller)` answerable without waiting: load the caller's layers."""
-        if (caller.company_id, caller.user_id, caller.tier) in self._applied:
-            return
-        await self._remember(caller)
-        effective = await self._effective(caller.company_id, caller.user_id, caller.tier)
-        self._applied[(caller.company_id, caller.user_id, caller.tier)] = effective.strategy()
+    async def prepare(self, company_id: str, user_id: str) -> None:
+        """Make `strategy_for` answerable for the user without waiting: load their layers."""
+        await self._layer(LayerKey(company_id, user_id, USER_LAYER))
+        await self._layer(LayerKey(company_id, "", COMPANY_LAYER))
+
+    async def remember(self, caller: Caller) -> None:
+        """Record the caller's tier, so their company's admins can manage their strategy."""
+        user = (caller.company_id, caller.user_id)
+        if self._recorded_tiers.get(user) != caller.tier:
+            await self._store.record_user(*user, caller.tier, self._clock.now_ns())
+            self._recorded_tiers[user] = caller.tier
 
     def strategy_for(self, caller: Caller) -> Strategy:
-        """The strategy in force for the caller; `prepare(caller)` must have run."""
-        strategy = self._applied.get((caller.company_id, caller.user_id, caller.tier))
-        if strategy is None:
+        """The strategy in force for the caller; `prepare` must have loaded their layers."""
+        key = (caller.company_id, caller.user_id, caller.tier)
+        strategy = self._applied.get(key)
+        if strategy is not None:
+            return strategy
+        effective = self._cached_effective(*key)
+        if effective is None:
             # Deciding with a guessed strategy could trade against the user's settings.
             raise errors.Unavailable(
                 f"the strategy of user {caller.user_id!r} is not loaded yet; retry",
                 reason="STRATEGY_NOT_LOADED",
             )
+        strategy = self._applied[key] = effective.strategy()
         return strategy
 
     async def start(self) -> None:
@@ -168,7 +177,7 @@ class StrategyService:
     # --- Operations -----------------------------------------------------------------------
 
     async def get(self, caller: Caller, user_id: str) -> EffectiveStrategy:
-        await self._remember(caller)
+        await self.remember(caller)
         subject = subject_user(caller, user_id)
         return await self._effective(
             caller.company_id, subject, await self.tier_of(caller, subject)
@@ -236,7 +245,7 @@ class StrategyService:
     async def list_versions(
         self, caller: Caller, layer: int, user_id: str, page_size: int, page_token: str
     ) -> VersionPage:
-        await self._remember(caller)
+        await self.remember(caller)
         key = self._readable_key(caller, layer, user_id)
         if not 0 <= page_size <= MAX_PAGE_SIZE:
             raise errors.InvalidArgument(
@@ -253,16 +262,9 @@ class StrategyService:
 
     # --- Inside -----------------------------------------------------------------------------
 
-    async def _remember(self, caller: Caller) -> None:
-        """Record the caller's tier, so their company's admins can manage their strategy."""
-        user = (caller.company_id, caller.user_id)
-        if self._recorded_tiers.get(user) != caller.tier:
-            await self._store.record_user(*user, caller.tier, self._clock.now_ns())
-            self._recorded_tiers[user] = caller.tier
-
     async def _writable(self, caller: Caller, layer: int, user_id: str) -> tuple[LayerKey, int]:
         """The layer a change may go to, and the tier that bounds it."""
-        await self._remember(caller)
+        await self.remember(caller)
         if layer == COMPANY_LAYER:
             require_admin(caller, "changing the company's strategy overrides")
             return LayerKey(caller.company_id, "", COMPANY_LAYER), caller.tier
@@ -364,8 +366,19 @@ class StrategyService:
                 raise errors.invalid("the change would contradict other settings", violations)
 
     async def _effective(self, company_id: str, user_id: str, tier: int) -> EffectiveStrategy:
-        user = await self._layer(LayerKey(company_id, user_id, USER_LAYER))
-        company = await self._layer(LayerKey(company_id, "", COMPANY_LAYER))
+        await self.prepare(company_id, user_id)
+        effective = self._cached_effective(company_id, user_id, tier)
+        assert effective is not None  # prepare loaded both layers
+        return effective
+
+    def _cached_effective(
+        self, company_id: str, user_id: str, tier: int
+    ) -> EffectiveStrategy | None:
+        """The user's strategy from the cached layers; None while they are not loaded."""
+        user = self._layers.get(LayerKey(company_id, user_id, USER_LAYER))
+        company = self._layers.get(LayerKey(company_id, "", COMPANY_LAYER))
+        if user is None or company is None:
+            return None
         merged = merge(tiers.policy_for(tier), user.layer, company.layer)
         return EffectiveStrategy(company_id, user_id, tier, merged, user, company)
 

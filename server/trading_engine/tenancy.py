@@ -19,7 +19,11 @@ ADMIN_ROLE = "admin"
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Caller:
-    """An authenticated user: the claims of a verified token."""
+    """An authenticated user: the claims of a verified token.
+
+    On the bus without authentication, the caller is the envelope's tenant and
+    its tier is UNSPECIFIED: the tier the payload states then applies.
+    """
 
     user_id: str
     company_id: str
@@ -80,7 +84,8 @@ def check_batch_tenant(caller: Caller, user_id: str, company_id: str, tier: int)
             f"but the caller is user {caller.user_id!r} of company {caller.company_id!r}",
             reason="TENANT_MISMATCH",
         )
-    if tier not in (tier_pb2.SUBSCRIPTION_TIER_UNSPECIFIED, caller.tier):
+    unstated = tier_pb2.SUBSCRIPTION_TIER_UNSPECIFIED
+    if unstated not in (tier, caller.tier) and tier != caller.tier:
         raise errors.PermissionDenied(
             f"the batch claims tier {tier_name(tier)}, "
             f"but the caller's token says {caller.tier_name}",

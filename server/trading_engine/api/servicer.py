@@ -108,7 +108,8 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
                 (errors.FieldViolation("batch", "required"),),
             )
         caller = current_caller()
-        await self._strategies.prepare(caller)
+        await self._strategies.remember(caller)
+        await self._strategies.prepare(caller.company_id, caller.user_id)
         decided = self._engine.decide(batch.SerializeToString(), self._clock.now_ns(), caller)
         return _SIGNAL_BATCH_FIELD + varint(len(decided.payload)) + decided.payload
 
