@@ -15,6 +15,7 @@ from trading_engine import __version__
 from trading_engine.api.server import build_server, mark_serving
 from trading_engine.api.servicer import TradingEngineServicer
 from trading_engine.auth.configured import token_verifier
+from trading_engine.bus.service import Bus
 from trading_engine.clock import NANOS_PER_SECOND, Clock, SystemClock
 from trading_engine.config import EngineSettings
 from trading_engine.engine import DecisionEngine, EngineLimits
@@ -46,6 +47,7 @@ class Application:
             history=self.history_writer,
         )
         self.health = HealthMonitor(__version__, self.clock, self.engine.stats)
+        self.bus = Bus(settings, self.engine, self.strategies, self.clock)
         self._grpc_health = HealthServicer()
         manual_signals = ManualSignals(
             self.engine, self.strategies, self.store, self.history_writer, self.clock
@@ -66,6 +68,8 @@ class Application:
         self._stopped = False
         self.health.register(self._grpc_probe)
         self.health.register(self._store_probe)
+        if self.bus.enabled:
+            self.health.register(self.bus.probe)
 
     @property
     def grpc_address(self) -> str:
@@ -89,6 +93,7 @@ class Application:
                 "is another process using the port? Pick another with --grpc-port."
             ) from error
         await self._server.start()
+        await self.bus.start()
         await mark_serving(self._grpc_health)
         _log.info("trading engine %s serving gRPC on %s", __version__, self.grpc_address)
 
@@ -101,6 +106,7 @@ class Application:
         await self._grpc_health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace_seconds)
+        await self.bus.stop()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

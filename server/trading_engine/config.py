@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 ENV_PREFIX = "TRADING_ENGINE_"
 DEVELOPMENT = "development"
 PRODUCTION = "production"
+# How instances agree on who decides a message (see bus/claims.py).
+BUS_CLAIMS = ("local", "nats")
 
 _T = TypeVar("_T")
 
@@ -73,12 +75,37 @@ class EngineSettings:
     history_retention_days: float = setting(
         90.0, "signal history older than this is deleted (checked hourly)"
     )
+    bus_nats_url: str = setting(
+        "", "NATS server for predictions in and signals out, e.g. nats://127.0.0.1:4222; empty: off"
+    )
+    bus_kafka_bootstrap: str = setting(
+        "", "Kafka bootstrap servers, e.g. 127.0.0.1:9092; empty: off"
+    )
+    bus_kafka_idempotence: bool = setting(
+        True, "idempotent Kafka production; switch off for brokers without it (Tansu)"
+    )
+    bus_kafka_request_timeout_ms: int = setting(
+        5000, "how long a Kafka send may wait before its output goes to the outbox"
+    )
+    bus_group: str = setting(
+        "trading-engine", "NATS queue group and Kafka consumer group the instances share"
+    )
+    bus_claims: str = setting(
+        "local",
+        "local (one instance) or nats: instances claim each message in a NATS key-value "
+        "bucket, so a batch reaching two instances on two transports is decided once",
+    )
+    bus_dedupe_window: int = setting(
+        200_000, "message ids remembered to recognise a batch's second copy"
+    )
 
     def __post_init__(self) -> None:
         if self.environment not in (DEVELOPMENT, PRODUCTION):
             raise ValueError(
                 f"environment must be {DEVELOPMENT!r} or {PRODUCTION!r}, not {self.environment!r}"
             )
+        if self.bus_claims not in BUS_CLAIMS:
+            raise ValueError(f"bus_claims must be one of {BUS_CLAIMS}, not {self.bus_claims!r}")
 
     @property
     def grpc_address(self) -> str:
@@ -147,7 +174,7 @@ def from_arguments(
             except ValueError as error:
                 raise SystemExit(
                     f"{ENV_PREFIX}{field.name.upper()}={env_value!r} is not a valid "
-                    f"{_field_type(field).__name__}: {error}"
+                    f"{field.type}: {error}"
                 ) from error
     try:
         return settings_type(**values)
@@ -155,7 +182,22 @@ def from_arguments(
         raise SystemExit(f"trading-engine: {error}") from error
 
 
-def _field_type(field: dataclasses.Field[Any]) -> type[Any]:
+def _field_type(field: dataclasses.Field[Any]) -> Callable[[str], Any]:
     # Annotations are strings under `from __future__ import annotations`.
-    kinds: dict[str, type[Any]] = {"str": str, "int": int, "float": float, "Path": Path}
+    kinds: dict[str, Callable[[str], Any]] = {
+        "str": str,
+        "int": int,
+        "float": float,
+        "Path": Path,
+        "bool": _boolean,
+    }
     return kinds[str(field.type)]
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not one of true/false, yes/no, on/off, 1/0")

@@ -1,0 +1,94 @@
+"""Exactly one decision per message id, and gaps in each producer's sequence.
+
+A batch reaches the engine once on NATS and once on Kafka (and again on
+redelivery); whichever copy comes first is decided, the others are dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+from typing import Final
+
+_log = logging.getLogger(__name__)
+
+# Missing sequence numbers remembered per producer, to recognise late arrivals.
+_MAX_MISSING: Final = 10_000
+
+
+class DeliveryLog:
+    """Message ids being decided or decided recently, the oldest forgotten first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        # message id -> True once decided, False while being decided.
+        self._ids: collections.OrderedDict[str, bool] = collections.OrderedDict()
+
+    def begin(self, message_id: str) -> bool:
+        """Claim the message locally; False when it is (being) decided already."""
+        if message_id in self._ids:
+            return False
+        self._ids[message_id] = False
+        if len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+        return True
+
+    def finish(self, message_id: str) -> None:
+        if message_id in self._ids:
+            self._ids[message_id] = True
+
+    def forget(self, message_id: str) -> None:
+        """The decision did not happen: let another copy of the message be decided."""
+        self._ids.pop(message_id, None)
+
+
+@dataclasses.dataclass
+class _Producer:
+    last: int
+    missing: set[int] = dataclasses.field(default_factory=set)
+
+
+class SequenceTracker:
+    """Follows each producer's sequence numbers and reports what went missing.
+
+    A copy that arrives late (say on Kafka after NATS skipped it) fills its
+    gap; `missing` is what no transport has delivered yet.
+    """
+
+    def __init__(self) -> None:
+        self._producers: dict[str, _Producer] = {}
+        self.gaps = 0
+        self.filled = 0
+
+    def observe(self, producer_id: str, sequence: int) -> None:
+        if not producer_id or not sequence:
+            return
+        producer = self._producers.get(producer_id)
+        if producer is None:
+            # The first message seen from a producer starts its sequence here.
+            self._producers[producer_id] = _Producer(sequence)
+            return
+        if sequence > producer.last + 1:
+            skipped = range(producer.last + 1, sequence)
+            self.gaps += len(skipped)
+            _log.warning(
+                "producer %s skipped sequence %d..%d (%d messages not received)",
+                producer_id,
+                skipped.start,
+                skipped.stop - 1,
+                len(skipped),
+            )
+            if len(producer.missing) + len(skipped) <= _MAX_MISSING:
+                producer.missing.update(skipped)
+            producer.last = sequence
+        elif sequence == producer.last + 1:
+            producer.last = sequence
+        elif sequence in producer.missing:
+            producer.missing.discard(sequence)
+            self.filled += 1
+            _log.info("producer %s sequence %d arrived late", producer_id, sequence)
+
+    @property
+    def missing(self) -> int:
+        return sum(len(producer.missing) for producer in self._producers.values())

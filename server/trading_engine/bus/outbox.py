@@ -1,0 +1,264 @@
+"""Kafka output in order, kept in a durable file while Kafka cannot take it.
+
+Every message gets a sequence number when it is handed in. It is sent from
+memory while Kafka acknowledges; when a send fails, or the queue is full, it
+goes to the outbox file instead, keyed by that number, and the file is sent in
+number order before anything newer once Kafka is back. A message counts as
+handed off (its input's Kafka offset may be committed) once Kafka has
+acknowledged it or it is in the file.
+
+A send that timed out may still have reached Kafka; it is sent again from the
+file, so a consumer can see it twice under the same message id. Idempotent
+production, where the broker has it, removes that within one producer session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final, Protocol
+
+from trading_engine.bus.envelope import Outbound
+
+_log = logging.getLogger(__name__)
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS outbox (
+    sequence INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    headers TEXT NOT NULL
+)
+"""
+
+Receipt = Callable[[], None]
+
+
+class Producer(Protocol):
+    """Sends one message; the returned future resolves when Kafka acknowledges it."""
+
+    async def send(self, topic: str, message: Outbound) -> asyncio.Future[object]: ...
+
+
+@dataclasses.dataclass(slots=True)
+class _Item:
+    sequence: int
+    topic: str
+    # None: nothing to send, only a receipt to fire in turn.
+    message: Outbound | None
+    receipt: Receipt | None
+
+
+class DurableOutbox:
+    """Messages waiting for Kafka, in a SQLite file that survives a crash of the process."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # WAL with synchronous=NORMAL: a committed row survives the process dying.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+        count, last = self._db.execute(
+            "SELECT count(*), coalesce(max(sequence), 0) FROM outbox"
+        ).fetchone()
+        self.pending: int = count
+        self.last_sequence: int = last
+
+    def append(self, items: Sequence[_Item]) -> None:
+        rows = [
+            (
+                item.sequence,
+                item.topic,
+                item.message.message_id,
+                item.message.key,
+                item.message.data,
+                json.dumps(item.message.headers),
+            )
+            for item in items
+            if item.message is not None
+        ]
+        if rows:
+            with self._db:
+                self._db.executemany("INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self.pending += len(rows)
+
+    def oldest(self, limit: int) -> list[_Item]:
+        rows = self._db.execute(
+            "SELECT sequence, topic, message_id, key, value, headers FROM outbox "
+            "ORDER BY sequence LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            _Item(
+                sequence,
+                topic,
+                Outbound(
+                    message_id,
+                    key,
+                    value,
+                    tuple((name, text) for name, text in json.loads(headers)),
+                ),
+                None,
+            )
+            for sequence, topic, message_id, key, value, headers in rows
+        ]
+
+    def remove(self, sequences: Sequence[int]) -> None:
+        with self._db:
+            self._db.executemany("DELETE FROM outbox WHERE sequence = ?", [(s,) for s in sequences])
+        self.pending -= len(sequences)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class KafkaOutput:
+    """The single, ordered way out to Kafka."""
+
+    def __init__(
+        self, outbox: DurableOutbox, capacity: int, window: int, retry_seconds: float
+    ) -> None:
+        self._outbox = outbox
+        self._capacity = capacity
+        self._window = window
+        self._retry_seconds = retry_seconds
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._ready = asyncio.Event()
+        # Set while nothing waits in memory (the file may still hold messages).
+        self._idle = asyncio.Event()
+        self._sequence = outbox.last_sequence
+        self._producer: Producer | None = None
+        # Sent and not yet acknowledged; kept in the file if the process stops meanwhile.
+        self._in_flight: list[_Item] = []
+        self.sent = 0
+        self.spilled = 0
+        self.last_error = ""
+
+    def attach(self, producer: Producer | None) -> None:
+        """The producer to send with; None while Kafka is unreachable."""
+        self._producer = producer
+        self._ready.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + self._outbox.pending
+
+    def put(self, topic: str, message: Outbound | None, receipt: Receipt | None = None) -> None:
+        """Hand a message in (None: only fire `receipt` after everything before it). Never waits."""
+        self._sequence += 1
+        item = _Item(self._sequence, topic, message, receipt)
+        self._idle.clear()
+        if self._outbox.pending or len(self._queue) >= self._capacity:
+            # Kafka is behind: keep this message, and everything queued, in the file.
+            spilled = [*self._queue, item]
+            self._queue.clear()
+            self._spill(spilled)
+            self._fire(spilled)
+        else:
+            self._queue.append(item)
+        self._ready.set()
+
+    async def run(self) -> None:
+        while True:
+            if not self._queue:
+                self._idle.set()
+            if self._outbox.pending:
+                await self._send_outbox()
+                continue
+            if not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            count = min(self._window, len(self._queue))
+            self._in_flight = [self._queue.popleft() for _ in range(count)]
+            failed = await self._send(self._in_flight)
+            if failed:
+                self._spill(failed)
+            window, self._in_flight = self._in_flight, []
+            self._fire(window)
+
+    async def drain(self, seconds: float) -> None:
+        """Wait up to `seconds` for what was handed in to be sent or in the file."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), seconds)
+
+    def close(self) -> None:
+        """Keep whatever was not acknowledged in the file for the next start; `run` is stopped."""
+        unsent = [*self._in_flight, *self._queue]
+        self._in_flight, self._queue = [], collections.deque()
+        self._spill(unsent)
+        self._fire(unsent)
+        self._outbox.close()
+
+    async def _send_outbox(self) -> None:
+        if self._producer is None:
+            await asyncio.sleep(self._retry_seconds)
+            return
+        batch = self._outbox.oldest(self._window)
+        failed = {item.sequence for item in await self._send(batch)}
+        # What Kafka acknowledged leaves the file; sending it again would duplicate it.
+        self._outbox.remove([item.sequence for item in batch if item.sequence not in failed])
+        if failed:
+            await asyncio.sleep(self._retry_seconds)
+        elif not self._outbox.pending:
+            _log.info("Kafka outbox flushed; sending directly again")
+
+    async def _send(self, items: Sequence[_Item]) -> list[_Item]:
+        """Send in order; the items Kafka did not acknowledge, in order."""
+        producer = self._producer
+        if producer is None:
+            return [item for item in items if item.message is not None]
+        pending: list[tuple[_Item, asyncio.Future[object] | None]] = []
+        failed: list[_Item] = []
+        refused = False
+        for item in items:
+            if item.message is None:
+                continue
+            if refused:
+                # The producer refused one already (no metadata: the broker is away).
+                pending.append((item, None))
+                continue
+            try:
+                pending.append((item, await producer.send(item.topic, item.message)))
+            except Exception as error:  # any failure keeps the message for later
+                self._note_failure(error)
+                pending.append((item, None))
+                refused = True
+        for item, future in pending:
+            if future is None:
+                failed.append(item)
+                continue
+            try:
+                await future
+            except Exception as error:
+                self._note_failure(error)
+                failed.append(item)
+            else:
+                self.sent += 1
+        return failed
+
+    def _spill(self, items: Sequence[_Item]) -> None:
+        self._outbox.append(items)
+        self.spilled += sum(1 for item in items if item.message is not None)
+
+    @staticmethod
+    def _fire(items: Sequence[_Item]) -> None:
+        for item in items:
+            if item.receipt is not None:
+                item.receipt()
+
+    def _note_failure(self, error: Exception) -> None:
+        message = f"{type(error).__name__}: {error}"
+        if message != self.last_error:
+            _log.warning("Kafka send failed, keeping output in the outbox: %s", message)
+        self.last_error = message

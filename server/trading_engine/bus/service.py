@@ -1,0 +1,166 @@
+"""The bus as one component: built from the settings, started and stopped by the app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Final
+
+from trading_engine.bus.bridge import BusBridge, ExecutionSink
+from trading_engine.bus.claims import Claims, LocalClaims, SharedClaims
+from trading_engine.bus.deliveries import DeliveryLog
+from trading_engine.bus.kafka_link import KafkaLink, KafkaOptions
+from trading_engine.bus.names import (
+    KAFKA_EXECUTIONS,
+    KAFKA_PREDICTIONS,
+    NATS_EXECUTIONS,
+    NATS_PREDICTIONS,
+)
+from trading_engine.bus.nats_link import NatsLink, NatsOptions
+from trading_engine.bus.outbox import DurableOutbox, KafkaOutput
+from trading_engine.clock import Clock
+from trading_engine.config import EngineSettings
+from trading_engine.engine import DecisionEngine
+from trading_engine.health import ComponentReport, ComponentState
+from trading_engine.strategies import StrategyService
+
+_log = logging.getLogger(__name__)
+
+CLAIMS_BUCKET: Final = "trading-engine-claims"
+# Long enough for a batch's slower copy (Kafka after an outage) to find the claim.
+_CLAIM_TTL_S: Final = 3600.0
+_OUTPUT_QUEUE: Final = 20_000
+_OUTPUT_WINDOW: Final = 500
+_STOP_DRAIN_S: Final = 5.0
+
+
+class Bus:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        engine: DecisionEngine,
+        strategies: StrategyService,
+        clock: Clock,
+        executions: ExecutionSink | None = None,
+    ) -> None:
+        self.enabled = bool(settings.bus_nats_url or settings.bus_kafka_bootstrap)
+        shared = (
+            SharedClaims(CLAIMS_BUCKET, f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}")
+            if settings.bus_claims == "nats"
+            else None
+        )
+        self.claims: Claims = shared or LocalClaims()
+        self.output: KafkaOutput | None = None
+        self.nats: NatsLink | None = None
+        self.kafka: KafkaLink | None = None
+        if settings.bus_kafka_bootstrap:
+            outbox = DurableOutbox(Path(settings.data_dir) / "kafka-outbox.db")
+            self.output = KafkaOutput(
+                outbox,
+                capacity=_OUTPUT_QUEUE,
+                window=_OUTPUT_WINDOW,
+                retry_seconds=0.5,
+            )
+        if settings.bus_nats_url:
+            self.nats = NatsLink(
+                NatsOptions(
+                    url=settings.bus_nats_url,
+                    queue_group=settings.bus_group,
+                    ping_interval_seconds=2,
+                    pending_messages=100_000,
+                    pending_bytes=256 * 1024 * 1024,
+                    reconnect_buffer_bytes=64 * 1024 * 1024,
+                    claim_ttl_seconds=_CLAIM_TTL_S,
+                ),
+                shared,
+            )
+        self.bridge = BusBridge(
+            engine,
+            strategies,
+            clock,
+            self.claims,
+            self.nats,
+            self.output,
+            DeliveryLog(settings.bus_dedupe_window),
+            executions,
+        )
+        if self.nats is not None:
+            self.nats.route(NATS_PREDICTIONS, self.bridge.on_predictions)
+            self.nats.route(NATS_EXECUTIONS, self.bridge.on_execution)
+        if self.output is not None:
+            self.kafka = KafkaLink(
+                KafkaOptions(
+                    bootstrap=settings.bus_kafka_bootstrap,
+                    group_id=settings.bus_group,
+                    idempotence=settings.bus_kafka_idempotence,
+                    request_timeout_ms=settings.bus_kafka_request_timeout_ms,
+                    commit_interval_seconds=0.2,
+                    max_poll_records=500,
+                ),
+                {
+                    KAFKA_PREDICTIONS: self.bridge.on_predictions,
+                    KAFKA_EXECUTIONS: self.bridge.on_execution,
+                },
+                self.output,
+            )
+        self._inputs: list[asyncio.Task[None]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Connect in the background: the engine serves while a broker is still away."""
+        if self.output is not None:
+            self._sender = asyncio.create_task(self.output.run())
+        if self.nats is not None:
+            self._inputs.append(asyncio.create_task(self.nats.run()))
+        if self.kafka is not None:
+            self._inputs += [
+                asyncio.create_task(self.kafka.run_producer()),
+                asyncio.create_task(self.kafka.run_consumer()),
+            ]
+
+    async def stop(self) -> None:
+        """Stop taking messages, finish the ones in hand, and keep unsent output in the outbox."""
+        if self.nats is not None:
+            await self.nats.close()
+        for task in self._inputs:
+            if not task.done() or task.cancelled():
+                task.cancel()
+        await asyncio.gather(*self._inputs, return_exceptions=True)
+        if self.output is not None:
+            await self.output.drain(_STOP_DRAIN_S)
+            if self._sender is not None:
+                self._sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sender
+            self.output.close()
+        if self.kafka is not None:
+            await self.kafka.close()
+
+    def probe(self) -> ComponentReport:
+        problems: list[str] = []
+        if self.nats is not None and not self.nats.connected:
+            problems.append(f"NATS disconnected ({self.nats.last_error or 'connecting'})")
+        if self.kafka is not None and self.output is not None:
+            if not self.kafka.producer_ready:
+                problems.append(f"Kafka not connected ({self.kafka.last_error or 'connecting'})")
+            elif self.output.pending and self.output.last_error:
+                problems.append(
+                    f"Kafka output waiting: {self.output.pending} messages "
+                    f"({self.output.last_error})"
+                )
+        counts = self.bridge.counts
+        summary = (
+            f"{counts.batches_decided} batches decided, {counts.duplicates} duplicate copies, "
+            f"{sum(counts.dead_letters.values())} dead letters, "
+            f"{self.bridge.sequences.gaps} sequence gaps"
+        )
+        if problems:
+            return ComponentReport(
+                "bus", ComponentState.DEGRADED, "; ".join(problems) + "; " + summary, False
+            )
+        return ComponentReport("bus", ComponentState.UP, summary, False)
