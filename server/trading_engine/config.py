@@ -87,6 +87,11 @@ class EngineSettings:
     bus_kafka_request_timeout_ms: int = setting(
         5000, "how long a Kafka send may wait before its output goes to the outbox"
     )
+    bus_kafka_session_timeout_ms: int = setting(
+        10_000,
+        "a consumer silent this long leaves the group and its partitions move to another "
+        "instance; joining the group takes up to half of it",
+    )
     bus_group: str = setting(
         "trading-engine", "NATS queue group and Kafka consumer group the instances share"
     )

@@ -14,7 +14,7 @@ import collections
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -28,6 +28,7 @@ _log = logging.getLogger(__name__)
 
 Handler = Callable[[Inbound], Awaitable[None]]
 _Client = TypeVar("_Client", AIOKafkaProducer, AIOKafkaConsumer)
+_STOP_S: Final = 5.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class KafkaOptions:
     group_id: str
     idempotence: bool
     request_timeout_ms: int
+    session_timeout_ms: int
     commit_interval_seconds: float
     max_poll_records: int
 
@@ -128,6 +130,8 @@ class KafkaLink:
                 fetch_max_wait_ms=50,
                 request_timeout_ms=max(options.request_timeout_ms, 10_000),
                 max_poll_records=options.max_poll_records,
+                session_timeout_ms=options.session_timeout_ms,
+                heartbeat_interval_ms=max(options.session_timeout_ms // 4, 100),
                 retry_backoff_ms=100,
             ),
             "consumer",
@@ -149,11 +153,22 @@ class KafkaLink:
             await asyncio.gather(committing, return_exceptions=True)
 
     async def close(self) -> None:
+        """Commit what was handed off and leave; unacknowledged output is in the outbox by now."""
         if self._consumer is not None:
             await self._commit(self._consumer)
-            await self._consumer.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        for client in (self._consumer, self._producer):
+            if client is None:
+                continue
+            try:
+                await asyncio.wait_for(client.stop(), _STOP_S)
+            except (KafkaError, TimeoutError, asyncio.CancelledError) as error:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # aiokafka re-raises its fetcher's last error (or cancellation) when
+                # stopped while Kafka is away, and then skips closing its connections.
+                _log.info("Kafka client stopped uncleanly: %r", error)
+                await client._client.close()
 
     async def _handle(self, fetched: dict[TopicPartition, list[object]]) -> None:
         if self._consumer is not None:
@@ -202,6 +217,10 @@ class KafkaLink:
                 await client.stop()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+            except asyncio.CancelledError:
+                # The engine stops while the client is still joining.
+                await client.stop()
+                raise
             else:
                 _log.info("Kafka %s connected to %s", role, self._options.bootstrap)
                 return client

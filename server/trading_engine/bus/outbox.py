@@ -21,7 +21,7 @@ import dataclasses
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -88,7 +88,7 @@ class DurableOutbox:
             if item.message is not None
         ]
         if rows:
-            with self._db:
+            with self._transaction():
                 self._db.executemany("INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?)", rows)
             self.pending += len(rows)
 
@@ -114,9 +114,22 @@ class DurableOutbox:
         ]
 
     def remove(self, sequences: Sequence[int]) -> None:
-        with self._db:
-            self._db.executemany("DELETE FROM outbox WHERE sequence = ?", [(s,) for s in sequences])
-        self.pending -= len(sequences)
+        with self._transaction():
+            deleted = self._db.executemany(
+                "DELETE FROM outbox WHERE sequence = ?", [(s,) for s in sequences]
+            ).rowcount
+        self.pending -= deleted
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """All rows or none, so `pending` always counts what the file holds."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -161,8 +174,8 @@ class KafkaOutput:
         if self._outbox.pending or len(self._queue) >= self._capacity:
             # Kafka is behind: keep this message, and everything queued, in the file.
             spilled = [*self._queue, item]
-            self._queue.clear()
             self._spill(spilled)
+            self._queue.clear()
             self._fire(spilled)
         else:
             self._queue.append(item)
@@ -182,10 +195,15 @@ class KafkaOutput:
             count = min(self._window, len(self._queue))
             self._in_flight = [self._queue.popleft() for _ in range(count)]
             failed = await self._send(self._in_flight)
+            waiting: list[_Item] = []
             if failed:
-                self._spill(failed)
+                # Kafka is away: what waits behind the failures goes to the file with them.
+                waiting = [*self._queue]
+                self._spill([*failed, *waiting])
+                self._queue.clear()
             window, self._in_flight = self._in_flight, []
             self._fire(window)
+            self._fire(waiting)
 
     async def drain(self, seconds: float) -> None:
         """Wait up to `seconds` for what was handed in to be sent or in the file."""

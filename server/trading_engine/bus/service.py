@@ -99,6 +99,7 @@ class Bus:
                     group_id=settings.bus_group,
                     idempotence=settings.bus_kafka_idempotence,
                     request_timeout_ms=settings.bus_kafka_request_timeout_ms,
+                    session_timeout_ms=settings.bus_kafka_session_timeout_ms,
                     commit_interval_seconds=0.2,
                     max_poll_records=500,
                 ),
@@ -159,6 +160,11 @@ class Bus:
             f"{sum(counts.dead_letters.values())} dead letters, "
             f"{self.bridge.sequences.gaps} sequence gaps"
         )
+        if self.nats is not None and (self.nats.shed_inbound or self.nats.shed_outbound):
+            summary += (
+                f"; NATS shed {self.nats.shed_inbound} inbound (slow consumer), "
+                f"{self.nats.shed_outbound} outbound"
+            )
         if problems:
             return ComponentReport(
                 "bus", ComponentState.DEGRADED, "; ".join(problems) + "; " + summary, False

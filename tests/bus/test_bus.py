@@ -1,0 +1,352 @@
+"""The bus against real brokers: a private nats-server and a Tansu Kafka-protocol broker.
+
+Each test starts its own brokers (tests/bus/conftest.py) and engine, and
+listens on both transports the way Risk-Management would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests import factories
+from tests.brokers import KafkaBroker, NatsServer
+from tests.bus.busclient import (
+    ALL_TOPICS,
+    BusClient,
+    Envelope,
+    Received,
+    bus_ready,
+    bus_settings,
+    eventually,
+    prediction_envelope,
+    running_engine,
+)
+from tradeflow.common.v1 import dead_letter_pb2, envelope_pb2
+from tradeflow.trading.v1 import execution_pb2, signal_pb2
+from trading_engine.app import Application
+from trading_engine.bus import names
+from trading_engine.config import EngineSettings
+from trading_engine.health import ComponentState
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+async def topics(kafka_broker: KafkaBroker) -> None:
+    await kafka_broker.create_topics(ALL_TOPICS, partitions=3)
+
+
+@pytest.fixture
+async def client(
+    nats_server: NatsServer, kafka_broker: KafkaBroker, topics: None
+) -> AsyncIterator[BusClient]:
+    opened = BusClient(nats_server.url, kafka_broker.bootstrap)
+    await opened.start()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def engine(
+    tmp_path: Path, nats_server: NatsServer, kafka_broker: KafkaBroker, topics: None
+) -> AsyncIterator[Application]:
+    settings = bus_settings(str(tmp_path / "engine"), nats_server.url, kafka_broker.bootstrap)
+    async with running_engine(settings) as application:
+        await bus_ready(application)
+        yield application
+
+
+def signal_outputs(client: BusClient) -> tuple[list[str], list[str]]:
+    return (
+        client.nats[names.NATS_SIGNALS].message_ids,
+        client.kafka[names.KAFKA_SIGNALS].message_ids,
+    )
+
+
+async def test_a_batch_from_either_transport_is_decided_and_published_on_both(
+    engine: Application, client: BusClient
+) -> None:
+    await client.to_nats(prediction_envelope("from-nats"))
+    await client.to_kafka(prediction_envelope("from-kafka"))
+
+    expected = {"from-nats:signals", "from-kafka:signals"}
+    await eventually(
+        lambda: all(set(ids) == expected for ids in signal_outputs(client)),
+        what="both batches' signals on NATS and on Kafka",
+    )
+    signals = client.nats[names.NATS_SIGNALS]
+    batch = signals.signal_batches()[0]
+    assert batch.signals[0].symbol == "EURUSD"
+    # Four models agreeing on EURUSD going up, in a calm market: a BUY.
+    assert batch.signals[0].signal_type == signal_pb2.SIGNAL_TYPE_BUY
+    # Trace context and tenant travel on; Kafka keys keep one user's signals in order.
+    assert signals.headers[0]["traceparent"].startswith("00-")
+    assert signals.envelopes[0].trace_context.traceparent == signals.headers[0]["traceparent"]
+    assert client.kafka[names.KAFKA_SIGNALS].keys == [b"acme/trader-1"] * 2
+
+
+async def test_a_batch_sent_on_both_transports_is_decided_once(
+    engine: Application, client: BusClient
+) -> None:
+    data = prediction_envelope("twice", sequence=1)
+    await client.to_nats(data)
+    await client.to_kafka(data)
+    await client.to_nats(data)
+
+    await eventually(lambda: engine.bus.bridge.counts.duplicates == 2, what="two copies dropped")
+    await eventually(
+        lambda: signal_outputs(client) == (["twice:signals"], ["twice:signals"]),
+        what="one signal batch on each transport",
+    )
+    assert engine.bus.bridge.counts.batches_decided == 1
+    assert engine.engine.stats.predictions_decided == 1
+
+
+async def test_bad_input_lands_in_the_dead_letters_with_its_reason_and_bytes(
+    engine: Application, client: BusClient
+) -> None:
+    someone_else = factories.batch("other", [factories.prediction("o-1")], user_id="mallory")
+    no_batch_id = factories.batch("", [factories.prediction("n-1")])
+    wrong_type = Envelope(
+        message_type=envelope_pb2.MESSAGE_TYPE_EXECUTION_RESULT,
+        user_id="trader-1",
+        company_id="acme",
+        message_id="wrong-type",
+    ).SerializeToString()
+    cases = {
+        b"\xff\xff not protobuf": dead_letter_pb2.DEAD_LETTER_REASON_UNDECODABLE,
+        wrong_type: dead_letter_pb2.DEAD_LETTER_REASON_WRONG_MESSAGE_TYPE,
+        prediction_envelope("tenant", someone_else): (
+            dead_letter_pb2.DEAD_LETTER_REASON_TENANT_MISMATCH
+        ),
+        prediction_envelope("no-id", no_batch_id): (
+            dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD
+        ),
+    }
+    for data in cases:
+        await client.to_nats(data)
+
+    def letters(received: Received) -> dict[bytes, int]:
+        return {letter.original: letter.reason for letter in received.dead_letters()}
+
+    await eventually(
+        lambda: (
+            letters(client.nats[names.NATS_DEAD_LETTER]) == cases
+            and letters(client.kafka[names.KAFKA_DEAD_LETTER]) == cases
+        ),
+        what="every refused message in the dead letters on both transports",
+    )
+    details = {
+        letter.reason: letter for letter in client.nats[names.NATS_DEAD_LETTER].dead_letters()
+    }
+    tenant = details[dead_letter_pb2.DEAD_LETTER_REASON_TENANT_MISMATCH]
+    assert "mallory" in tenant.detail
+    assert (tenant.message_id, tenant.source, tenant.transport) == (
+        "tenant",
+        names.NATS_PREDICTIONS,
+        "nats",
+    )
+    assert (
+        "batch.batch_id: required"
+        in details[dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD].detail
+    )
+    assert signal_outputs(client) == ([], [])
+
+
+async def test_a_gap_in_a_producers_sequence_is_reported(
+    engine: Application, client: BusClient
+) -> None:
+    for sequence in (1, 2, 5):
+        await client.to_nats(prediction_envelope(f"seq-{sequence}", sequence=sequence))
+    await eventually(lambda: len(signal_outputs(client)[0]) == 3, what="three batches decided")
+    assert engine.bus.bridge.sequences.gaps == 2
+    report = engine.bus.probe()
+    assert "2 sequence gaps" in report.detail
+    # The missing ones arrive late on Kafka: the gap is filled, nothing stays missing.
+    for sequence in (3, 4):
+        await client.to_kafka(prediction_envelope(f"seq-{sequence}", sequence=sequence))
+    await eventually(
+        lambda: engine.bus.bridge.sequences.missing == 0, what="late copies fill the gap"
+    )
+    assert engine.bus.bridge.sequences.filled == 2
+
+
+async def test_execution_results_are_taken_in_once_and_bad_ones_refused(
+    engine: Application, client: BusClient
+) -> None:
+    result = execution_pb2.ExecutionResult(
+        execution_id="x-1",
+        signal_id="s-1",
+        user_id="trader-1",
+        company_id="acme",
+        symbol="EURUSD",
+        status=execution_pb2.EXECUTION_STATUS_FILLED,
+        executed_price=1.0851,
+        executed_size_lots=0.5,
+    )
+    envelope = Envelope(
+        message_type=envelope_pb2.MESSAGE_TYPE_EXECUTION_RESULT,
+        user_id="trader-1",
+        company_id="acme",
+        payload=result.SerializeToString(),
+        message_id="exec-1",
+    )
+    await client.to_nats(envelope.SerializeToString(), names.NATS_EXECUTIONS)
+    await client.to_kafka(envelope.SerializeToString(), names.KAFKA_EXECUTIONS)
+    result.user_id = "mallory"
+    envelope.payload, envelope.message_id = result.SerializeToString(), "exec-2"
+    await client.to_kafka(envelope.SerializeToString(), names.KAFKA_EXECUTIONS)
+
+    await eventually(
+        lambda: len(client.kafka[names.KAFKA_DEAD_LETTER].envelopes) == 1,
+        what="the other tenant's execution result refused",
+    )
+    counts = engine.bus.bridge.counts
+    await eventually(lambda: counts.duplicates == 1, what="the second copy dropped")
+    assert counts.executions == 1
+    letter = client.kafka[names.KAFKA_DEAD_LETTER].dead_letters()[0]
+    assert letter.reason == dead_letter_pb2.DEAD_LETTER_REASON_TENANT_MISMATCH
+    assert (letter.source, letter.transport) == (names.KAFKA_EXECUTIONS, "kafka")
+
+
+async def test_nats_killed_mid_stream_loses_no_batch_and_kafka_carries_on(
+    engine: Application, client: BusClient, nats_server: NatsServer
+) -> None:
+    sent = [f"n-{index}" for index in range(30)]
+    for index, message_id in enumerate(sent):
+        data = prediction_envelope(message_id, sequence=index + 1)
+        if index < 15:
+            await client.to_nats(data)
+        if index == 15:
+            nats_server.kill()
+        await client.to_kafka(data)
+
+    expected = [f"{message_id}:signals" for message_id in sent]
+    await eventually(
+        lambda: sorted(signal_outputs(client)[1]) == sorted(expected),
+        what="every batch's signals on Kafka, each once",
+    )
+    assert engine.bus.probe().state is ComponentState.DEGRADED
+    assert engine.bus.bridge.counts.batches_decided == 30
+
+    nats_server.restart()
+    await eventually(lambda: engine.bus.probe().state is ComponentState.UP, what="NATS rejoined")
+    await client.to_nats(prediction_envelope("after", sequence=31))
+    await eventually(lambda: "after:signals" in signal_outputs(client)[0], what="NATS path back")
+    assert sorted(signal_outputs(client)[1]) == sorted([*expected, "after:signals"])
+
+
+async def test_kafka_killed_nats_carries_on_and_the_outbox_flushes_exactly_once_in_order(
+    engine: Application, client: BusClient, kafka_broker: KafkaBroker
+) -> None:
+    await client.to_nats(prediction_envelope("before", sequence=1))
+    await eventually(lambda: signal_outputs(client)[1] == ["before:signals"], what="Kafka works")
+    kafka_broker.kill()
+    sent = [f"k-{index}" for index in range(20)]
+    for index, message_id in enumerate(sent):
+        await client.to_nats(prediction_envelope(message_id, sequence=index + 2))
+
+    expected = [f"{message_id}:signals" for message_id in sent]
+    await eventually(
+        lambda: signal_outputs(client)[0] == ["before:signals", *expected],
+        what="NATS goes on publishing while Kafka is away",
+    )
+    output = engine.bus.output
+    assert output is not None
+    await eventually(lambda: output.pending == 20, what="Kafka output waits in the outbox")
+    assert engine.bus.probe().state is ComponentState.DEGRADED
+
+    # Tansu keeps topics in memory: they come back empty (tests/brokers.py).
+    kafka_broker.restart()
+    await eventually(lambda: output.pending == 0, within=30, what="the outbox flushes")
+    # The restarted broker holds exactly what the outbox sent: all 20, once, in order.
+    flushed = await client.read_topic(names.KAFKA_SIGNALS)
+    assert flushed.message_ids == expected
+    assert engine.bus.probe().state is ComponentState.UP
+    assert output.spilled == 20
+
+
+async def test_two_instances_split_the_load_and_decide_each_batch_once(
+    tmp_path: Path, nats_server: NatsServer, kafka_broker: KafkaBroker, client: BusClient
+) -> None:
+    def settings(name: str) -> EngineSettings:
+        return bus_settings(
+            str(tmp_path / name), nats_server.url, kafka_broker.bootstrap, bus_claims="nats"
+        )
+
+    async with (
+        running_engine(settings("a")) as first,
+        running_engine(settings("b")) as second,
+    ):
+        await bus_ready(first)
+        await bus_ready(second)
+        sent = [f"pair-{index}" for index in range(60)]
+        for index, message_id in enumerate(sent):
+            # ML-Processing publishes every batch on both transports.
+            data = prediction_envelope(
+                message_id,
+                factories.batch(
+                    message_id,
+                    [factories.prediction(f"{message_id}-p")],
+                    user_id=f"trader-{index % 6}",
+                ),
+                sequence=index + 1,
+                user_id=f"trader-{index % 6}",
+            )
+            await client.to_nats(data)
+            await client.to_kafka(data)
+        expected = sorted(f"{message_id}:signals" for message_id in sent)
+        await eventually(
+            lambda: (
+                sorted(signal_outputs(client)[0]) == expected
+                and sorted(signal_outputs(client)[1]) == expected
+            ),
+            within=30,
+            what="each batch's signals once on each transport",
+        )
+        decided = [app.bus.bridge.counts.batches_decided for app in (first, second)]
+        assert sum(decided) == 60
+        assert min(decided) > 0, f"one instance did all the work: {decided}"
+
+
+async def test_committed_offsets_keep_a_restarted_engine_from_deciding_kafka_input_again(
+    tmp_path: Path, nats_server: NatsServer, kafka_broker: KafkaBroker, client: BusClient
+) -> None:
+    def settings(name: str) -> EngineSettings:
+        return bus_settings(str(tmp_path / name), nats_server.url, kafka_broker.bootstrap)
+
+    async with running_engine(settings("first")) as first:
+        await bus_ready(first)
+        for index in range(5):
+            await client.to_kafka(prediction_envelope(f"c-{index}"))
+        await eventually(lambda: len(signal_outputs(client)[1]) == 5, what="five decided")
+    # A new process (empty memory of message ids) in the same consumer group.
+    async with running_engine(settings("second")) as second:
+        await bus_ready(second)
+        await client.to_kafka(prediction_envelope("c-5"))
+        await eventually(lambda: "c-5:signals" in signal_outputs(client)[1], what="c-5 decided")
+        assert second.bus.bridge.counts.batches_decided == 1
+    assert signal_outputs(client)[1] == [f"c-{index}:signals" for index in range(6)]
+
+
+async def test_the_outbox_survives_an_engine_restart_while_kafka_is_away(
+    tmp_path: Path, nats_server: NatsServer, kafka_broker: KafkaBroker, client: BusClient
+) -> None:
+    settings = bus_settings(str(tmp_path / "engine"), nats_server.url, kafka_broker.bootstrap)
+    async with running_engine(settings) as first:
+        await bus_ready(first)
+        kafka_broker.kill()
+        for index in range(10):
+            await client.to_nats(prediction_envelope(f"o-{index}"))
+        await eventually(lambda: len(signal_outputs(client)[0]) == 10, what="decided over NATS")
+    kafka_broker.restart()
+    async with running_engine(settings) as second:
+        output = second.bus.output
+        assert output is not None
+        assert output.pending == 10, "the outbox file kept what Kafka never acknowledged"
+        await eventually(lambda: output.pending == 0, within=30, what="the outbox flushes")
+    flushed = await client.read_topic(names.KAFKA_SIGNALS)
+    assert flushed.message_ids == [f"o-{index}:signals" for index in range(10)]

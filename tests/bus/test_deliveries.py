@@ -1,0 +1,60 @@
+"""Which copy of a message is decided, and which producer messages went missing."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from trading_engine.bus.deliveries import DeliveryLog, SequenceTracker
+
+
+def test_the_first_copy_is_decided_and_later_copies_are_not() -> None:
+    log = DeliveryLog(capacity=10)
+    assert log.begin("m-1")
+    # The Kafka copy arrives while (or after) the NATS copy is decided.
+    assert not log.begin("m-1")
+    log.finish("m-1")
+    assert not log.begin("m-1")
+
+
+def test_a_copy_that_was_not_decided_leaves_the_next_copy_free() -> None:
+    log = DeliveryLog(capacity=10)
+    assert log.begin("m-1")
+    log.forget("m-1")
+    assert log.begin("m-1")
+
+
+def test_the_oldest_ids_are_forgotten_beyond_the_capacity() -> None:
+    log = DeliveryLog(capacity=3)
+    for message_id in ("a", "b", "c", "d"):
+        assert log.begin(message_id)
+    assert log.begin("a"), "the oldest id was forgotten to stay within capacity"
+    assert not log.begin("d")
+
+
+def test_a_gap_in_a_producers_sequence_is_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sequences = SequenceTracker()
+    with caplog.at_level(logging.WARNING):
+        for sequence in (1, 2, 5, 6):
+            sequences.observe("ml-1", sequence)
+    assert sequences.gaps == 2
+    assert sequences.missing == 2
+    assert "producer ml-1 skipped sequence 3..4 (2 messages not received)" in caplog.text
+
+
+def test_a_late_copy_fills_its_gap() -> None:
+    sequences = SequenceTracker()
+    for sequence in (1, 3, 2, 4):
+        sequences.observe("ml-1", sequence)
+    assert (sequences.gaps, sequences.filled, sequences.missing) == (1, 1, 0)
+
+
+def test_producers_are_followed_separately_and_unnumbered_messages_are_ignored() -> None:
+    sequences = SequenceTracker()
+    # A producer seen first mid-stream (an engine restart) starts there, without a gap.
+    for producer, sequence in (("a", 10), ("b", 1), ("a", 11), ("b", 2), ("", 7), ("c", 0)):
+        sequences.observe(producer, sequence)
+    assert sequences.gaps == 0
