@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pytest
+
 from trading_engine.config import EngineSettings, GatewaySettings, add_arguments, from_arguments
 
 
@@ -35,3 +37,23 @@ def test_paths_are_typed() -> None:
         GatewaySettings, _parse(GatewaySettings, ["--envoy-dir", "/tmp/x"]), environ={}
     )
     assert settings.envoy_dir == Path("/tmp/x")
+
+
+def test_yes_no_settings_read_the_words_people_write() -> None:
+    environ = {"TRADING_ENGINE_BUS_KAFKA_IDEMPOTENCE": "off"}
+    assert not from_arguments(
+        EngineSettings, _parse(EngineSettings, []), environ
+    ).bus_kafka_idempotence
+    flagged = _parse(EngineSettings, ["--bus-kafka-idempotence", "Yes"])
+    assert from_arguments(EngineSettings, flagged, environ).bus_kafka_idempotence
+
+
+def test_a_misspelt_setting_says_what_it_accepts() -> None:
+    with pytest.raises(SystemExit, match="true/false, yes/no, on/off, 1/0"):
+        from_arguments(
+            EngineSettings,
+            _parse(EngineSettings, []),
+            {"TRADING_ENGINE_BUS_KAFKA_IDEMPOTENCE": "si"},
+        )
+    with pytest.raises(SystemExit, match=r"bus_claims must be one of \('local', 'nats'\)"):
+        from_arguments(EngineSettings, _parse(EngineSettings, ["--bus-claims", "redis"]), {})

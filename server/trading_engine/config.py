@@ -194,12 +194,13 @@ def _field_type(field: dataclasses.Field[Any]) -> Callable[[str], Any]:
         "int": int,
         "float": float,
         "Path": Path,
-        "bool": _boolean,
+        "bool": boolean,
     }
     return kinds[str(field.type)]
 
 
-def _boolean(text: str) -> bool:
+def boolean(text: str) -> bool:
+    """A yes/no setting as people write it."""
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True

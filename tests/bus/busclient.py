@@ -21,6 +21,7 @@ from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.app import Application
 from trading_engine.bus import names
+from trading_engine.bus.kafka_link import stop_client
 from trading_engine.config import EngineSettings
 
 Envelope = envelope_pb2.TradingProcessingEnvelope
@@ -123,7 +124,7 @@ class BusClient:
             await asyncio.gather(self._consuming, return_exceptions=True)
         for closing in (self._consumer, self._producer):
             if closing is not None:
-                await closing.stop()
+                await stop_client(closing)
         if self._client is not None:
             await self._client.close()
 

@@ -312,6 +312,20 @@ async def test_two_instances_split_the_load_and_decide_each_batch_once(
         assert min(decided) > 0, f"one instance did all the work: {decided}"
 
 
+async def test_a_second_engine_on_the_same_data_directory_is_refused_at_start(
+    tmp_path: Path, kafka_broker: KafkaBroker
+) -> None:
+    settings = bus_settings(str(tmp_path), "", kafka_broker.bootstrap)
+    first = Application(settings)
+    try:
+        with pytest.raises(OSError, match="outbox .* is in use by another engine"):
+            Application(settings)
+    finally:
+        await first.stop()
+    # Once the first has stopped, the directory is free again.
+    await Application(settings).stop()
+
+
 async def test_committed_offsets_keep_a_restarted_engine_from_deciding_kafka_input_again(
     tmp_path: Path, nats_server: NatsServer, kafka_broker: KafkaBroker, client: BusClient
 ) -> None:

@@ -157,18 +157,8 @@ class KafkaLink:
         if self._consumer is not None:
             await self._commit(self._consumer)
         for client in (self._consumer, self._producer):
-            if client is None:
-                continue
-            try:
-                await asyncio.wait_for(client.stop(), _STOP_S)
-            except (KafkaError, TimeoutError, asyncio.CancelledError) as error:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                # aiokafka re-raises its fetcher's last error (or cancellation) when
-                # stopped while Kafka is away, and then skips closing its connections.
-                _log.info("Kafka client stopped uncleanly: %r", error)
-                await client._client.close()
+            if client is not None:
+                await stop_client(client)
 
     async def _handle(self, fetched: dict[TopicPartition, list[object]]) -> None:
         if self._consumer is not None:
@@ -229,6 +219,22 @@ class KafkaLink:
         if message != self.last_error:
             _log.warning("%s", message)
         self.last_error = message
+
+
+async def stop_client(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
+    """Stop an aiokafka client, also when Kafka is away.
+
+    aiokafka's stop() re-raises its fetcher's last error (or a cancellation)
+    when Kafka went away, and then skips closing its connections.
+    """
+    try:
+        await asyncio.wait_for(client.stop(), _STOP_S)
+    except (KafkaError, TimeoutError, asyncio.CancelledError) as error:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        _log.info("Kafka client stopped uncleanly: %r", error)
+        await client._client.close()
 
 
 class _Sender:

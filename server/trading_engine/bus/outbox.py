@@ -63,11 +63,23 @@ class DurableOutbox:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # WAL with synchronous=NORMAL: a committed row survives the process dying.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+        # One engine per outbox: two would send and delete each other's messages.
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        try:
+            # WAL with synchronous=NORMAL: a committed row survives the process dying.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+            with self._transaction():
+                pass  # takes the exclusive lock now, not at the first outage
+        except sqlite3.OperationalError as error:
+            self._db.close()
+            raise OSError(
+                f"the Kafka outbox {path} is in use by another engine ({error}); "
+                "give each engine a data directory of its own (they may share a store "
+                "through --store-url)"
+            ) from None
         count, last = self._db.execute(
             "SELECT count(*), coalesce(max(sequence), 0) FROM outbox"
         ).fetchone()
@@ -120,6 +132,12 @@ class DurableOutbox:
             ).rowcount
         self.pending -= deleted
 
+    def recount(self) -> None:
+        """Count the file's rows again; `pending` said there were some and there were none."""
+        counted = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        _log.error("the Kafka outbox counted %d messages but holds %d", self.pending, counted)
+        self.pending = counted
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         """All rows or none, so `pending` always counts what the file holds."""
@@ -149,6 +167,7 @@ class KafkaOutput:
         self._ready = asyncio.Event()
         # Set while nothing waits in memory (the file may still hold messages).
         self._idle = asyncio.Event()
+        self._idle.set()
         self._sequence = outbox.last_sequence
         self._producer: Producer | None = None
         # Sent and not yet acknowledged; kept in the file if the process stops meanwhile.
@@ -223,6 +242,9 @@ class KafkaOutput:
             await asyncio.sleep(self._retry_seconds)
             return
         batch = self._outbox.oldest(self._window)
+        if not batch:
+            self._outbox.recount()
+            return
         failed = {item.sequence for item in await self._send(batch)}
         # What Kafka acknowledged leaves the file; sending it again would duplicate it.
         self._outbox.remove([item.sequence for item in batch if item.sequence not in failed])
