@@ -37,19 +37,25 @@ _DIRECTIONS = (
 )
 
 
-def batches(count: int, size: int = 10, seed: int = 7) -> list[bytes]:
-    """`count` serialized MLPredictionBatch messages of `size` predictions each."""
+def batches(
+    count: int, size: int = 10, seed: int = 7, *, start_ns: int = START_NS, users: int = 10_000
+) -> list[bytes]:
+    """`count` serialized MLPredictionBatch messages of `size` predictions each.
+
+    The `index`th batch is stamped `start_ns + index * STEP_NS` and comes from
+    trader `index % users`.
+    """
     rng = random.Random(seed)
     prices = dict(SYMBOLS)
     symbols = list(SYMBOLS)
     result = []
     for index in range(count):
-        at_ns = START_NS + index * STEP_NS
+        at_ns = start_ns + index * STEP_NS
         message = prediction_pb2.MLPredictionBatch(
             batch_id=f"batch-{index}", correlation_id=f"corr-{index}"
         )
         tenant = message.user_context
-        tenant.user_id = f"trader-{index % 10_000}"
+        tenant.user_id = f"trader-{index % users}"
         tenant.company_id = "acme"
         tenant.tier = tier_pb2.SUBSCRIPTION_TIER_ENTERPRISE
         tenant.account_equity = 50_000.0

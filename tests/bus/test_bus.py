@@ -318,7 +318,7 @@ async def test_a_second_engine_on_the_same_data_directory_is_refused_at_start(
     settings = bus_settings(str(tmp_path), "", kafka_broker.bootstrap)
     first = Application(settings)
     try:
-        with pytest.raises(OSError, match="outbox .* is in use by another engine"):
+        with pytest.raises(OSError, match=r"outbox .* is in use by another engine"):
             Application(settings)
     finally:
         await first.stop()
