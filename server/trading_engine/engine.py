@@ -69,13 +69,13 @@ class TierDefaultStrategies:
 class PositionSource(Protocol):
     """How many positions a user holds open."""
 
-    def open_positions(self, user_id: str) -> int: ...
+    def open_positions(self, company_id: str, user_id: str) -> int: ...
 
 
 class NoPositionsTracked:
     """No execution results are tracked yet, so no user is known to hold a position."""
 
-    def open_positions(self, user_id: str) -> int:
+    def open_positions(self, company_id: str, user_id: str) -> int:
         return 0
 
 
@@ -171,7 +171,7 @@ class DecisionEngine:
             strategy,
             now_ns,
             batch.produced_ns,
-            self.positions.open_positions(batch.user_id),
+            self.positions.open_positions(batch.company_id, batch.user_id),
         )
         signal_context = SignalContext(
             batch.batch_id,
@@ -225,7 +225,7 @@ class DecisionEngine:
         equity, currency = account or (0.0, DEFAULT_CURRENCY)
         context = core.DecisionContext(
             subject.user_id, subject.company_id, equity, currency, strategy, now_ns, now_ns,
-            self.positions.open_positions(subject.user_id),
+            self.positions.open_positions(subject.company_id, subject.user_id),
         )  # fmt: skip
         violations = order_violations(order, context, account is not None)
         if violations:

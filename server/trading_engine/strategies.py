@@ -399,6 +399,10 @@ class StrategyService:
         if cached is not None and (cached.version > layer.version or cached == layer):
             return
         self._layers[key] = layer
+        if cached is None:
+            # No strategy was built from a layer not loaded before: nothing to drop. (Scanning
+            # here made a cold start with many users quadratic.)
+            return
         # A company layer changes every user's strategy in the company; a user layer, one.
         stale = [
             applied

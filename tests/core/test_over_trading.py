@@ -76,6 +76,7 @@ def _second_after_first(
     after_ns: int = 10 * SECOND_NS,
     chosen: Strategy | None = None,
     second_user: str = "user-1",
+    second_company: str = "company-1",
 ) -> tuple[Decision, Decision]:
     """Two signals for one user, the second `after_ns` later; both decided on shared memory."""
     book, memory = MarketBook(), SignalMemory()
@@ -95,7 +96,14 @@ def _second_after_first(
             direction=second_direction,
             at_ns=at,
         ),
-        context(chosen, tier=PRO, now_ns=at, produced_ns=at, user_id=second_user),
+        context(
+            chosen,
+            tier=PRO,
+            now_ns=at,
+            produced_ns=at,
+            user_id=second_user,
+            company_id=second_company,
+        ),
         book,
         memory,
     )
@@ -204,6 +212,13 @@ def test_duplicates_are_per_user_symbol_and_side(
     )
 
     assert (second.disposition == SUPPRESSED) is suppressed
+
+
+def test_the_same_user_id_in_another_company_is_another_trader() -> None:
+    # User ids are unique within a company only: rival's user-1 is not acme's.
+    _, second = _second_after_first(first_price=1.1, second_price=1.1, second_company="company-2")
+
+    assert second.disposition == ACTIONABLE
 
 
 def test_zero_tolerance_suppresses_only_the_same_price() -> None:

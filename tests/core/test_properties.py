@@ -34,6 +34,7 @@ from tests.core.builders import (
     pattern,
     prediction,
     ramp,
+    strategy,
     vote,
 )
 from tradeflow.ml.v1 import prediction_pb2
@@ -219,6 +220,20 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     )
 
 
+# The same buy twice, ten seconds apart: the second is a duplicate.
+_REPEATED_SIGNAL = Scenario(
+    strategy=strategy(PRO),
+    equity=10_000.0,
+    currency="USD",
+    open_positions=0,
+    history=None,
+    steps=(
+        (prediction(prediction_id="first", at_ns=NOW_NS), NOW_NS),
+        (prediction(prediction_id="again", at_ns=NOW_NS + 10 * SECOND_NS), NOW_NS + 10 * SECOND_NS),
+    ),
+)
+
+
 def decide_all(scenario: Scenario) -> list[Decision]:
     """Every prediction of the scenario in order, on fresh market state and memory."""
     book, memory = MarketBook(), SignalMemory()
@@ -324,6 +339,11 @@ def test_every_decision_keeps_the_invariants() -> None:
                 with_legs += bool(decision.entry.legs)
 
     check()
+    # Generated scenarios reach a duplicate only now and then (which examples are drawn
+    # depends on the checkout); this one always does, so every disposition is checked.
+    for decision in decide_all(_REPEATED_SIGNAL):
+        _only_actionable_decisions_carry_an_entry(decision, _REPEATED_SIGNAL.strategy)
+        dispositions.add(decision.disposition)
 
     assert dispositions == {ACTIONABLE, HELD, REJECTED, SUPPRESSED, INVALID}
     assert order_types == {MARKET, LIMIT}

@@ -196,7 +196,7 @@ def decide_input(
     if decision.disposition != ACTIONABLE:
         return decision
     _strength(decision, context.strategy, market, side, pattern_factor)
-    user_memory = memory.user(context.user_id)
+    user_memory = memory.user(context.company_id, context.user_id)
     prices = _over_trading(decision, prediction, instrument, context, user_memory, side)
     if prices is None:
         return decision

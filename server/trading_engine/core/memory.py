@@ -71,21 +71,25 @@ class UserMemory:
 
 
 class SignalMemory:
-    """Every user's recent signals; users idle for longer than the longest window are forgotten."""
+    """Every user's recent signals; users idle for longer than the longest window are forgotten.
+
+    Keyed by company and user: user ids are only unique within a company.
+    """
 
     def __init__(self) -> None:
-        self._users: dict[str, UserMemory] = {}
+        self._users: dict[tuple[str, str], UserMemory] = {}
 
-    def user(self, user_id: str) -> UserMemory:
-        memory = self._users.get(user_id)
+    def user(self, company_id: str, user_id: str) -> UserMemory:
+        key = (company_id, user_id)
+        memory = self._users.get(key)
         if memory is None:
-            memory = self._users[user_id] = UserMemory()
+            memory = self._users[key] = UserMemory()
         return memory
 
     def forget_idle(self, now_ns: int, keep_ns: int) -> None:
         horizon = now_ns - keep_ns
-        for user_id in [u for u, memory in self._users.items() if memory.last_ns < horizon]:
-            del self._users[user_id]
+        for key in [key for key, memory in self._users.items() if memory.last_ns < horizon]:
+            del self._users[key]
 
     @property
     def users(self) -> int:
