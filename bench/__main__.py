@@ -30,7 +30,7 @@ from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.core.decide import decide_input
 from trading_engine.engine import DecisionEngine
-from trading_engine.runtime import tune_garbage_collector
+from trading_engine.runtime import tune_runtime
 from trading_engine.wire.predictions import decode_batch
 
 CORE_BUDGET_US = 20.0
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=6000, help="batches of 10 to run")
     args = parser.parse_args()
     data = workload.batches(args.batches)
-    tune_garbage_collector()
+    tune_runtime()
     for result in (core_decision(data), batch_10(data), machine_stalls()):
         print(json.dumps(result), flush=True)
 

@@ -36,7 +36,7 @@ import asyncpg
 from bench import workload
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.engine import DecisionEngine
-from trading_engine.runtime import tune_garbage_collector
+from trading_engine.runtime import tune_runtime
 from trading_engine.stores.base import SignalRecord, Store, StoreError
 from trading_engine.stores.history import HistoryWriter
 from trading_engine.stores.postgres import PostgresStore
@@ -66,7 +66,7 @@ def main() -> None:
     data = workload.batches(args.signals // 10)
     callers = workload.callers(data)
     signals = decided_signals(data, callers)
-    tune_garbage_collector()
+    tune_runtime()
     for backend in args.backends:
         result = asyncio.run(
             measure(backend, args.postgres_url, signals, data, callers, args.decisions)

@@ -22,7 +22,7 @@ from trading_engine.engine import DecisionEngine, EngineLimits
 from trading_engine.health import ComponentReport, ComponentState, HealthMonitor
 from trading_engine.history import SignalHistory
 from trading_engine.manual_signals import ManualSignals
-from trading_engine.runtime import tune_garbage_collector
+from trading_engine.runtime import tune_runtime
 from trading_engine.stores.base import StoreError
 from trading_engine.stores.history import HistoryWriter
 from trading_engine.stores.urls import open_store
@@ -96,7 +96,7 @@ class Application:
         await self._server.start()
         await self.bus.start()
         # Everything built at start-up is long-lived: keep it out of every collection.
-        tune_garbage_collector()
+        tune_runtime()
         await mark_serving(self._grpc_health)
         _log.info("trading engine %s serving gRPC on %s", __version__, self.grpc_address)
 
