@@ -57,3 +57,5 @@ def test_a_misspelt_setting_says_what_it_accepts() -> None:
         )
     with pytest.raises(SystemExit, match=r"bus_claims must be one of \('local', 'nats'\)"):
         from_arguments(EngineSettings, _parse(EngineSettings, ["--bus-claims", "redis"]), {})
+    with pytest.raises(SystemExit, match="bus_claims nats claims messages in NATS"):
+        from_arguments(EngineSettings, _parse(EngineSettings, ["--bus-claims", "nats"]), {})

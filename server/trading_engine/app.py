@@ -107,9 +107,10 @@ class Application:
         self._stopped = True
         self.health.mark_shutting_down()
         await self._grpc_health.enter_graceful_shutdown()
+        # The bus first: it stops taking messages at once and finishes the ones in hand.
+        await self.bus.stop()
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace_seconds)
-        await self.bus.stop()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

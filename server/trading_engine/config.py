@@ -111,6 +111,8 @@ class EngineSettings:
             )
         if self.bus_claims not in BUS_CLAIMS:
             raise ValueError(f"bus_claims must be one of {BUS_CLAIMS}, not {self.bus_claims!r}")
+        if self.bus_claims == "nats" and not self.bus_nats_url:
+            raise ValueError("bus_claims nats claims messages in NATS: set bus_nats_url too")
 
     @property
     def grpc_address(self) -> str:

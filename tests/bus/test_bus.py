@@ -367,3 +367,30 @@ async def test_the_outbox_survives_an_engine_restart_while_kafka_is_away(
         await eventually(lambda: output.pending == 0, within=30, what="the outbox flushes")
     flushed = await client.read_topic(names.KAFKA_SIGNALS)
     assert flushed.message_ids == [f"o-{index}:signals" for index in range(10)]
+
+
+BACKLOG = 600
+
+
+async def test_an_engine_stopped_mid_stream_hands_over_without_losing_or_repeating_a_batch(
+    tmp_path: Path, nats_server: NatsServer, kafka_broker: KafkaBroker, client: BusClient
+) -> None:
+    def settings(name: str) -> EngineSettings:
+        return bus_settings(str(tmp_path / name), nats_server.url, kafka_broker.bootstrap)
+
+    sent = [f"s-{index}" for index in range(BACKLOG)]
+    for message_id in sent:
+        await client.to_kafka(prediction_envelope(message_id))
+    async with running_engine(settings("first")) as first:
+        await bus_ready(first)
+        await eventually(lambda: len(signal_outputs(client)[1]) >= 10, what="the first decided")
+    # SIGTERM in the middle of the backlog: what was decided is committed, the rest waits.
+    decided_first = first.bus.bridge.counts.batches_decided
+    assert decided_first < BACKLOG
+    async with running_engine(settings("second")) as second:
+        await bus_ready(second)
+        await eventually(
+            lambda: sorted(signal_outputs(client)[1]) == sorted(f"{m}:signals" for m in sent),
+            what="every batch decided by one engine or the other",
+        )
+        assert second.bus.bridge.counts.batches_decided == BACKLOG - decided_first

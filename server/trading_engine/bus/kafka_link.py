@@ -92,6 +92,7 @@ class KafkaLink:
         self._offsets = OffsetTracker()
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
         self.received = 0
         self.producer_ready = False
         self.consumer_ready = False
@@ -140,7 +141,7 @@ class KafkaLink:
         self.consumer_ready = True
         committing = asyncio.create_task(self._commit_periodically(consumer))
         try:
-            while True:
+            while not self._stopping.is_set():
                 try:
                     fetched = await consumer.getmany(timeout_ms=100)
                 except KafkaError as error:
@@ -151,6 +152,10 @@ class KafkaLink:
         finally:
             committing.cancel()
             await asyncio.gather(committing, return_exceptions=True)
+
+    def stop_consuming(self) -> None:
+        """Finish the message in hand, then stop taking Kafka input."""
+        self._stopping.set()
 
     async def close(self) -> None:
         """Commit what was handed off and leave; unacknowledged output is in the outbox by now."""
@@ -166,6 +171,11 @@ class KafkaLink:
         for partition, records in fetched.items():
             handler = self._subscriptions[partition.topic]
             for record in records:
+                # Let NATS messages (and a stop) in between: a fetch holds up to 500 records.
+                await asyncio.sleep(0)
+                if self._stopping.is_set():
+                    # Not started, so not committed: the group delivers it again.
+                    return
                 offset: int = record.offset  # type: ignore[attr-defined]
                 headers = {
                     name: value.decode(errors="replace")

@@ -111,6 +111,7 @@ class Bus:
             )
         self._inputs: list[asyncio.Task[None]] = []
         self._sender: asyncio.Task[None] | None = None
+        self._consuming: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect in the background: the engine serves while a broker is still away."""
@@ -119,18 +120,20 @@ class Bus:
         if self.nats is not None:
             self._inputs.append(asyncio.create_task(self.nats.run()))
         if self.kafka is not None:
-            self._inputs += [
-                asyncio.create_task(self.kafka.run_producer()),
-                asyncio.create_task(self.kafka.run_consumer()),
-            ]
+            self._consuming = asyncio.create_task(self.kafka.run_consumer())
+            self._inputs += [asyncio.create_task(self.kafka.run_producer()), self._consuming]
 
     async def stop(self) -> None:
         """Stop taking messages, finish the ones in hand, and keep unsent output in the outbox."""
+        if self.kafka is not None:
+            self.kafka.stop_consuming()
         if self.nats is not None:
             await self.nats.close()
+        # The Kafka consumer finishes the message in hand; connecting tasks just stop.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._consumer_stopped()), _STOP_DRAIN_S)
         for task in self._inputs:
-            if not task.done() or task.cancelled():
-                task.cancel()
+            task.cancel()
         await asyncio.gather(*self._inputs, return_exceptions=True)
         if self.output is not None:
             await self.output.drain(_STOP_DRAIN_S)
@@ -141,6 +144,10 @@ class Bus:
             self.output.close()
         if self.kafka is not None:
             await self.kafka.close()
+
+    async def _consumer_stopped(self) -> None:
+        if self._consuming is not None and self.kafka is not None and self.kafka.consumer_ready:
+            await asyncio.gather(self._consuming, return_exceptions=True)
 
     def probe(self) -> ComponentReport:
         problems: list[str] = []
@@ -160,6 +167,8 @@ class Bus:
             f"{sum(counts.dead_letters.values())} dead letters, "
             f"{self.bridge.sequences.gaps} sequence gaps"
         )
+        if isinstance(self.claims, SharedClaims) and self.claims.unchecked:
+            summary += f"; {self.claims.unchecked} decided without a shared claim (NATS away)"
         if self.nats is not None and (self.nats.shed_inbound or self.nats.shed_outbound):
             summary += (
                 f"; NATS shed {self.nats.shed_inbound} inbound (slow consumer), "
