@@ -779,6 +779,8 @@ async def throughput_steps(
         )
         step = await phase(generator, data, batch_rate, pids, max(1, len(data) // 100))
         step["offered"] = rate
+        # After each step: memory at the budget's rate, not only after the overload.
+        step["rss_mb"] = subject.memory_mb()["VmRSS"]
         if name == ENGINE:
             step["mix"] = mix(generator.kept)
         steps.append(step)
@@ -949,6 +951,7 @@ def report(
             "ratio_to_budget": round(rss / MEMORY_BUDGET_MB, 3),
             "measured": "engine VmRSS and VmHWM after the throughput steps",
             "rss_by_phase": engine["rss_mb"],
+            "rss_after_each_step": {step["offered"]: step["rss_mb"] for step in engine["steps"]},
             # Mostly signal history: the writer's backlog is what the RSS holds on to.
             "engine_data_dir_mb": engine.get("data_dir_mb"),
             "reference": {"name": "null_relay_memory", "unit": "MB", **relay.get("memory_mb", {})},
