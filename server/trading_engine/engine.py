@@ -33,7 +33,13 @@ from trading_engine.core.market import MarketBook
 from trading_engine.core.memory import RATE_WINDOW_NS, SignalMemory
 from trading_engine.core.strategy import Strategy, from_config
 from trading_engine.core.validation import batch_violations
-from trading_engine.errors import FailedPrecondition, FieldViolation, InvalidArgument, invalid
+from trading_engine.errors import (
+    UNDECODABLE,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    invalid,
+)
 from trading_engine.stats import DecisionStats
 from trading_engine.stores.base import SignalRecord
 from trading_engine.tenancy import Caller, check_batch_tenant
@@ -151,7 +157,7 @@ class DecisionEngine:
             raise InvalidArgument(
                 f"not a valid MLPredictionBatch: {error}",
                 (FieldViolation("batch", str(error)),),
-                reason="UNDECODABLE",
+                reason=UNDECODABLE,
             ) from None
         violations = batch_violations(batch)
         if violations:

@@ -29,6 +29,10 @@ class EngineError(Exception):
         self.reason = reason or self.default_reason
 
 
+# The reason of an InvalidArgument whose bytes are not the message they should be.
+UNDECODABLE = "UNDECODABLE"
+
+
 class InvalidArgument(EngineError):
     """The request is malformed; `violations` names each offending field."""
 

@@ -116,8 +116,16 @@ async def test_bad_input_lands_in_the_dead_letters_with_its_reason_and_bytes(
         company_id="acme",
         message_id="wrong-type",
     ).SerializeToString()
+    garbage_payload = Envelope(
+        message_type=envelope_pb2.MESSAGE_TYPE_ML_PREDICTION_BATCH,
+        user_id="trader-1",
+        company_id="acme",
+        payload=b"\xff\xff not a batch",
+        message_id="garbage-payload",
+    ).SerializeToString()
     cases = {
         b"\xff\xff not protobuf": dead_letter_pb2.DEAD_LETTER_REASON_UNDECODABLE,
+        garbage_payload: dead_letter_pb2.DEAD_LETTER_REASON_UNDECODABLE,
         wrong_type: dead_letter_pb2.DEAD_LETTER_REASON_WRONG_MESSAGE_TYPE,
         prediction_envelope("tenant", someone_else): (
             dead_letter_pb2.DEAD_LETTER_REASON_TENANT_MISMATCH
@@ -150,7 +158,7 @@ async def test_bad_input_lands_in_the_dead_letters_with_its_reason_and_bytes(
         "nats",
     )
     assert (
-        "batch.batch_id: required"
+        "batch.batch_id required"
         in details[dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD].detail
     )
     assert signal_outputs(client) == ([], [])

@@ -102,7 +102,7 @@ class _Undecodable:
         return errors.InvalidArgument(
             f"the request message does not decode: {self.problem}",
             (errors.FieldViolation("request", self.problem),),
-            reason="UNDECODABLE",
+            reason=errors.UNDECODABLE,
         )
 
 

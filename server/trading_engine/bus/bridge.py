@@ -41,7 +41,7 @@ from trading_engine.bus.names import (
 from trading_engine.bus.outbox import KafkaOutput
 from trading_engine.clock import Clock
 from trading_engine.engine import DecisionEngine
-from trading_engine.errors import EngineError, InvalidArgument, PermissionDenied
+from trading_engine.errors import UNDECODABLE, EngineError, InvalidArgument, PermissionDenied
 from trading_engine.stores.base import StoreError
 from trading_engine.strategies import StrategyService
 from trading_engine.tenancy import Caller
@@ -100,22 +100,21 @@ class BusBridge:
     async def on_predictions(self, inbound: Inbound) -> None:
         try:
             envelope = open_envelope(inbound.data, PREDICTIONS)
-            if not await self._first_copy(envelope, inbound):
-                return
-            try:
-                outbound = await self._decide(envelope)
-            except Rejected:
-                # Refused for good: another copy would be refused the same way.
-                self._deliveries.finish(envelope.message_id)
-                raise
-            except BaseException:
-                # Not decided: a later copy may be.
-                self._deliveries.forget(envelope.message_id)
-                raise
         except Rejected as rejection:
             await self._dead_letter(inbound, rejection)
             return
-        self._deliveries.finish(envelope.message_id)
+        if not await self._first_copy(envelope, inbound):
+            return
+        try:
+            outbound = await self._decide(envelope)
+        except Rejected as rejection:
+            # Refused for good: another copy would be refused the same way.
+            await self._dead_letter(inbound, rejection)
+            return
+        except BaseException:
+            # Not decided: a later copy may be.
+            self._deliveries.forget(envelope.message_id)
+            raise
         await self._publish(NATS_SIGNALS, KAFKA_SIGNALS, outbound, inbound)
         self.counts.batches_decided += 1
 
@@ -128,7 +127,6 @@ class BusBridge:
         except Rejected as rejection:
             await self._dead_letter(inbound, rejection)
             return
-        self._deliveries.finish(envelope.message_id)
         if self._executions is not None:
             self._executions.record(result)
         self.counts.executions += 1
@@ -137,12 +135,10 @@ class BusBridge:
     async def _first_copy(self, envelope: Envelope, inbound: Inbound) -> bool:
         """Whether this copy is the one to process; others only fire their receipt."""
         message_id = envelope.message_id
-        if self._deliveries.begin(message_id):
-            if await self._claims.claim(message_id):
-                self.sequences.observe(envelope.producer_id, envelope.sequence)
-                trace_headers(envelope, inbound.headers)
-                return True
-            self._deliveries.finish(message_id)
+        if self._deliveries.begin(message_id) and await self._claims.claim(message_id):
+            self.sequences.observe(envelope.producer_id, envelope.sequence)
+            trace_headers(envelope, inbound.headers)
+            return True
         self.counts.duplicates += 1
         self._handed_off(inbound)
         return False
@@ -161,9 +157,12 @@ class BusBridge:
                 envelope.message_id,
             ) from None
         except InvalidArgument as error:
+            # The message names every offending field.
             raise Rejected(
-                dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD,
-                _explain(error),
+                dead_letter_pb2.DEAD_LETTER_REASON_UNDECODABLE
+                if error.reason == UNDECODABLE
+                else dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD,
+                error.message,
                 envelope.message_id,
             ) from None
         try:
@@ -214,9 +213,11 @@ class BusBridge:
 
     def _handed_off(self, inbound: Inbound) -> None:
         """Nothing to publish for this message: its receipt fires after everything before it."""
+        if inbound.receipt is None:
+            return
         if self._kafka is not None:
-            self._kafka.put(KAFKA_SIGNALS, None, inbound.receipt)
-        elif inbound.receipt is not None:
+            self._kafka.after_pending(inbound.receipt)
+        else:
             inbound.receipt()
 
 
@@ -245,9 +246,3 @@ def _execution_result(envelope: Envelope) -> execution_pb2.ExecutionResult:
             envelope.message_id,
         )
     return result
-
-
-def _explain(error: InvalidArgument) -> str:
-    """The error and each field it names, for a reader of the dead letters."""
-    details = "; ".join(f"{v.field}: {v.description}" for v in error.violations)
-    return f"{error.message} ({details})" if details else error.message

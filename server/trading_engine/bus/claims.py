@@ -43,7 +43,6 @@ class SharedClaims:
         self.bucket = bucket
         self._instance = instance_id.encode()
         self._kv: KeyValue | None = None
-        self.taken_elsewhere = 0
         self.unchecked = 0
 
     def attach(self, kv: KeyValue | None) -> None:
@@ -60,7 +59,6 @@ class SharedClaims:
         try:
             await asyncio.wait_for(kv.create(key, self._instance), _CLAIM_TIMEOUT_S)
         except nats.js.errors.KeyWrongLastSequenceError:
-            self.taken_elsewhere += 1
             return False
         except (TimeoutError, nats.errors.Error) as error:
             self.unchecked += 1

@@ -6,7 +6,6 @@ redelivery); whichever copy comes first is decided, the others are dropped.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 from typing import Final
@@ -22,21 +21,17 @@ class DeliveryLog:
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        # message id -> True once decided, False while being decided.
-        self._ids: collections.OrderedDict[str, bool] = collections.OrderedDict()
+        # Insertion-ordered: the first key is the oldest.
+        self._ids: dict[str, None] = {}
 
     def begin(self, message_id: str) -> bool:
         """Claim the message locally; False when it is (being) decided already."""
         if message_id in self._ids:
             return False
-        self._ids[message_id] = False
+        self._ids[message_id] = None
         if len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
+            del self._ids[next(iter(self._ids))]
         return True
-
-    def finish(self, message_id: str) -> None:
-        if message_id in self._ids:
-            self._ids[message_id] = True
 
     def forget(self, message_id: str) -> None:
         """The decision did not happen: let another copy of the message be decided."""

@@ -93,7 +93,6 @@ class KafkaLink:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
-        self.received = 0
         self.producer_ready = False
         self.consumer_ready = False
         self.last_error = ""
@@ -181,7 +180,6 @@ class KafkaLink:
                     name: value.decode(errors="replace")
                     for name, value in record.headers or ()  # type: ignore[attr-defined]
                 }
-                self.received += 1
                 receipt = self._offsets.started(partition, offset)
                 await handler(
                     Inbound(KAFKA, partition.topic, record.value, headers, receipt)  # type: ignore[attr-defined]

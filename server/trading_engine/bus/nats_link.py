@@ -18,7 +18,6 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from trading_engine.bus.claims import SharedClaims
 from trading_engine.bus.envelope import Inbound, Outbound
@@ -52,10 +51,8 @@ class NatsLink:
         self._subscriptions: dict[str, Handler] = {}
         self._claims = claims
         self._client: Client | None = None
-        self._subscribed: list[Subscription] = []
         self.connected = False
         self._closing = False
-        self.received = 0
         self.shed_inbound = 0
         self.shed_outbound = 0
         self.last_error = ""
@@ -115,14 +112,12 @@ class NatsLink:
             reconnected_cb=self._on_reconnected,
         )
         for subject, handler in self._subscriptions.items():
-            self._subscribed.append(
-                await client.subscribe(
-                    subject,
-                    queue=options.queue_group,
-                    cb=self._receiver(subject, handler),
-                    pending_msgs_limit=options.pending_messages,
-                    pending_bytes_limit=options.pending_bytes,
-                )
+            await client.subscribe(
+                subject,
+                queue=options.queue_group,
+                cb=self._receiver(subject, handler),
+                pending_msgs_limit=options.pending_messages,
+                pending_bytes_limit=options.pending_bytes,
             )
         self._client = client
         await self._on_reconnected()
@@ -130,7 +125,6 @@ class NatsLink:
 
     def _receiver(self, subject: str, handler: Handler) -> Callable[[Msg], Awaitable[None]]:
         async def receive(msg: Msg) -> None:
-            self.received += 1
             await handler(Inbound(NATS, subject, msg.data, msg.headers or {}))
 
         return receive
@@ -166,7 +160,3 @@ class NatsLink:
         if message != self.last_error:
             _log.warning("%s", message)
         self.last_error = message
-
-    @property
-    def pending_inbound(self) -> int:
-        return sum(subscription.pending_msgs for subscription in self._subscribed)

@@ -172,7 +172,6 @@ class KafkaOutput:
         self._producer: Producer | None = None
         # Sent and not yet acknowledged; kept in the file if the process stops meanwhile.
         self._in_flight: list[_Item] = []
-        self.sent = 0
         self.spilled = 0
         self.last_error = ""
 
@@ -185,8 +184,15 @@ class KafkaOutput:
     def pending(self) -> int:
         return len(self._queue) + self._outbox.pending
 
-    def put(self, topic: str, message: Outbound | None, receipt: Receipt | None = None) -> None:
-        """Hand a message in (None: only fire `receipt` after everything before it). Never waits."""
+    def put(self, topic: str, message: Outbound, receipt: Receipt | None = None) -> None:
+        """Hand a message in; `receipt` fires once it is handed off. Never waits."""
+        self._hand_in(topic, message, receipt)
+
+    def after_pending(self, receipt: Receipt) -> None:
+        """Fire `receipt` once everything handed in before it is handed off."""
+        self._hand_in("", None, receipt)
+
+    def _hand_in(self, topic: str, message: Outbound | None, receipt: Receipt | None) -> None:
         self._sequence += 1
         item = _Item(self._sequence, topic, message, receipt)
         self._idle.clear()
@@ -283,8 +289,6 @@ class KafkaOutput:
             except Exception as error:
                 self._note_failure(error)
                 failed.append(item)
-            else:
-                self.sent += 1
         return failed
 
     def _spill(self, items: Sequence[_Item]) -> None:

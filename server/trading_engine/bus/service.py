@@ -130,8 +130,8 @@ class Bus:
         if self.nats is not None:
             await self.nats.close()
         # The Kafka consumer finishes the message in hand; connecting tasks just stop.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._consumer_stopped()), _STOP_DRAIN_S)
+        if self._consuming is not None and self.kafka is not None and self.kafka.consumer_ready:
+            await asyncio.wait({self._consuming}, timeout=_STOP_DRAIN_S)
         for task in self._inputs:
             task.cancel()
         await asyncio.gather(*self._inputs, return_exceptions=True)
@@ -144,10 +144,6 @@ class Bus:
             self.output.close()
         if self.kafka is not None:
             await self.kafka.close()
-
-    async def _consumer_stopped(self) -> None:
-        if self._consuming is not None and self.kafka is not None and self.kafka.consumer_ready:
-            await asyncio.gather(self._consuming, return_exceptions=True)
 
     def probe(self) -> ComponentReport:
         problems: list[str] = []
