@@ -22,6 +22,8 @@ from trading_engine.engine import DecisionEngine, EngineLimits
 from trading_engine.health import ComponentReport, ComponentState, HealthMonitor
 from trading_engine.history import SignalHistory
 from trading_engine.manual_signals import ManualSignals
+from trading_engine.pipeline import SignalPipeline
+from trading_engine.risk.gate import RiskGate, RiskSettings
 from trading_engine.runtime import tune_runtime
 from trading_engine.stores.base import StoreError
 from trading_engine.stores.history import HistoryWriter
@@ -48,14 +50,28 @@ class Application:
             history=self.history_writer,
         )
         self.health = HealthMonitor(__version__, self.clock, self.engine.stats)
-        self.bus = Bus(settings, self.engine, self.strategies, self.clock)
+        self.risk = (
+            RiskGate(
+                self.engine,
+                RiskSettings(
+                    settings.risk_service_address,
+                    settings.risk_deadline_ms / 1000.0,
+                    settings.risk_breaker_failures,
+                    settings.risk_breaker_reset_seconds,
+                ),
+            )
+            if settings.risk_service_address
+            else None
+        )
+        self.pipeline = SignalPipeline(self.engine, self.risk)
+        self.bus = Bus(settings, self.pipeline, self.strategies, self.clock)
         self._grpc_health = HealthServicer()
         manual_signals = ManualSignals(
             self.engine, self.strategies, self.store, self.history_writer, self.clock
         )
         self._servicer = TradingEngineServicer(
             self.health,
-            self.engine,
+            self.pipeline,
             self.strategies,
             SignalHistory(self.store),
             manual_signals,
@@ -71,6 +87,8 @@ class Application:
         self.health.register(self._store_probe)
         if self.bus.enabled:
             self.health.register(self.bus.probe)
+        if self.risk is not None:
+            self.health.register(self.risk.probe)
 
     @property
     def grpc_address(self) -> str:
@@ -93,6 +111,8 @@ class Application:
                 f"cannot listen on {self.settings.grpc_address}: {error}; "
                 "is another process using the port? Pick another with --grpc-port."
             ) from error
+        if self.risk is not None:
+            await self.risk.start()
         await self._server.start()
         await self.bus.start()
         # Everything built at start-up is long-lived: keep it out of every collection.
@@ -114,6 +134,8 @@ class Application:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.risk is not None:
+            await self.risk.close()
         if self._store_open:
             # Decisions made until the server stopped are written before the store closes.
             await self.history_writer.close()

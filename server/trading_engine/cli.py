@@ -6,17 +6,19 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
 
-from tradeflow.common.v1 import tier_pb2
+from tradeflow.common.v1 import risk_level_pb2, tier_pb2
 from trading_engine import __version__
 from trading_engine.app import Application, run_until_signalled
 from trading_engine.auth.configured import signing_secret, token_policy
 from trading_engine.auth.tokens import KeyConfigurationError, mint_development_token, parse_tier
 from trading_engine.config import EngineSettings, GatewaySettings, add_arguments, from_arguments
 from trading_engine.gateway.envoy import EnvoyGateway, render_config
+from trading_engine.risk.reference import RiskBehaviour, serve
 from trading_engine.tenancy import Caller
 
 _SERVE_EXAMPLES = """\
@@ -48,6 +50,15 @@ examples:
       tradeflow.trading.v1.TradingEngineService/GetStrategy
 """
 
+_RISK_SERVICE_EXAMPLES = """\
+examples:
+  trading-engine risk-service                  # judges signals on 127.0.0.1:50071
+  trading-engine risk-service --port 0         # a free port, printed when listening
+  trading-engine risk-service --latency-ms 300 --error-rate 0.2 --seed 7
+  trading-engine risk-service --max-lots 1 --extreme-symbol XAUUSD --extreme-symbol XAGUSD
+  trading-engine risk-service --level extreme  # every signal EXTREME: the engine holds
+"""
+
 # In `dev` the gateway's upstream is the engine started alongside it.
 _DEV_DERIVED = ("upstream_host", "upstream_port")
 # The engine settings `token` reads: where the secret is and what tokens must say.
@@ -61,6 +72,12 @@ _TOKEN_SETTINGS = (
 # Who `dev` mints its example token for.
 _DEV_CALLER = Caller("trader-1", "acme", tier_pb2.SUBSCRIPTION_TIER_PRO)
 _DEV_TOKEN_LIFETIME_S = 12 * 3600
+# `risk-service --level` names: RISK_LEVEL_VERY_HIGH is very_high.
+_RISK_LEVELS = {
+    name.removeprefix("RISK_LEVEL_").lower(): value
+    for name, value in risk_level_pb2.RiskLevel.items()
+    if value != risk_level_pb2.RISK_LEVEL_UNSPECIFIED
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,6 +158,65 @@ def _parser() -> argparse.ArgumentParser:
         ],
     )
     token.set_defaults(run=_token)
+
+    risk = _command(
+        commands,
+        "risk-service",
+        "run the reference risk-management service, for development and tests",
+        _RISK_SERVICE_EXAMPLES,
+    )
+    risk.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default %(default)s)"
+    )
+    risk.add_argument(
+        "--port", type=int, default=50071, help="port; 0 picks a free port (default %(default)s)"
+    )
+    risk.add_argument(
+        "--latency-ms",
+        type=_at_least_zero,
+        default=0.0,
+        help="milliseconds to wait before answering, >= 0 (default %(default)s)",
+    )
+    risk.add_argument(
+        "--error-rate",
+        type=_fraction,
+        default=0.0,
+        help="fraction of calls failed with UNAVAILABLE, in [0, 1] (default %(default)s)",
+    )
+    risk.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the draws that pick the failing calls (default %(default)s)",
+    )
+    risk.add_argument(
+        "--max-lots",
+        type=_above_zero,
+        default=2.0,
+        help="largest size accepted per signal in lots, > 0; up to half is LOW, up to all "
+        "MEDIUM, above HIGH with this size recommended (default %(default)s)",
+    )
+    risk.add_argument(
+        "--max-stop-loss-pips",
+        type=_above_zero,
+        default=50.0,
+        help="widest stop loss accepted in pips, > 0; a wider one gets a tighter stop "
+        "recommended and at least HIGH (default %(default)s)",
+    )
+    risk.add_argument(
+        "--extreme-symbol",
+        action="append",
+        default=[],
+        metavar="SYMBOL",
+        help="a symbol always judged EXTREME, e.g. XAUUSD; may be repeated",
+    )
+    risk.add_argument(
+        "--level",
+        choices=sorted(_RISK_LEVELS, key=_RISK_LEVELS.__getitem__),
+        help="give every signal this level instead of the rules' (size and stop "
+        "recommendations still apply)",
+    )
+    risk.set_defaults(run=_risk_service)
     return parser
 
 
@@ -211,6 +287,51 @@ def _development_token(settings: EngineSettings, caller: Caller, lifetime_s: int
     return mint_development_token(
         signing_secret(settings), token_policy(settings), caller, int(time.time()), lifetime_s
     )
+
+
+def _risk_service(args: argparse.Namespace) -> int:
+    behaviour = RiskBehaviour(
+        latency_s=args.latency_ms / 1000,
+        error_rate=args.error_rate,
+        seed=args.seed,
+        max_lots=args.max_lots,
+        max_stop_loss_pips=args.max_stop_loss_pips,
+        extreme_symbols=frozenset(args.extreme_symbol),
+        fixed_level=_RISK_LEVELS[args.level] if args.level else 0,
+    )
+    asyncio.run(serve(behaviour, args.host, args.port))
+    return 0
+
+
+def _finite(text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return number
+
+
+def _at_least_zero(text: str) -> float:
+    number = _finite(text)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed: use a number >= 0")
+    return number
+
+
+def _above_zero(text: str) -> float:
+    number = _finite(text)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed: use a number > 0")
+    return number
+
+
+def _fraction(text: str) -> float:
+    number = _finite(text)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed: use a number from 0 to 1")
+    return number
 
 
 def _dev(args: argparse.Namespace) -> int:

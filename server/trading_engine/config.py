@@ -103,6 +103,20 @@ class EngineSettings:
     bus_dedupe_window: int = setting(
         200_000, "message ids remembered to recognise a batch's second copy"
     )
+    risk_service_address: str = setting(
+        "",
+        "host:port of the RiskManagementService that assesses each actionable signal; "
+        "empty: off, signals carry RISK_STATUS_NOT_ASSESSED",
+    )
+    risk_deadline_ms: float = setting(
+        50.0, "how long one assessment call (one per signal batch) may take before it fails"
+    )
+    risk_breaker_failures: int = setting(
+        5, "failed assessment calls in a row that open the circuit breaker"
+    )
+    risk_breaker_reset_seconds: float = setting(
+        10.0, "how long the breaker stays open before one trial call is let through"
+    )
 
     def __post_init__(self) -> None:
         if self.environment not in (DEVELOPMENT, PRODUCTION):
@@ -113,6 +127,17 @@ class EngineSettings:
             raise ValueError(f"bus_claims must be one of {BUS_CLAIMS}, not {self.bus_claims!r}")
         if self.bus_claims == "nats" and not self.bus_nats_url:
             raise ValueError("bus_claims nats claims messages in NATS: set bus_nats_url too")
+        if self.risk_deadline_ms <= 0:
+            raise ValueError(f"risk_deadline_ms must be positive, not {self.risk_deadline_ms}")
+        if self.risk_breaker_failures < 1:
+            raise ValueError(
+                f"risk_breaker_failures must be at least 1, not {self.risk_breaker_failures}"
+            )
+        if self.risk_breaker_reset_seconds <= 0:
+            raise ValueError(
+                "risk_breaker_reset_seconds must be positive, "
+                f"not {self.risk_breaker_reset_seconds}"
+            )
 
     @property
     def grpc_address(self) -> str:

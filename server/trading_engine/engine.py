@@ -3,7 +3,9 @@
 decode -> validate the batch -> resolve the tenant's strategy -> decide each
 prediction (or replay its earlier decision) -> risk status -> encode.
 Synchronous and CPU-only: transports call it from the event loop between
-awaits; nothing here waits on I/O.
+awaits; nothing here waits on I/O. Risk management, which does, runs between
+the two halves: `draft` decides, `seal` sets the risk status left unset,
+encodes and keeps.
 """
 
 from __future__ import annotations
@@ -94,6 +96,22 @@ class EngineLimits:
     replay_cache_size: int = 20_000
 
 
+@dataclasses.dataclass
+class DraftBatch:
+    """A batch decided but not sealed: risk management may still change its fresh decisions."""
+
+    batch: BatchInput
+    tier: int
+    strategy: Strategy
+    signal_context: SignalContext
+    # Per input position: a decision made now, or an earlier (signal, disposition) replayed.
+    slots: list[Decision | tuple[bytes, int]]
+    # The decisions made now, in input order.
+    fresh: list[Decision]
+    # Time spent deciding, for the decision-time statistics.
+    elapsed_ns: int
+
+
 @dataclasses.dataclass(frozen=True)
 class DecidedBatch:
     """The encoded TradingSignalBatch and what it holds."""
@@ -142,6 +160,10 @@ class DecisionEngine:
         self._batches = 0
 
     def decide(self, data: bytes, now_ns: int, caller: Caller) -> DecidedBatch:
+        """Decide and seal a batch with no risk management in between (see `draft`)."""
+        return self.seal(self.draft(data, now_ns, caller))
+
+    def draft(self, data: bytes, now_ns: int, caller: Caller) -> DraftBatch:
         """Decide a serialized MLPredictionBatch for `caller` at the instant `now_ns`.
 
         Raises InvalidArgument when the bytes are not a batch or the batch as a
@@ -188,9 +210,54 @@ class DecisionEngine:
             now_ns,
             signal_pb2.SIGNAL_SOURCE_ENGINE,
         )
-        payloads, dispositions, decisions, fresh = self._decide_all(batch, context, signal_context)
+        slots, fresh = self._decide_all(batch, context)
+        return DraftBatch(
+            batch,
+            caller.tier,
+            strategy,
+            signal_context,
+            slots,
+            fresh,
+            time.perf_counter_ns() - started,
+        )
+
+    def encode_signal(self, draft: DraftBatch, decision: Decision) -> bytes:
+        """One decision of `draft` as a TradingSignal, as it stands now."""
+        return self._encoder.encode_signal(draft.signal_context, decision)
+
+    def seal(self, draft: DraftBatch) -> DecidedBatch:
+        """Encode the batch; decisions risk management left alone get NOT_ASSESSED or NOT_REQUIRED.
+
+        The fresh signals are remembered (a prediction delivered again gets the
+        same signal back) and handed to history.
+        """
+        started = time.perf_counter_ns()
+        signal_context = draft.signal_context
+        encoder = self._encoder
+        payloads: list[bytes] = []
+        dispositions: list[int] = []
+        fresh: list[bytes] = []
+        for slot in draft.slots:
+            if isinstance(slot, tuple):
+                payloads.append(slot[0])
+                dispositions.append(slot[1])
+                continue
+            if slot.risk_status == signal_pb2.RISK_STATUS_UNSPECIFIED:
+                slot.risk_status = (
+                    signal_pb2.RISK_STATUS_NOT_ASSESSED
+                    if slot.disposition == ACTIONABLE
+                    else signal_pb2.RISK_STATUS_NOT_REQUIRED
+                )
+            payload = encoder.encode_signal(signal_context, slot)
+            payloads.append(payload)
+            dispositions.append(slot.disposition)
+            fresh.append(payload)
+            if slot.prediction_id and slot.reason != REASON_INVALID_PREDICTION:
+                self._remember(slot.signal_id, payload, slot.disposition)
+        batch = draft.batch
+        now_ns = signal_context.decided_at_ns
         if self.history is not None:
-            self.history.submit(_history_records(batch, now_ns, decisions, fresh))
+            self.history.submit(_history_records(batch, now_ns, draft.fresh, fresh))
         counts = (
             dispositions.count(ACTIONABLE),
             dispositions.count(HELD),
@@ -198,18 +265,19 @@ class DecisionEngine:
             dispositions.count(SUPPRESSED),
             dispositions.count(INVALID),
         )
-        payload = self._encoder.encode_batch(signal_context, payloads, counts)
-        self._housekeeping(now_ns, strategy)
-        self.stats.record(len(payloads), counts[0], time.perf_counter_ns() - started, now_ns)
+        payload = encoder.encode_batch(signal_context, payloads, counts)
+        self._housekeeping(now_ns, draft.strategy)
+        elapsed_ns = draft.elapsed_ns + time.perf_counter_ns() - started
+        self.stats.record(len(payloads), counts[0], elapsed_ns, now_ns)
         return DecidedBatch(
             payload,
             batch.batch_id,
             batch.user_id,
             batch.company_id,
-            caller.tier,
+            draft.tier,
             batch.correlation_id,
-            strategy.version,
-            decisions,
+            draft.strategy.version,
+            draft.fresh,
             counts,
         )
 
@@ -251,13 +319,11 @@ class DecisionEngine:
         return decision, self._encoder.encode_signal(signal_context, decision)
 
     def _decide_all(
-        self, batch: BatchInput, context: core.DecisionContext, signal_context: SignalContext
-    ) -> tuple[list[bytes], list[int], list[Decision], list[bytes]]:
-        """Every prediction's signal and disposition, and the decisions made now with theirs."""
-        payloads: list[bytes] = []
-        dispositions: list[int] = []
+        self, batch: BatchInput, context: core.DecisionContext
+    ) -> tuple[list[Decision | tuple[bytes, int]], list[Decision]]:
+        """Every prediction's decision or replayed signal, and the decisions made now."""
+        slots: list[Decision | tuple[bytes, int]] = []
         decisions: list[Decision] = []
-        fresh: list[bytes] = []
         replay = self._replay
         seen: set[str] = set()
         max_batch = self.limits.max_batch_size
@@ -278,23 +344,12 @@ class DecisionEngine:
                 signal_id = context.ids.of(prediction_id)
                 earlier = replay.get(signal_id) if prediction_id else None
                 if earlier is not None:
-                    payloads.append(earlier[0])
-                    dispositions.append(earlier[1])
+                    slots.append(earlier)
                     continue
                 decision = core.decide_input(prediction, context, self.book, self.memory, signal_id)
-            decision.risk_status = (
-                signal_pb2.RISK_STATUS_NOT_ASSESSED
-                if decision.disposition == ACTIONABLE
-                else signal_pb2.RISK_STATUS_NOT_REQUIRED
-            )
-            payload = self._encoder.encode_signal(signal_context, decision)
-            payloads.append(payload)
-            dispositions.append(decision.disposition)
+            slots.append(decision)
             decisions.append(decision)
-            fresh.append(payload)
-            if signal_id and prediction_id and decision.reason != REASON_INVALID_PREDICTION:
-                self._remember(signal_id, payload, decision.disposition)
-        return payloads, dispositions, decisions, fresh
+        return slots, decisions
 
     def _remember(self, key: str, payload: bytes, disposition: int) -> None:
         replay = self._replay

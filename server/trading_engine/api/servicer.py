@@ -18,10 +18,10 @@ from trading_engine.api.status import to_status_proto
 from trading_engine.api.strategy_messages import effective_strategy, strategy_version
 from trading_engine.clock import Clock
 from trading_engine.core.manual import ManualOrder
-from trading_engine.engine import DecisionEngine
 from trading_engine.health import ComponentState, HealthMonitor, HealthReport, ServingState
 from trading_engine.history import HistoryRequest, SignalHistory
 from trading_engine.manual_signals import ManualSignals
+from trading_engine.pipeline import SignalPipeline
 from trading_engine.strategies import StrategyService
 from trading_engine.wire.protowire import varint
 
@@ -63,14 +63,14 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     def __init__(
         self,
         health: HealthMonitor,
-        engine: DecisionEngine,
+        pipeline: SignalPipeline,
         strategies: StrategyService,
         history: SignalHistory,
         manual_signals: ManualSignals,
         clock: Clock,
     ) -> None:
         self._health = health
-        self._engine = engine
+        self._pipeline = pipeline
         self._strategies = strategies
         self._history = history
         self._manual_signals = manual_signals
@@ -110,7 +110,9 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         caller = current_caller()
         await self._strategies.remember(caller)
         await self._strategies.prepare(caller.company_id, caller.user_id)
-        decided = self._engine.decide(batch.SerializeToString(), self._clock.now_ns(), caller)
+        decided = await self._pipeline.decide(
+            batch.SerializeToString(), self._clock.now_ns(), caller
+        )
         return _SIGNAL_BATCH_FIELD + varint(len(decided.payload)) + decided.payload
 
     def StreamSignals(

@@ -40,8 +40,8 @@ from trading_engine.bus.names import (
 )
 from trading_engine.bus.outbox import KafkaOutput
 from trading_engine.clock import Clock
-from trading_engine.engine import DecisionEngine
 from trading_engine.errors import UNDECODABLE, EngineError, InvalidArgument, PermissionDenied
+from trading_engine.pipeline import SignalPipeline
 from trading_engine.stores.base import StoreError
 from trading_engine.strategies import StrategyService
 from trading_engine.tenancy import Caller
@@ -77,7 +77,7 @@ class BridgeCounts:
 class BusBridge:
     def __init__(
         self,
-        engine: DecisionEngine,
+        pipeline: SignalPipeline,
         strategies: StrategyService,
         clock: Clock,
         claims: Claims,
@@ -86,7 +86,7 @@ class BusBridge:
         deliveries: DeliveryLog,
         executions: ExecutionSink | None = None,
     ) -> None:
-        self._engine = engine
+        self._pipeline = pipeline
         self._strategies = strategies
         self._clock = clock
         self._claims = claims
@@ -149,7 +149,7 @@ class BusBridge:
         await self._load_strategy(envelope)
         now_ns = self._clock.now_ns()
         try:
-            decided = self._engine.decide(envelope.payload, now_ns, caller)
+            decided = await self._pipeline.decide(envelope.payload, now_ns, caller)
         except PermissionDenied as error:
             raise Rejected(
                 dead_letter_pb2.DEAD_LETTER_REASON_TENANT_MISMATCH,

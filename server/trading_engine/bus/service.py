@@ -25,8 +25,8 @@ from trading_engine.bus.nats_link import NatsLink, NatsOptions
 from trading_engine.bus.outbox import DurableOutbox, KafkaOutput
 from trading_engine.clock import Clock
 from trading_engine.config import EngineSettings
-from trading_engine.engine import DecisionEngine
 from trading_engine.health import ComponentReport, ComponentState
+from trading_engine.pipeline import SignalPipeline
 from trading_engine.strategies import StrategyService
 
 _log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Bus:
     def __init__(
         self,
         settings: EngineSettings,
-        engine: DecisionEngine,
+        pipeline: SignalPipeline,
         strategies: StrategyService,
         clock: Clock,
         executions: ExecutionSink | None = None,
@@ -80,7 +80,7 @@ class Bus:
                 shared,
             )
         self.bridge = BusBridge(
-            engine,
+            pipeline,
             strategies,
             clock,
             self.claims,

@@ -2,7 +2,8 @@
 
 `apply_assessment` applies the risk-management service's judgement;
 `apply_fallback` applies limits the engine chooses itself when no judgement
-is available. Both record every change in the decision's risk adjustments and
+is available, and `withhold` holds the signal instead for a strategy that
+requires an assessment. Each records every change in the decision's risk adjustments and
 trace, and set its risk status.
 """
 
@@ -20,6 +21,7 @@ from trading_engine.core.decision import (
     HELD,
     PASS,
     REASON_RISK_EXTREME,
+    REASON_RISK_UNAVAILABLE,
     REASON_SIZE_BELOW_MINIMUM,
     RULE_RISK_ASSESSMENT,
     Decision,
@@ -105,6 +107,19 @@ def apply_fallback(
             why + "; observed: size factor, threshold: max lots",
         )
     )
+
+
+def withhold(decision: Decision, status: int, why: str) -> None:
+    """Hold an actionable decision that could not be assessed (fail-closed); status says why."""
+    decision.risk_status = status
+    if decision.entry is not None:
+        _cancel(
+            decision,
+            REASON_RISK_UNAVAILABLE,
+            f"the strategy requires a risk assessment and none is available: {why}",
+            0.0,
+            0.0,
+        )
 
 
 def _cancel(decision: Decision, reason: int, why: str, observed: float, threshold: float) -> None:

@@ -1,0 +1,38 @@
+"""Deciding a prediction batch from end to end: decide -> risk -> seal.
+
+Both transports call `SignalPipeline.decide`. Without a risk service the
+engine's two halves run back to back with no await in between; with one,
+a company's batches take turns, so a prediction delivered twice while the
+first copy waits for its assessment is answered from the first decision
+instead of being decided again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from trading_engine.engine import DecidedBatch, DecisionEngine
+from trading_engine.risk.gate import RiskGate
+from trading_engine.tenancy import Caller
+
+
+class SignalPipeline:
+    def __init__(self, engine: DecisionEngine, risk: RiskGate | None = None) -> None:
+        self.engine = engine
+        self.risk = risk
+        # A company's turn: kept only while some batch of the company holds or awaits it.
+        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def decide(self, data: bytes, now_ns: int, caller: Caller) -> DecidedBatch:
+        """Decide a serialized MLPredictionBatch; raises as `DecisionEngine.draft` does."""
+        engine, risk = self.engine, self.risk
+        if risk is None:
+            return engine.seal(engine.draft(data, now_ns, caller))
+        turn = self._turns.get(caller.company_id)
+        if turn is None:
+            turn = self._turns[caller.company_id] = asyncio.Lock()
+        async with turn:
+            draft = engine.draft(data, now_ns, caller)
+            await risk.review(draft)
+            return engine.seal(draft)

@@ -1,0 +1,1 @@
+"""Risk management of decided signals: assessment client, circuit breaker, fallbacks."""

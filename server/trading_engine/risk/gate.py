@@ -1,0 +1,248 @@
+"""The risk step of the pipeline: every actionable signal assessed, or a fallback that says why.
+
+One `AssessSignal` call per signal batch carries all of its actionable
+signals, with a deadline. The circuit breaker keeps a failing service from
+slowing every batch: while it is open the user's last known risk limits
+apply (FALLBACK_USED); a call that fails gets conservative limits
+(ERROR_FALLBACK). A strategy with `require_risk_assessment` holds the signal
+instead (fail-closed). The rules themselves are in `core.risk`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+from typing import Final
+
+import grpc
+
+from tradeflow.common.v1 import trace_pb2, user_context_pb2
+from tradeflow.risk.v1 import risk_service_pb2
+from tradeflow.trading.v1 import signal_pb2
+from trading_engine.core import instruments
+from trading_engine.core.decision import Decision
+from trading_engine.core.risk import (
+    CONSERVATIVE,
+    FallbackLimits,
+    apply_assessment,
+    apply_fallback,
+    withhold,
+)
+from trading_engine.engine import DEFAULT_CURRENCY, DecisionEngine, DraftBatch
+from trading_engine.health import ComponentReport, ComponentState
+from trading_engine.risk.breaker import BreakerState, CircuitBreaker
+from trading_engine.wire.protowire import varint
+
+_log = logging.getLogger(__name__)
+
+ASSESS_SIGNAL: Final = "/tradeflow.risk.v1.RiskManagementService/AssessSignal"
+# Reconnection to a risk service that went away is tried at least this often, so the
+# breaker's trial call finds it soon after it is back.
+_RECONNECT_OPTIONS: Final = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+# Users whose last assessment is remembered for the open-circuit fallback; oldest dropped first.
+_KNOWN_LIMITS_CAPACITY: Final = 100_000
+
+
+@dataclasses.dataclass(frozen=True)
+class RiskSettings:
+    address: str
+    deadline_s: float
+    breaker_failures: int
+    breaker_reset_s: float
+
+
+@dataclasses.dataclass
+class RiskCounts:
+    calls: int = 0
+    assessed: int = 0
+    fallbacks: int = 0
+    errors: int = 0
+    withheld: int = 0
+
+
+class RiskGate:
+    """Sets the risk status of every actionable decision of a draft batch before it is sealed."""
+
+    def __init__(self, engine: DecisionEngine, settings: RiskSettings) -> None:
+        self._engine = engine
+        self.settings = settings
+        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
+        self.counts = RiskCounts()
+        # (company, user) -> the limits the user's newest assessment implied.
+        self._known_limits: collections.OrderedDict[tuple[str, str], FallbackLimits] = (
+            collections.OrderedDict()
+        )
+        # Built in start(): a grpc.aio channel belongs to the loop that creates it.
+        self._channel: grpc.aio.Channel | None = None
+        self._assess: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] | None = None
+
+    async def start(self) -> None:
+        self._channel = grpc.aio.insecure_channel(self.settings.address, options=_RECONNECT_OPTIONS)
+        self._assess = self._channel.unary_unary(ASSESS_SIGNAL)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def review(self, draft: DraftBatch) -> None:
+        """Assess the draft's actionable decisions, or fall back; cancellation passes through."""
+        actionable = [decision for decision in draft.fresh if decision.actionable]
+        if not actionable:
+            return
+        batch = draft.batch
+        key = (batch.company_id, batch.user_id)
+        fail_closed = draft.strategy.require_risk_assessment
+        if self._assess is None or not self.breaker.admit():
+            known = self._known_limits.get(key)
+            why = f"risk service circuit open ({self.breaker.last_failure or 'not started'}); " + (
+                "the user's last known risk limits applied"
+                if known is not None
+                else "no earlier assessment of this user, conservative limits applied"
+            )
+            self.counts.fallbacks += len(actionable)
+            _fall_back(
+                actionable,
+                known or CONSERVATIVE,
+                signal_pb2.RISK_STATUS_FALLBACK_USED,
+                why,
+                fail_closed,
+            )
+            self._count_withheld(actionable, fail_closed)
+            return
+        self.counts.calls += 1
+        try:
+            answer = await self._assess(
+                self._request(draft, actionable),
+                timeout=self.settings.deadline_s,
+                # Between reconnection attempts the call waits for the next one, within the deadline.
+                wait_for_ready=True,
+            )
+        except grpc.aio.AioRpcError as error:
+            failure = f"{error.code().name}: {error.details()}"
+            opened = self.breaker.times_opened
+            self.breaker.failed(failure)
+            if self.breaker.times_opened > opened:
+                _log.warning(
+                    "risk service circuit opened for %.1fs after: %s",
+                    self.settings.breaker_reset_s,
+                    failure,
+                )
+            self.counts.errors += len(actionable)
+            _fall_back(
+                actionable,
+                CONSERVATIVE,
+                signal_pb2.RISK_STATUS_ERROR_FALLBACK,
+                f"risk assessment failed ({failure}); conservative limits applied",
+                fail_closed,
+            )
+            self._count_withheld(actionable, fail_closed)
+            return
+        self.breaker.succeeded()
+        response = risk_service_pb2.AssessSignalResponse.FromString(answer)
+        self._apply(key, actionable, response, fail_closed)
+
+    def _request(self, draft: DraftBatch, actionable: list[Decision]) -> bytes:
+        batch = draft.batch
+        user = user_context_pb2.UserContext(
+            user_id=batch.user_id,
+            company_id=batch.company_id,
+            tier=draft.tier,  # type: ignore[arg-type]  # a SubscriptionTier value
+            account_equity=batch.equity,
+            account_currency=batch.currency or DEFAULT_CURRENCY,
+        ).SerializeToString()
+        trace = trace_pb2.TraceContext(correlation_id=batch.correlation_id).SerializeToString()
+        parts = [_USER_CONTEXT + varint(len(user)) + user]
+        for decision in actionable:
+            signal = self._engine.encode_signal(draft, decision)
+            parts.append(_SIGNAL + varint(len(signal)) + signal)
+        parts.append(_TRACE_CONTEXT + varint(len(trace)) + trace)
+        return b"".join(parts)
+
+    def _apply(
+        self,
+        key: tuple[str, str],
+        actionable: list[Decision],
+        answer: risk_service_pb2.AssessSignalResponse,
+        fail_closed: bool,
+    ) -> None:
+        by_signal = {assessment.signal_id: assessment for assessment in answer.assessments}
+        factor, largest = 1.0, 0.0
+        for decision in actionable:
+            assessment = by_signal.get(decision.signal_id)
+            entry = decision.entry
+            instrument = instruments.lookup(decision.symbol)
+            if assessment is None or entry is None or instrument is None:
+                self.counts.errors += 1
+                _fall_back(
+                    [decision],
+                    CONSERVATIVE,
+                    signal_pb2.RISK_STATUS_ERROR_FALLBACK,
+                    "the risk service answered without an assessment of this signal; "
+                    "conservative limits applied",
+                    fail_closed,
+                )
+                self._count_withheld([decision], fail_closed)
+                continue
+            proposed = entry.lots
+            apply_assessment(decision, assessment, instrument)
+            self.counts.assessed += 1
+            if decision.entry is not None:
+                factor = min(factor, decision.entry.lots / proposed)
+                largest = max(largest, decision.entry.lots)
+        if largest > 0.0:
+            self._remember(key, FallbackLimits(size_factor=factor, max_lots=largest))
+
+    def _remember(self, key: tuple[str, str], limits: FallbackLimits) -> None:
+        known = self._known_limits
+        known[key] = limits
+        known.move_to_end(key)
+        if len(known) > _KNOWN_LIMITS_CAPACITY:
+            known.popitem(last=False)
+
+    def _count_withheld(self, decisions: list[Decision], fail_closed: bool) -> None:
+        if fail_closed:
+            self.counts.withheld += len(decisions)
+
+    def probe(self) -> ComponentReport:
+        counts = self.counts
+        breaker = self.breaker
+        summary = (
+            f"{counts.calls} calls, {counts.assessed} signals assessed, "
+            f"{counts.fallbacks} last-known-limit fallbacks, {counts.errors} error fallbacks, "
+            f"{counts.withheld} withheld (fail-closed); breaker opened {breaker.times_opened} times"
+        )
+        state = breaker.state
+        if state is BreakerState.CLOSED:
+            return ComponentReport("risk", ComponentState.UP, f"breaker closed; {summary}", False)
+        detail = (
+            f"breaker {state.value}"
+            + (
+                f" for {breaker.seconds_until_trial():.1f}s more"
+                if state is BreakerState.OPEN
+                else ""
+            )
+            + f" after: {breaker.last_failure}; {summary}"
+        )
+        return ComponentReport("risk", ComponentState.DEGRADED, detail, False)
+
+
+def _fall_back(
+    decisions: list[Decision], limits: FallbackLimits, status: int, why: str, fail_closed: bool
+) -> None:
+    for decision in decisions:
+        instrument = instruments.lookup(decision.symbol)
+        if fail_closed or instrument is None:
+            withhold(decision, status, why)
+        else:
+            apply_fallback(decision, limits, status, instrument, why)
+
+
+# Field tags of AssessSignalRequest: user_context 1, signals 2, trace_context 3 (all LEN).
+_USER_CONTEXT: Final = b"\x0a"
+_SIGNAL: Final = b"\x12"
+_TRACE_CONTEXT: Final = b"\x1a"
