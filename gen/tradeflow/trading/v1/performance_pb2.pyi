@@ -205,7 +205,7 @@ class PerformanceStats(_message.Message):
     max_drawdown: _builtins.float
     """Largest peak-to-trough fall of cumulative profit and loss, in the account currency, >= 0."""
     max_drawdown_fraction: _builtins.float
-    """`max_drawdown` as a fraction of the peak equity (starting equity plus cumulative profit), in [0, 1]."""
+    """Largest fall from a peak as a fraction of that peak (starting equity plus cumulative profit), in [0, 1]; may come from a different fall than `max_drawdown`."""
     average_slippage_pips: _builtins.float
     """Mean slippage of fills, in pips."""
     @_builtins.property

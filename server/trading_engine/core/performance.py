@@ -1,0 +1,296 @@
+"""Performance statistics over signals and what became of them.
+
+`summarize` turns a set of `SignalResult` rows into the figures of
+`PerformanceStats`: counts, hit rate, profit factor, expectancy, drawdown,
+slippage, latency and confidence calibration. `breakdown` computes the same
+figures per symbol, signal type, strength bucket or UTC hour, and
+`window_start_ns` says where a performance window begins. Everything is pure:
+the rows and the current time are arguments, and the API layer translates the
+dataclasses here into their protobuf twins.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import itertools
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final
+
+from google.protobuf.descriptor import EnumDescriptor
+
+from tradeflow.trading.v1 import execution_pb2, performance_pb2, signal_pb2
+
+WIN: Final[int] = execution_pb2.SIGNAL_OUTCOME_WIN
+LOSS: Final[int] = execution_pb2.SIGNAL_OUTCOME_LOSS
+BREAKEVEN: Final[int] = execution_pb2.SIGNAL_OUTCOME_BREAKEVEN
+_CLOSED: Final = frozenset({WIN, LOSS, BREAKEVEN})
+
+BY_SYMBOL: Final[int] = performance_pb2.BREAKDOWN_DIMENSION_SYMBOL
+BY_SIGNAL_TYPE: Final[int] = performance_pb2.BREAKDOWN_DIMENSION_SIGNAL_TYPE
+BY_STRENGTH_BUCKET: Final[int] = performance_pb2.BREAKDOWN_DIMENSION_STRENGTH_BUCKET
+BY_HOUR_OF_DAY: Final[int] = performance_pb2.BREAKDOWN_DIMENSION_HOUR_OF_DAY
+
+TODAY: Final[int] = performance_pb2.PERFORMANCE_WINDOW_TODAY
+LAST_7_DAYS: Final[int] = performance_pb2.PERFORMANCE_WINDOW_LAST_7_DAYS
+LAST_30_DAYS: Final[int] = performance_pb2.PERFORMANCE_WINDOW_LAST_30_DAYS
+ALL_TIME: Final[int] = performance_pb2.PERFORMANCE_WINDOW_ALL_TIME
+
+_NANOS_PER_HOUR: Final = 3_600_000_000_000
+_NANOS_PER_DAY: Final = 24 * _NANOS_PER_HOUR
+_WINDOW_LENGTH_NS: Final[dict[int, int]] = {
+    LAST_7_DAYS: 7 * _NANOS_PER_DAY,
+    LAST_30_DAYS: 30 * _NANOS_PER_DAY,
+}
+
+# Bucket edges as i / n, so a bound reads 0.7 and not 0.7000000000000001, and
+# a value exactly on an edge lands in the bucket that edge opens.
+_CONFIDENCE_EDGES: Final = tuple(i / 10 for i in range(11))
+_STRENGTH_EDGES: Final = tuple(i / 5 for i in range(6))
+_STRENGTH_KEYS: Final = tuple(
+    f"{lower:.1f}-{upper:.1f}" for lower, upper in itertools.pairwise(_STRENGTH_EDGES)
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SignalResult:
+    """One signal as performance sees it.
+
+    `slippage_pips` and `execution_latency_ns` are set together, on the first
+    fill; `profit_loss_pips`, `profit_loss` and `closed_ns` are 0 until closed.
+    """
+
+    signal_id: str
+    symbol: str
+    # tradeflow.trading.v1.SignalType value.
+    signal_type: int
+    # In [0, 1].
+    strength: float
+    # In [0, 1] for any signal that could be executed.
+    confidence: float
+    # The decision instant, ns since the Unix epoch (UTC).
+    generated_ns: int
+    # tradeflow.trading.v1.SignalOutcome value; UNSPECIFIED while no execution is known.
+    outcome: int
+    profit_loss_pips: float
+    # In the account currency, net of commission.
+    profit_loss: float
+    slippage_pips: float | None
+    execution_latency_ns: int | None
+    closed_ns: int
+
+    def __post_init__(self) -> None:
+        # The averages over executed signals count one and divide by the other.
+        if (self.slippage_pips is None) != (self.execution_latency_ns is None):
+            raise ValueError(
+                f"signal {self.signal_id}: slippage_pips and execution_latency_ns "
+                "must both be set (filled) or both be None (never filled)"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationBucket:
+    """Stated confidence against realised hit rate for closed signals in one confidence range."""
+
+    # Inclusive.
+    confidence_lower: float
+    # Exclusive, except 1.0 for the last bucket.
+    confidence_upper: float
+    closed_signals: int
+    wins: int
+    hit_rate: float
+    mean_confidence: float
+
+
+@dataclasses.dataclass(frozen=True)
+class PerformanceStats:
+    """The figures of tradeflow.trading.v1.PerformanceStats, money in the account currency."""
+
+    signals_total: int
+    # (SignalType value, count), ascending by type, only types that occur.
+    signals_by_type: tuple[tuple[int, int], ...]
+    executed: int
+    closed: int
+    wins: int
+    losses: int
+    breakevens: int
+    # wins / closed; 0.0 when nothing is closed.
+    hit_rate: float
+    # Gross profit / gross loss; None when no closed signal lost money.
+    profit_factor: float | None
+    expectancy_pips: float
+    expectancy: float
+    total_profit_loss_pips: float
+    total_profit_loss: float
+    # >= 0; see `summarize` for the equity curve.
+    max_drawdown: float
+    # In [0, 1]; may come from a different point of the curve than `max_drawdown`.
+    max_drawdown_fraction: float
+    average_slippage_pips: float
+    # Floor of the mean.
+    average_execution_latency_ns: int
+    calibration: tuple[CalibrationBucket, ...]
+
+
+def summarize(results: Iterable[SignalResult], starting_equity: float) -> PerformanceStats:
+    """The figures over `results`; money figures count closed signals only.
+
+    Drawdown follows the equity curve that starts at `starting_equity` and adds
+    each closed signal's profit or loss in the order `(closed_ns, signal_id)`.
+    `max_drawdown` is the largest fall below the running peak and
+    `max_drawdown_fraction` the largest fall as a fraction of its peak (only
+    while the peak is positive; a fall below zero counts as 1). The two maxima
+    are taken separately and may come from different points: a small fall from
+    a low peak can be the larger fraction.
+
+    Sums use `math.fsum`, which rounds the exact sum once, so with unique signal
+    ids the figures do not depend on the order the rows arrive in.
+    """
+    rows = tuple(results)
+    closed = sorted(
+        (result for result in rows if result.outcome in _CLOSED),
+        key=lambda result: (result.closed_ns, result.signal_id),
+    )
+    outcomes = Counter(result.outcome for result in closed)
+    slippages = [result.slippage_pips for result in rows if result.slippage_pips is not None]
+    latencies = [
+        result.execution_latency_ns for result in rows if result.execution_latency_ns is not None
+    ]
+    profit_losses = [result.profit_loss for result in closed]
+    total_profit_loss_pips = math.fsum(result.profit_loss_pips for result in closed)
+    total_profit_loss = math.fsum(profit_losses)
+    gross_loss = -math.fsum(value for value in profit_losses if value < 0.0)
+    gross_profit = math.fsum(value for value in profit_losses if value > 0.0)
+    max_drawdown, max_drawdown_fraction = _drawdowns(starting_equity, profit_losses)
+    return PerformanceStats(
+        signals_total=len(rows),
+        signals_by_type=tuple(sorted(Counter(result.signal_type for result in rows).items())),
+        executed=len(slippages),
+        closed=len(closed),
+        wins=outcomes[WIN],
+        losses=outcomes[LOSS],
+        breakevens=outcomes[BREAKEVEN],
+        hit_rate=_ratio(outcomes[WIN], len(closed)),
+        profit_factor=gross_profit / gross_loss if gross_loss > 0.0 else None,
+        expectancy_pips=_ratio(total_profit_loss_pips, len(closed)),
+        expectancy=_ratio(total_profit_loss, len(closed)),
+        total_profit_loss_pips=total_profit_loss_pips,
+        total_profit_loss=total_profit_loss,
+        max_drawdown=max_drawdown,
+        max_drawdown_fraction=max_drawdown_fraction,
+        average_slippage_pips=_ratio(math.fsum(slippages), len(slippages)),
+        average_execution_latency_ns=sum(latencies) // len(latencies) if latencies else 0,
+        calibration=_calibration(closed),
+    )
+
+
+def breakdown(
+    results: Iterable[SignalResult], dimension: int, starting_equity: float
+) -> list[tuple[str, PerformanceStats]]:
+    """`summarize` per value of a BreakdownDimension, keys ascending, only keys that occur.
+
+    Keys: the symbol; the SignalType name ("SIGNAL_TYPE_BUY"); the strength
+    bucket ("0.0-0.2" to "0.8-1.0", 1.0 in the last); the UTC hour of
+    `generated_ns` ("00" to "23"). Each group's drawdown starts from
+    `starting_equity`, as if it had traded alone.
+    Raises ValueError for any other dimension, UNSPECIFIED included.
+    """
+    key_of = _KEY_OF.get(dimension)
+    if key_of is None:
+        allowed = _names(performance_pb2.BreakdownDimension.DESCRIPTOR, _KEY_OF)
+        raise ValueError(f"breakdown dimension {dimension} is not one of {allowed}")
+    groups: defaultdict[str, list[SignalResult]] = defaultdict(list)
+    for result in results:
+        groups[key_of(result)].append(result)
+    return [(key, summarize(groups[key], starting_equity)) for key in sorted(groups)]
+
+
+def window_start_ns(window: int, now_ns: int) -> int:
+    """Inclusive start of a PerformanceWindow ending at `now_ns`, ns since the Unix epoch.
+
+    Raises ValueError for UNSPECIFIED or an unknown window: the caller chooses a default.
+    """
+    if window == TODAY:
+        return now_ns - now_ns % _NANOS_PER_DAY
+    if window == ALL_TIME:
+        return 0
+    length_ns = _WINDOW_LENGTH_NS.get(window)
+    if length_ns is None:
+        allowed = _names(
+            performance_pb2.PerformanceWindow.DESCRIPTOR,
+            (TODAY, LAST_7_DAYS, LAST_30_DAYS, ALL_TIME),
+        )
+        raise ValueError(f"performance window {window} is not one of {allowed}")
+    return now_ns - length_ns
+
+
+def _names(enum: EnumDescriptor, values: Iterable[int]) -> str:
+    """The names of `values` in `enum`, for an error message."""
+    return ", ".join(enum.values_by_number[value].name for value in values)
+
+
+def _ratio(numerator: float, denominator: int) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def _drawdowns(starting_equity: float, profit_losses: Iterable[float]) -> tuple[float, float]:
+    """(largest fall below the running peak, largest such fall as a fraction of its peak)."""
+    equity = peak = starting_equity
+    largest = largest_fraction = 0.0
+    for profit_loss in profit_losses:
+        equity += profit_loss
+        peak = max(peak, equity)
+        fall = peak - equity
+        largest = max(largest, fall)
+        if peak > 0.0:
+            largest_fraction = max(largest_fraction, min(fall / peak, 1.0))
+    return largest, largest_fraction
+
+
+def _bucket(value: float, edges: Sequence[float]) -> int:
+    """Index of the bucket between consecutive `edges` holding `value`; the last one holds its
+    upper edge, and values outside the edges go to the nearest end bucket."""
+    return bisect.bisect_right(edges, value, 1, len(edges) - 1) - 1
+
+
+def _calibration(closed: Iterable[SignalResult]) -> tuple[CalibrationBucket, ...]:
+    by_bucket: defaultdict[int, list[SignalResult]] = defaultdict(list)
+    for result in closed:
+        by_bucket[_bucket(result.confidence, _CONFIDENCE_EDGES)].append(result)
+    buckets = []
+    for index, members in sorted(by_bucket.items()):
+        wins = sum(1 for result in members if result.outcome == WIN)
+        buckets.append(
+            CalibrationBucket(
+                confidence_lower=_CONFIDENCE_EDGES[index],
+                confidence_upper=_CONFIDENCE_EDGES[index + 1],
+                closed_signals=len(members),
+                wins=wins,
+                hit_rate=wins / len(members),
+                mean_confidence=math.fsum(result.confidence for result in members) / len(members),
+            )
+        )
+    return tuple(buckets)
+
+
+def _signal_type_key(result: SignalResult) -> str:
+    # The enum value's full name, as the contract's BREAKDOWN_DIMENSION_SIGNAL_TYPE says.
+    return signal_pb2.SignalType.Name(signal_pb2.SignalType.ValueType(result.signal_type))
+
+
+def _strength_key(result: SignalResult) -> str:
+    return _STRENGTH_KEYS[_bucket(result.strength, _STRENGTH_EDGES)]
+
+
+def _hour_key(result: SignalResult) -> str:
+    return f"{result.generated_ns // _NANOS_PER_HOUR % 24:02d}"
+
+
+_KEY_OF: Final[dict[int, Callable[[SignalResult], str]]] = {
+    BY_SYMBOL: lambda result: result.symbol,
+    BY_SIGNAL_TYPE: _signal_type_key,
+    BY_STRENGTH_BUCKET: _strength_key,
+    BY_HOUR_OF_DAY: _hour_key,
+}
