@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1._async import HealthServicer
 
 from trading_engine import __version__
+from trading_engine.analytics import PerformanceAnalytics
 from trading_engine.api.server import build_server, mark_serving
 from trading_engine.api.servicer import TradingEngineServicer
 from trading_engine.auth.configured import token_verifier
@@ -19,6 +20,7 @@ from trading_engine.bus.service import Bus
 from trading_engine.clock import NANOS_PER_SECOND, Clock, SystemClock
 from trading_engine.config import EngineSettings
 from trading_engine.engine import DecisionEngine, EngineLimits
+from trading_engine.executions import ExecutionTracker
 from trading_engine.health import ComponentReport, ComponentState, HealthMonitor
 from trading_engine.history import SignalHistory
 from trading_engine.manual_signals import ManualSignals
@@ -49,6 +51,12 @@ class Application:
             limits=EngineLimits(max_batch_size=settings.max_batch_size),
             history=self.history_writer,
         )
+        self.executions = ExecutionTracker(
+            self.store, self.history_writer, self.clock, self.engine.account
+        )
+        # Open positions, known from execution results, feed the position limit.
+        self.engine.positions = self.executions
+        self.analytics = PerformanceAnalytics(self.store, self.clock, self.engine.account)
         self.health = HealthMonitor(__version__, self.clock, self.engine.stats)
         self.risk = (
             RiskGate(
@@ -64,7 +72,7 @@ class Application:
             else None
         )
         self.pipeline = SignalPipeline(self.engine, self.risk)
-        self.bus = Bus(settings, self.pipeline, self.strategies, self.clock)
+        self.bus = Bus(settings, self.pipeline, self.strategies, self.clock, self.executions)
         self._grpc_health = HealthServicer()
         manual_signals = ManualSignals(
             self.engine, self.strategies, self.store, self.history_writer, self.clock
@@ -75,6 +83,8 @@ class Application:
             self.strategies,
             SignalHistory(self.store),
             manual_signals,
+            self.executions,
+            self.analytics,
             self.clock,
         )
         # Built in start(): a grpc.aio server belongs to the loop that creates it.
@@ -99,6 +109,7 @@ class Application:
         self._store_open = True
         await self.strategies.start()
         await self.history_writer.start()
+        await self.executions.start()
         self._background += [
             asyncio.create_task(self.strategies.follow_changes()),
             asyncio.create_task(self._retain_history()),

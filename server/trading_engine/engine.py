@@ -281,6 +281,10 @@ class DecisionEngine:
             counts,
         )
 
+    def account(self, company_id: str, user_id: str) -> tuple[float, str] | None:
+        """(equity, currency) of the account the user's newest batch reported, if any."""
+        return self._accounts.get((company_id, user_id))
+
     def decide_manual(
         self,
         order: ManualOrder,

@@ -2,7 +2,7 @@
 
 Both transports call `SignalPipeline.decide`. Without a risk service the
 engine's two halves run back to back with no await in between; with one,
-a company's batches take turns, so a prediction delivered twice while the
+a user's batches take turns, so a prediction delivered twice while the
 first copy waits for its assessment is answered from the first decision
 instead of being decided again.
 """
@@ -21,17 +21,21 @@ class SignalPipeline:
     def __init__(self, engine: DecisionEngine, risk: RiskGate | None = None) -> None:
         self.engine = engine
         self.risk = risk
-        # A company's turn: kept only while some batch of the company holds or awaits it.
-        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # A user's turn: kept only while some batch of the user holds or awaits it. A batch is
+        # always the caller's own (tenancy.check_batch_tenant), so the caller names the user.
+        self._turns: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def decide(self, data: bytes, now_ns: int, caller: Caller) -> DecidedBatch:
         """Decide a serialized MLPredictionBatch; raises as `DecisionEngine.draft` does."""
         engine, risk = self.engine, self.risk
         if risk is None:
             return engine.seal(engine.draft(data, now_ns, caller))
-        turn = self._turns.get(caller.company_id)
+        key = (caller.company_id, caller.user_id)
+        turn = self._turns.get(key)
         if turn is None:
-            turn = self._turns[caller.company_id] = asyncio.Lock()
+            turn = self._turns[key] = asyncio.Lock()
         async with turn:
             draft = engine.draft(data, now_ns, caller)
             await risk.review(draft)

@@ -36,10 +36,11 @@ async def _call_with_empty_request(
     }
     try:
         if method.client_streaming:
+            # A first answer is enough: a live stream (StreamAnalytics) goes on until cancelled.
             async for _ in channel.stream_stream(path, **codec)(
                 iter([empty_pb2.Empty()]), timeout=5
             ):
-                pass
+                break
         elif method.server_streaming:
             async for _ in channel.unary_stream(path, **codec)(empty_pb2.Empty(), timeout=5):
                 pass

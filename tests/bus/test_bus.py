@@ -6,10 +6,12 @@ listens on both transports the way Risk-Management would.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from google.protobuf import duration_pb2
 
 from tests import factories
 from tests.brokers import KafkaBroker, NatsServer
@@ -24,8 +26,11 @@ from tests.bus.busclient import (
     prediction_envelope,
     running_engine,
 )
+from tests.support import TRADER, Tokens
 from tradeflow.common.v1 import dead_letter_pb2, envelope_pb2
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
+from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
+from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine.app import Application
 from trading_engine.bus import names
 from trading_engine.config import EngineSettings
@@ -182,42 +187,77 @@ async def test_a_gap_in_a_producers_sequence_is_reported(
     assert engine.bus.bridge.sequences.filled == 2
 
 
-async def test_execution_results_are_taken_in_once_and_bad_ones_refused(
+async def test_execution_results_change_the_figures_once_and_bad_ones_are_refused(
     engine: Application, client: BusClient
 ) -> None:
-    result = execution_pb2.ExecutionResult(
-        execution_id="x-1",
-        signal_id="s-1",
-        user_id="trader-1",
-        company_id="acme",
-        symbol="EURUSD",
-        status=execution_pb2.EXECUTION_STATUS_FILLED,
-        executed_price=1.0851,
-        executed_size_lots=0.5,
-    )
-    envelope = Envelope(
-        message_type=envelope_pb2.MESSAGE_TYPE_EXECUTION_RESULT,
-        user_id="trader-1",
-        company_id="acme",
-        payload=result.SerializeToString(),
-        message_id="exec-1",
-    )
-    await client.to_nats(envelope.SerializeToString(), names.NATS_EXECUTIONS)
+    await client.to_nats(prediction_envelope("to-execute"))
+    await eventually(lambda: len(signal_outputs(client)[0]) == 1, what="the signal decided")
+    [signal] = client.nats[names.NATS_SIGNALS].signal_batches()[0].signals
+    assert signal.disposition == signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
+    tokens = Tokens(engine.settings)
+    async with tokens.channel(engine.grpc_address, TRADER) as channel:
+        stub = service_grpc.TradingEngineServiceStub(channel)
+        subscription = service_pb2.AnalyticsSubscription(
+            min_interval=duration_pb2.Duration(nanos=100_000_000)
+        )
+        live = stub.StreamAnalytics(
+            iter([service_pb2.StreamAnalyticsRequest(subscription=subscription)])
+        )
+        first = await asyncio.wait_for(live.read(), 10)
+        assert isinstance(first, service_pb2.StreamAnalyticsResponse)
+        assert first.summary.stats.executed == 0
+
+        result = execution_pb2.ExecutionResult(
+            execution_id="x-1",
+            signal_id=signal.signal_id,
+            user_id="trader-1",
+            company_id="acme",
+            symbol="EURUSD",
+            status=execution_pb2.EXECUTION_STATUS_FILLED,
+            executed_price=signal.entry.entry_price,
+            executed_size_lots=signal.entry.position_size_lots,
+        )
+        result.executed_at.GetCurrentTime()
+        envelope = Envelope(
+            message_type=envelope_pb2.MESSAGE_TYPE_EXECUTION_RESULT,
+            user_id="trader-1",
+            company_id="acme",
+            payload=result.SerializeToString(),
+            message_id="exec-1",
+        )
+        await client.to_nats(envelope.SerializeToString(), names.NATS_EXECUTIONS)
+        await client.to_kafka(envelope.SerializeToString(), names.KAFKA_EXECUTIONS)
+        update = await asyncio.wait_for(live.read(), 10)
+        assert isinstance(update, service_pb2.StreamAnalyticsResponse)
+        assert update.summary.stats.executed == 1
+        live.cancel()
+    assert engine.executions.open_positions("acme", "trader-1") == 1
+
+    unknown = execution_pb2.ExecutionResult()
+    unknown.CopyFrom(result)
+    unknown.signal_id = "no-such-signal"
+    envelope.payload, envelope.message_id = unknown.SerializeToString(), "exec-2"
     await client.to_kafka(envelope.SerializeToString(), names.KAFKA_EXECUTIONS)
     result.user_id = "mallory"
-    envelope.payload, envelope.message_id = result.SerializeToString(), "exec-2"
+    envelope.payload, envelope.message_id = result.SerializeToString(), "exec-3"
     await client.to_kafka(envelope.SerializeToString(), names.KAFKA_EXECUTIONS)
-
     await eventually(
-        lambda: len(client.kafka[names.KAFKA_DEAD_LETTER].envelopes) == 1,
-        what="the other tenant's execution result refused",
+        lambda: len(client.kafka[names.KAFKA_DEAD_LETTER].envelopes) == 2,
+        what="the unknown signal's and the other tenant's results refused",
     )
     counts = engine.bus.bridge.counts
     await eventually(lambda: counts.duplicates == 1, what="the second copy dropped")
     assert counts.executions == 1
-    letter = client.kafka[names.KAFKA_DEAD_LETTER].dead_letters()[0]
-    assert letter.reason == dead_letter_pb2.DEAD_LETTER_REASON_TENANT_MISMATCH
-    assert (letter.source, letter.transport) == (names.KAFKA_EXECUTIONS, "kafka")
+    letters = {
+        letter.message_id: letter for letter in client.kafka[names.KAFKA_DEAD_LETTER].dead_letters()
+    }
+    assert letters["exec-2"].reason == dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD
+    assert "no signal 'no-such-signal'" in letters["exec-2"].detail
+    assert letters["exec-3"].reason == dead_letter_pb2.DEAD_LETTER_REASON_TENANT_MISMATCH
+    assert (letters["exec-3"].source, letters["exec-3"].transport) == (
+        names.KAFKA_EXECUTIONS,
+        "kafka",
+    )
 
 
 async def test_nats_killed_mid_stream_loses_no_batch_and_kafka_carries_on(

@@ -30,14 +30,14 @@ async def test_an_unreachable_engine_raises_unavailable() -> None:
 async def test_engine_errors_decode_to_typed_exceptions_with_reason(
     channel: grpc.aio.Channel,
 ) -> None:
-    summary = channel.unary_unary(
-        "/tradeflow.trading.v1.TradingEngineService/GetPerformanceSummary",
-        request_serializer=service_pb2.GetPerformanceSummaryRequest.SerializeToString,
-        response_deserializer=service_pb2.GetPerformanceSummaryResponse.FromString,
+    explain = channel.unary_unary(
+        "/tradeflow.trading.v1.TradingEngineService/ExplainSignal",
+        request_serializer=service_pb2.ExplainSignalRequest.SerializeToString,
+        response_deserializer=service_pb2.ExplainSignalResponse.FromString,
     )
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await summary(service_pb2.GetPerformanceSummaryRequest(), timeout=5)
+        await explain(service_pb2.ExplainSignalRequest(signal_id="s-1"), timeout=5)
     error: TradingEngineError = from_rpc_error(raised.value)
     assert isinstance(error, UnimplementedError)
     assert error.reason == "NOT_YET_AVAILABLE"
-    assert "GetPerformanceSummary" in error.message
+    assert "ExplainSignal" in error.message

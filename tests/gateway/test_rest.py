@@ -64,15 +64,19 @@ async def test_unknown_route_is_a_404_json(gateway: EnvoyGateway) -> None:
 async def test_engine_status_becomes_http_status_with_error_details(
     gateway: EnvoyGateway, tokens: Tokens
 ) -> None:
-    # GetPerformanceSummary answers NOT_YET_AVAILABLE until performance analytics land.
+    # An execution result for a signal the engine never sent.
+    result = {"executionId": "x-1", "signalId": "nope", "status": "EXECUTION_STATUS_REJECTED"}
     status, body = await http_json_async(
-        "GET", f"{gateway.base_url}/api/v1/performance/summary", headers=tokens.header()
+        "POST",
+        f"{gateway.base_url}/api/v1/executions",
+        json.dumps({"result": result}).encode(),
+        headers=tokens.header(),
     )
-    assert status == 501
-    assert body["code"] == 12  # UNIMPLEMENTED
-    assert "GetPerformanceSummary" in body["message"]
+    assert status == 404
+    assert body["code"] == 5  # NOT_FOUND
+    assert "no signal 'nope'" in body["message"]
     assert body["details"][0]["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
-    assert body["details"][0]["reason"] == "NOT_YET_AVAILABLE"
+    assert body["details"][0]["reason"] == "SIGNAL_NOT_FOUND"
 
 
 async def test_gateway_answers_unavailable_when_the_engine_is_down(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,20 +10,29 @@ import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from tradeflow.ml.v1 import prediction_pb2
-from tradeflow.trading.v1 import signal_pb2
+from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine import errors
+from trading_engine.analytics import PerformanceAnalytics, Subscription, live_summaries
 from trading_engine.api.auth import current_caller
+from trading_engine.api.performance_messages import (
+    analysis_to_proto,
+    subscription_from_proto,
+    summary_to_proto,
+)
 from trading_engine.api.status import to_status_proto
 from trading_engine.api.strategy_messages import effective_strategy, strategy_version
 from trading_engine.clock import Clock
+from trading_engine.core import performance
 from trading_engine.core.manual import ManualOrder
+from trading_engine.executions import ExecutionTracker
 from trading_engine.health import ComponentState, HealthMonitor, HealthReport, ServingState
 from trading_engine.history import HistoryRequest, SignalHistory
 from trading_engine.manual_signals import ManualSignals
 from trading_engine.pipeline import SignalPipeline
 from trading_engine.strategies import StrategyService
+from trading_engine.tenancy import subject_user
 from trading_engine.wire.protowire import varint
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -67,6 +77,8 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         strategies: StrategyService,
         history: SignalHistory,
         manual_signals: ManualSignals,
+        executions: ExecutionTracker,
+        analytics: PerformanceAnalytics,
         clock: Clock,
     ) -> None:
         self._health = health
@@ -74,6 +86,8 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         self._strategies = strategies
         self._history = history
         self._manual_signals = manual_signals
+        self._executions = executions
+        self._analytics = analytics
         self._clock = clock
 
     async def HealthCheck(
@@ -159,10 +173,30 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
                 ),
             )
 
-    def StreamAnalytics(
+    async def StreamAnalytics(
         self, request_iterator: AsyncIterator[service_pb2.StreamAnalyticsRequest], context: Context
     ) -> AsyncIterator[service_pb2.StreamAnalyticsResponse]:
-        return _Refusal(_not_yet("StreamAnalytics", "performance analytics"))
+        caller = current_caller()
+        subscriptions: asyncio.Queue[Subscription | BaseException | None] = asyncio.Queue()
+
+        async def read_subscriptions() -> None:
+            try:
+                async for request in request_iterator:
+                    subscriptions.put_nowait(subscription_from_proto(caller, request.subscription))
+            except errors.EngineError as error:
+                subscriptions.put_nowait(error)
+            else:
+                subscriptions.put_nowait(None)
+
+        reader = asyncio.create_task(read_subscriptions())
+        try:
+            async for summaries in live_summaries(
+                self._analytics, self._executions.changes, caller.company_id, subscriptions
+            ):
+                for summary in summaries:
+                    yield service_pb2.StreamAnalyticsResponse(summary=summary_to_proto(summary))
+        finally:
+            reader.cancel()
 
     async def GetSignalHistory(
         self, request: service_pb2.GetSignalHistoryRequest, context: Context
@@ -186,10 +220,16 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
                 next_page_token=page.next_page_token,
             )
 
-    def GetStrategyPerformance(
+    async def GetStrategyPerformance(
         self, request: service_pb2.GetStrategyPerformanceRequest, context: Context
     ) -> AsyncIterator[service_pb2.GetStrategyPerformanceResponse]:
-        return _Refusal(_not_yet("GetStrategyPerformance", "performance analytics"))
+        caller = current_caller()
+        user_id = subject_user(caller, request.user_id)
+        for window in request.windows or [performance.ALL_TIME]:
+            summary = await self._analytics.summary(
+                caller.company_id, user_id, window, request.symbol
+            )
+            yield service_pb2.GetStrategyPerformanceResponse(summary=summary_to_proto(summary))
 
     async def UpdateStrategy(
         self, request: service_pb2.UpdateStrategyRequest, context: Context
@@ -266,7 +306,20 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     async def RecordExecutionResult(
         self, request: service_pb2.RecordExecutionResultRequest, context: Context
     ) -> service_pb2.RecordExecutionResultResponse:
-        raise _not_yet("RecordExecutionResult", "execution tracking")
+        caller = current_caller()
+        result = execution_pb2.ExecutionResult()
+        result.CopyFrom(request.result)
+        # The caller's company; another user of it only for an admin.
+        if result.company_id and result.company_id != caller.company_id:
+            raise errors.PermissionDenied(
+                f"the result is for company {result.company_id!r}, "
+                f"but the caller belongs to {caller.company_id!r}",
+                reason="TENANT_MISMATCH",
+            )
+        result.company_id = caller.company_id
+        result.user_id = subject_user(caller, result.user_id)
+        recorded = await self._executions.record(result)
+        return service_pb2.RecordExecutionResultResponse(performance=recorded.performance)
 
     async def ExplainSignal(
         self, request: service_pb2.ExplainSignalRequest, context: Context
@@ -276,12 +329,24 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     async def AnalyzeSignalPerformance(
         self, request: service_pb2.AnalyzeSignalPerformanceRequest, context: Context
     ) -> service_pb2.AnalyzeSignalPerformanceResponse:
-        raise _not_yet("AnalyzeSignalPerformance", "performance analytics")
+        caller = current_caller()
+        analysis = await self._analytics.analysis(
+            caller.company_id,
+            subject_user(caller, request.user_id),
+            request.window,
+            list(request.dimensions),
+            list(request.symbols),
+        )
+        return analysis_to_proto(analysis)
 
     async def GetPerformanceSummary(
         self, request: service_pb2.GetPerformanceSummaryRequest, context: Context
     ) -> service_pb2.GetPerformanceSummaryResponse:
-        raise _not_yet("GetPerformanceSummary", "performance analytics")
+        caller = current_caller()
+        summary = await self._analytics.summary(
+            caller.company_id, subject_user(caller, request.user_id), request.window, request.symbol
+        )
+        return service_pb2.GetPerformanceSummaryResponse(summary=summary_to_proto(summary))
 
 
 # Field 1 of ProcessPredictionsResponse and ProcessPredictionBatchResponse.

@@ -62,7 +62,9 @@ class Publisher(Protocol):
 class ExecutionSink(Protocol):
     """Where execution results go once received, checked and de-duplicated."""
 
-    def record(self, result: execution_pb2.ExecutionResult) -> None: ...
+    async def record(self, result: execution_pb2.ExecutionResult) -> object:
+        """Raises EngineError when the result cannot be taken (unknown signal, bad fields)."""
+        ...
 
 
 @dataclasses.dataclass
@@ -84,7 +86,7 @@ class BusBridge:
         nats: Publisher | None,
         kafka: KafkaOutput | None,
         deliveries: DeliveryLog,
-        executions: ExecutionSink | None = None,
+        executions: ExecutionSink,
     ) -> None:
         self._pipeline = pipeline
         self._strategies = strategies
@@ -127,8 +129,21 @@ class BusBridge:
         except Rejected as rejection:
             await self._dead_letter(inbound, rejection)
             return
-        if self._executions is not None:
-            self._executions.record(result)
+        try:
+            await self._executions.record(result)
+        except EngineError as error:
+            # Refused for good, with the engine's reason (e.g. no such signal of that user).
+            refusal = Rejected(
+                dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD,
+                error.message,
+                envelope.message_id,
+            )
+            await self._dead_letter(inbound, refusal)
+            return
+        except BaseException:
+            # Not recorded (the store failed): a later copy may be.
+            self._deliveries.forget(envelope.message_id)
+            raise
         self.counts.executions += 1
         self._handed_off(inbound)
 

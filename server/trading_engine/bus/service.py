@@ -46,7 +46,7 @@ class Bus:
         pipeline: SignalPipeline,
         strategies: StrategyService,
         clock: Clock,
-        executions: ExecutionSink | None = None,
+        executions: ExecutionSink,
     ) -> None:
         self.enabled = bool(settings.bus_nats_url or settings.bus_kafka_bootstrap)
         shared = (

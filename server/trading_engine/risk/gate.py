@@ -119,7 +119,7 @@ class RiskGate:
             answer = await self._assess(
                 self._request(draft, actionable),
                 timeout=self.settings.deadline_s,
-                # Between reconnection attempts the call waits for the next one, within the deadline.
+                # Between reconnection attempts, wait (within the deadline) for the next one.
                 wait_for_ready=True,
             )
         except grpc.aio.AioRpcError as error:

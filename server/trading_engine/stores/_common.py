@@ -1,21 +1,23 @@
 """What the SQLite and PostgreSQL stores share: migrations on disk, columns, row conversion,
-the signal query, and how driver errors become StoreError."""
+the signal, outcome and count queries, and how driver errors become StoreError."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import json
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from tradeflow.trading.v1 import signal_pb2
+from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from trading_engine.stores.base import (
     AuditRecord,
+    ExecutionRecord,
     LayerKey,
     ManualSignal,
     NewRevision,
+    OutcomeRecord,
     SignalQuery,
     SignalRecord,
     StoreError,
@@ -23,6 +25,10 @@ from trading_engine.stores.base import (
 )
 
 ACTIONABLE: Final[int] = signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
+OPEN: Final[int] = execution_pb2.SIGNAL_OUTCOME_OPEN
+
+# Spells the driver's nth query parameter (1-based): "?" or "$n".
+Placeholder = Callable[[int], str]
 
 # Column lists in the order of the records' fields; row conversion relies on it.
 REVISION_COLUMNS: Final = (
@@ -43,6 +49,19 @@ RECORD_USER_CONFLICT: Final = (
     "ON CONFLICT (company_id, user_id) DO UPDATE "
     "SET tier = excluded.tier, seen_at_ns = excluded.seen_at_ns "
     "WHERE excluded.seen_at_ns >= users.seen_at_ns"
+)
+EXECUTION_COLUMNS: Final = (
+    "company_id, user_id, execution_id, signal_id, status, recorded_at_ns, payload"
+)
+OUTCOME_COLUMNS: Final = (
+    "company_id, user_id, signal_id, symbol, signal_type, strength, confidence, "
+    "generated_at_ns, outcome, profit_loss_pips, profit_loss, slippage_pips, "
+    "execution_latency_ns, closed_at_ns, strategy_version, updated_at_ns, payload"
+)
+# The literal OPEN lets both databases use the partial index outcomes_open.
+OPEN_OUTCOMES_SQL: Final = (
+    f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE outcome = {OPEN} "
+    "ORDER BY company_id, user_id, signal_id"
 )
 
 _MIGRATIONS_ROOT: Final = Path(__file__).parent / "migrations"
@@ -215,6 +234,75 @@ def audit_from_row(row: Row) -> AuditRecord:
     return AuditRecord(row[0], row[1], row[2], row[3], row[4], row[5])
 
 
+def execution_values(record: ExecutionRecord) -> tuple[Any, ...]:
+    """The EXECUTION_COLUMNS values of a result."""
+    return (
+        record.company_id,
+        record.user_id,
+        record.execution_id,
+        record.signal_id,
+        record.status,
+        record.recorded_at_ns,
+        record.payload,
+    )
+
+
+def execution_from_row(row: Row) -> ExecutionRecord:
+    """An ExecutionRecord from a row of EXECUTION_COLUMNS."""
+    return ExecutionRecord(row[0], row[1], row[2], row[3], row[4], row[5], bytes(row[6]))
+
+
+def outcome_values(record: OutcomeRecord) -> tuple[Any, ...]:
+    """The OUTCOME_COLUMNS values of an outcome."""
+    return (
+        record.company_id,
+        record.user_id,
+        record.signal_id,
+        record.symbol,
+        record.signal_type,
+        record.strength,
+        record.confidence,
+        record.generated_at_ns,
+        record.outcome,
+        record.profit_loss_pips,
+        record.profit_loss,
+        record.slippage_pips,
+        record.execution_latency_ns,
+        record.closed_at_ns,
+        record.strategy_version,
+        record.updated_at_ns,
+        record.payload,
+    )
+
+
+def outcome_from_row(row: Row) -> OutcomeRecord:
+    """An OutcomeRecord from a row of OUTCOME_COLUMNS."""
+    return OutcomeRecord(
+        company_id=row[0],
+        user_id=row[1],
+        signal_id=row[2],
+        symbol=row[3],
+        signal_type=row[4],
+        strength=row[5],
+        confidence=row[6],
+        generated_at_ns=row[7],
+        outcome=row[8],
+        profit_loss_pips=row[9],
+        profit_loss=row[10],
+        slippage_pips=row[11],
+        execution_latency_ns=row[12],
+        closed_at_ns=row[13],
+        strategy_version=row[14],
+        updated_at_ns=row[15],
+        payload=bytes(row[16]),
+    )
+
+
+def signal_type_counts(rows: Iterable[Row]) -> dict[int, int]:
+    """The result of signal_type_counts_sql as {signal_type: count}."""
+    return {int(row[0]): int(row[1]) for row in rows}
+
+
 # Queries.
 
 
@@ -230,9 +318,7 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def signal_query_sql(
-    query: SignalQuery, placeholder: Callable[[int], str]
-) -> tuple[str, list[Any]]:
+def signal_query_sql(query: SignalQuery, placeholder: Placeholder) -> tuple[str, list[Any]]:
     """SELECT statement and parameters for a SignalQuery.
 
     `placeholder(n)` spells the driver's nth parameter (1-based): "?" or "$n".
@@ -264,6 +350,81 @@ def signal_query_sql(
         f"ORDER BY generated_at_ns, signal_id LIMIT {bind(check_limit(query.limit))}"
     )
     return sql, parameters
+
+
+def record_execution_sql(placeholder: Placeholder) -> str:
+    """INSERT of one result, EXECUTION_COLUMNS values; inserts nothing for a re-sent result."""
+    return (
+        f"INSERT INTO executions ({EXECUTION_COLUMNS}) "
+        f"VALUES ({_parameters(EXECUTION_COLUMNS, placeholder)}) "
+        "ON CONFLICT (company_id, execution_id, status) DO NOTHING"
+    )
+
+
+def put_outcome_sql(placeholder: Placeholder) -> str:
+    """Upsert of one outcome, OUTCOME_COLUMNS values.
+
+    The caller recomputes an outcome from all of the signal's results, so
+    the newest one replaces the stored one whole.
+    """
+    updates = ", ".join(
+        f"{column} = excluded.{column}"
+        for column in OUTCOME_COLUMNS.split(", ")
+        if column not in ("company_id", "signal_id")
+    )
+    return (
+        f"INSERT INTO outcomes ({OUTCOME_COLUMNS}) "
+        f"VALUES ({_parameters(OUTCOME_COLUMNS, placeholder)}) "
+        f"ON CONFLICT (company_id, signal_id) DO UPDATE SET {updates}"
+    )
+
+
+def outcomes_sql(
+    company_id: str, user_id: str, since_ns: int, symbol: str, placeholder: Placeholder
+) -> tuple[str, list[Any]]:
+    """SELECT statement and parameters for Store.outcomes, in (time, id) order."""
+    where, parameters = _user_since(company_id, user_id, since_ns, symbol, placeholder)
+    sql = (
+        f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE {where} ORDER BY generated_at_ns, signal_id"
+    )
+    return sql, parameters
+
+
+def signal_type_counts_sql(
+    company_id: str, user_id: str, since_ns: int, symbol: str, placeholder: Placeholder
+) -> tuple[str, list[Any]]:
+    """SELECT statement and parameters counting a user's signals per type, every disposition."""
+    where, parameters = _user_since(company_id, user_id, since_ns, symbol, placeholder)
+    return (
+        f"SELECT signal_type, count(*) FROM signals WHERE {where} GROUP BY signal_type",
+        parameters,
+    )
+
+
+def _user_since(
+    company_id: str, user_id: str, since_ns: int, symbol: str, placeholder: Placeholder
+) -> tuple[str, list[Any]]:
+    """WHERE clause and parameters for one user's rows generated since `since_ns`.
+
+    Of one symbol, or of all when `symbol` is "". Its leading columns match
+    the (company_id, user_id, generated_at_ns, ...) indexes.
+    """
+    conditions = [
+        f"company_id = {placeholder(1)}",
+        f"user_id = {placeholder(2)}",
+        f"generated_at_ns >= {placeholder(3)}",
+    ]
+    parameters: list[Any] = [company_id, user_id, since_ns]
+    if symbol:
+        conditions.append(f"symbol = {placeholder(4)}")
+        parameters.append(symbol)
+    return " AND ".join(conditions), parameters
+
+
+def _parameters(columns: str, placeholder: Placeholder) -> str:
+    """One parameter per column of `columns`, in the driver's spelling."""
+    count = len(columns.split(", "))
+    return ", ".join(placeholder(number) for number in range(1, count + 1))
 
 
 @contextlib.contextmanager

@@ -3,7 +3,9 @@
 Every row belongs to one company, and every query names the company: a
 backend cannot be asked for another tenant's rows by accident. Strategy
 layers are versioned (each change appends a revision; nothing is updated in
-place), signal history is append-only, and audit records say who did what.
+place), signal history and execution results are append-only, each signal's
+outcome is kept current as its results arrive, and audit records say who did
+what.
 
 Backends: `stores.sqlite` (a file, the embedded default) and
 `stores.postgres` (selected by a postgresql:// URL). Both run the same
@@ -154,8 +156,54 @@ class AuditRecord:
     detail: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    """One ExecutionResult as the engine received it."""
+
+    company_id: str
+    user_id: str
+    execution_id: str
+    signal_id: str
+    # tradeflow.trading.v1.ExecutionStatus value; one execution reports each status once.
+    status: int
+    # When the engine received the result.
+    recorded_at_ns: int
+    # The serialized ExecutionResult.
+    payload: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutcomeRecord:
+    """What became of one signal (a SignalPerformance), replaced as its results arrive."""
+
+    company_id: str
+    user_id: str
+    signal_id: str
+    symbol: str
+    # tradeflow.trading.v1.SignalType value.
+    signal_type: int
+    strength: float
+    confidence: float
+    # The signal's decision instant.
+    generated_at_ns: int
+    # tradeflow.trading.v1.SignalOutcome value.
+    outcome: int
+    profit_loss_pips: float
+    # In the account currency the payload names.
+    profit_loss: float
+    # None until the order is filled.
+    slippage_pips: float | None
+    execution_latency_ns: int | None
+    # 0 until the position is closed.
+    closed_at_ns: int
+    strategy_version: int
+    updated_at_ns: int
+    # The serialized SignalPerformance.
+    payload: bytes
+
+
 class Store(Protocol):
-    """Persistence for strategies, signal history, manual signals and audit records.
+    """Persistence for strategies, signal history, executions, manual signals and audit records.
 
     All methods are coroutines; a backend raises StoreError when it cannot
     reach its database, never a driver-specific exception.
@@ -228,6 +276,49 @@ class Store(Protocol):
 
     async def delete_signals_before(self, before_ns: int) -> int:
         """Retention: drop decisions generated before `before_ns`; returns how many."""
+        ...
+
+    # Execution results and signal outcomes.
+
+    async def record_execution(self, record: ExecutionRecord) -> bool:
+        """Store a result; False when the company already has this (execution_id, status).
+
+        A re-sent result changes nothing; the same execution with another
+        status (FILLED, later CLOSED) is another result.
+        """
+        ...
+
+    async def executions_for_signal(self, company_id: str, signal_id: str) -> list[ExecutionRecord]:
+        """The signal's results in the order they were recorded."""
+        ...
+
+    async def put_outcome(self, record: OutcomeRecord) -> None:
+        """Store the signal's outcome, replacing the one stored before."""
+        ...
+
+    async def outcome(self, company_id: str, signal_id: str) -> OutcomeRecord | None: ...
+
+    async def outcomes(
+        self, company_id: str, user_id: str, since_ns: int, symbol: str = ""
+    ) -> list[OutcomeRecord]:
+        """The user's outcomes of signals generated at or after `since_ns`, oldest first.
+
+        Ordered by (generated_at_ns, signal_id); symbol "" means every symbol.
+        """
+        ...
+
+    async def open_outcomes(self) -> list[OutcomeRecord]:
+        """Every company's outcomes that are OPEN: the positions to rebuild at start-up."""
+        ...
+
+    async def count_signals_by_type(
+        self, company_id: str, user_id: str, since_ns: int, symbol: str = ""
+    ) -> dict[int, int]:
+        """How many of the user's signals of each type were generated at or after `since_ns`.
+
+        Counts every disposition in the signal history; symbol "" means every
+        symbol. A type without signals is absent from the result.
+        """
         ...
 
     # Manual signals and audit.

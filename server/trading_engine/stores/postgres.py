@@ -22,23 +22,35 @@ import asyncpg
 
 from trading_engine.stores._common import (
     AUDIT_COLUMNS,
+    EXECUTION_COLUMNS,
     MANUAL_SIGNAL_COLUMNS,
     NEW_REVISION_COLUMNS,
+    OPEN_OUTCOMES_SQL,
+    OUTCOME_COLUMNS,
     RECORD_USER_CONFLICT,
     REVISION_COLUMNS,
     SIGNAL_COLUMNS,
     audit_from_row,
     audit_values,
     check_limit,
+    execution_from_row,
+    execution_values,
     layer_values,
     manual_signal_from_row,
     manual_signal_values,
     migrations,
     new_revision_values,
     next_migration,
+    outcome_from_row,
+    outcome_values,
+    outcomes_sql,
+    put_outcome_sql,
+    record_execution_sql,
     revision_from_row,
     signal_from_row,
     signal_query_sql,
+    signal_type_counts,
+    signal_type_counts_sql,
     signal_values,
     store_errors,
     stored_revision,
@@ -47,9 +59,11 @@ from trading_engine.stores._common import (
 from trading_engine.stores.base import (
     AppendedRevision,
     AuditRecord,
+    ExecutionRecord,
     LayerKey,
     ManualSignal,
     NewRevision,
+    OutcomeRecord,
     SignalQuery,
     SignalRecord,
     StoreError,
@@ -67,6 +81,15 @@ _MIGRATION_LOCK: Final = 0x7E_5701
 _LAYER_MATCH: Final = "company_id = $1 AND user_id = $2 AND layer = $3"
 # How long close() lets running queries finish.
 _CLOSE_GRACE_S: Final = 10.0
+
+
+def _placeholder(number: int) -> str:
+    return f"${number}"
+
+
+# RETURNING yields a row only when the result was new.
+_RECORD_EXECUTION: Final = record_execution_sql(_placeholder) + " RETURNING true"
+_PUT_OUTCOME: Final = put_outcome_sql(_placeholder)
 
 
 class PostgresStore:
@@ -244,7 +267,7 @@ class PostgresStore:
                 )
 
     async def query_signals(self, query: SignalQuery) -> list[SignalRecord]:
-        sql, parameters = signal_query_sql(query, lambda number: f"${number}")
+        sql, parameters = signal_query_sql(query, _placeholder)
         rows = await self._fetch("query signals", sql, *parameters)
         return [signal_from_row(row) for row in rows]
 
@@ -263,6 +286,57 @@ class PostgresStore:
             status = await pool.execute("DELETE FROM signals WHERE generated_at_ns < $1", before_ns)
         # The command tag reads "DELETE <count>".
         return int(status.rsplit(" ", 1)[1])
+
+    # Execution results and signal outcomes.
+
+    async def record_execution(self, record: ExecutionRecord) -> bool:
+        pool = self._opened()
+        with store_errors(f"{self._name}: cannot record an execution result", _DRIVER_ERRORS):
+            inserted = await pool.fetchval(_RECORD_EXECUTION, *execution_values(record))
+        return inserted is not None
+
+    async def executions_for_signal(self, company_id: str, signal_id: str) -> list[ExecutionRecord]:
+        rows = await self._fetch(
+            "read a signal's execution results",
+            f"SELECT {EXECUTION_COLUMNS} FROM executions "
+            "WHERE company_id = $1 AND signal_id = $2 ORDER BY id",
+            company_id,
+            signal_id,
+        )
+        return [execution_from_row(row) for row in rows]
+
+    async def put_outcome(self, record: OutcomeRecord) -> None:
+        pool = self._opened()
+        with store_errors(f"{self._name}: cannot store a signal outcome", _DRIVER_ERRORS):
+            await pool.execute(_PUT_OUTCOME, *outcome_values(record))
+
+    async def outcome(self, company_id: str, signal_id: str) -> OutcomeRecord | None:
+        rows = await self._fetch(
+            "read a signal outcome",
+            f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE company_id = $1 AND signal_id = $2",
+            company_id,
+            signal_id,
+        )
+        return outcome_from_row(rows[0]) if rows else None
+
+    async def outcomes(
+        self, company_id: str, user_id: str, since_ns: int, symbol: str = ""
+    ) -> list[OutcomeRecord]:
+        sql, parameters = outcomes_sql(company_id, user_id, since_ns, symbol, _placeholder)
+        rows = await self._fetch("read signal outcomes", sql, *parameters)
+        return [outcome_from_row(row) for row in rows]
+
+    async def open_outcomes(self) -> list[OutcomeRecord]:
+        rows = await self._fetch("read open signal outcomes", OPEN_OUTCOMES_SQL)
+        return [outcome_from_row(row) for row in rows]
+
+    async def count_signals_by_type(
+        self, company_id: str, user_id: str, since_ns: int, symbol: str = ""
+    ) -> dict[int, int]:
+        sql, parameters = signal_type_counts_sql(
+            company_id, user_id, since_ns, symbol, _placeholder
+        )
+        return signal_type_counts(await self._fetch("count signals", sql, *parameters))
 
     # Manual signals and audit.
 

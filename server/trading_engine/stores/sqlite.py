@@ -27,23 +27,35 @@ from typing import Any, Final, TypeVar
 
 from trading_engine.stores._common import (
     AUDIT_COLUMNS,
+    EXECUTION_COLUMNS,
     MANUAL_SIGNAL_COLUMNS,
     NEW_REVISION_COLUMNS,
+    OPEN_OUTCOMES_SQL,
+    OUTCOME_COLUMNS,
     RECORD_USER_CONFLICT,
     REVISION_COLUMNS,
     SIGNAL_COLUMNS,
     audit_from_row,
     audit_values,
     check_limit,
+    execution_from_row,
+    execution_values,
     layer_values,
     manual_signal_from_row,
     manual_signal_values,
     migrations,
     new_revision_values,
     next_migration,
+    outcome_from_row,
+    outcome_values,
+    outcomes_sql,
+    put_outcome_sql,
+    record_execution_sql,
     revision_from_row,
     signal_from_row,
     signal_query_sql,
+    signal_type_counts,
+    signal_type_counts_sql,
     signal_values,
     store_errors,
     stored_revision,
@@ -52,9 +64,11 @@ from trading_engine.stores._common import (
 from trading_engine.stores.base import (
     AppendedRevision,
     AuditRecord,
+    ExecutionRecord,
     LayerKey,
     ManualSignal,
     NewRevision,
+    OutcomeRecord,
     SignalQuery,
     SignalRecord,
     StoreError,
@@ -73,6 +87,15 @@ _DRIVER_ERRORS: Final = (sqlite3.Error, OSError)
 # 100 rows (54,000). 100 rows are 800 variables, under SQLite's oldest limit of 999.
 _SIGNALS_PER_INSERT: Final = 100
 _LAYER_MATCH: Final = "company_id = ? AND user_id = ? AND layer = ?"
+
+
+def _placeholder(_: int) -> str:
+    """Parameters are positional: "?" whatever their number."""
+    return "?"
+
+
+_RECORD_EXECUTION: Final = record_execution_sql(_placeholder)
+_PUT_OUTCOME: Final = put_outcome_sql(_placeholder)
 
 
 class SqliteStore:
@@ -180,7 +203,7 @@ class SqliteStore:
             await self._run("append signals", lambda db: _append_signals(db, records))
 
     async def query_signals(self, query: SignalQuery) -> list[SignalRecord]:
-        sql, parameters = signal_query_sql(query, lambda _: "?")
+        sql, parameters = signal_query_sql(query, _placeholder)
         rows = await self._fetch("query signals", sql, tuple(parameters))
         return [signal_from_row(row) for row in rows]
 
@@ -193,6 +216,52 @@ class SqliteStore:
         return await self._run(
             "delete old signals", lambda db: _delete_signals_before(db, before_ns)
         )
+
+    # Execution results and signal outcomes.
+
+    async def record_execution(self, record: ExecutionRecord) -> bool:
+        values = execution_values(record)
+        # A single statement is its own transaction; it still waits its turn to write.
+        inserted = await self._run(
+            "record an execution result", lambda db: db.execute(_RECORD_EXECUTION, values).rowcount
+        )
+        return inserted == 1
+
+    async def executions_for_signal(self, company_id: str, signal_id: str) -> list[ExecutionRecord]:
+        sql = (
+            f"SELECT {EXECUTION_COLUMNS} FROM executions "
+            "WHERE company_id = ? AND signal_id = ? ORDER BY id"
+        )
+        rows = await self._fetch("read a signal's execution results", sql, (company_id, signal_id))
+        return [execution_from_row(row) for row in rows]
+
+    async def put_outcome(self, record: OutcomeRecord) -> None:
+        values = outcome_values(record)
+        await self._run("store a signal outcome", lambda db: db.execute(_PUT_OUTCOME, values))
+
+    async def outcome(self, company_id: str, signal_id: str) -> OutcomeRecord | None:
+        sql = f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE company_id = ? AND signal_id = ?"
+        rows = await self._fetch("read a signal outcome", sql, (company_id, signal_id))
+        return outcome_from_row(rows[0]) if rows else None
+
+    async def outcomes(
+        self, company_id: str, user_id: str, since_ns: int, symbol: str = ""
+    ) -> list[OutcomeRecord]:
+        sql, parameters = outcomes_sql(company_id, user_id, since_ns, symbol, _placeholder)
+        rows = await self._fetch("read signal outcomes", sql, tuple(parameters))
+        return [outcome_from_row(row) for row in rows]
+
+    async def open_outcomes(self) -> list[OutcomeRecord]:
+        rows = await self._fetch("read open signal outcomes", OPEN_OUTCOMES_SQL, ())
+        return [outcome_from_row(row) for row in rows]
+
+    async def count_signals_by_type(
+        self, company_id: str, user_id: str, since_ns: int, symbol: str = ""
+    ) -> dict[int, int]:
+        sql, parameters = signal_type_counts_sql(
+            company_id, user_id, since_ns, symbol, _placeholder
+        )
+        return signal_type_counts(await self._fetch("count signals", sql, tuple(parameters)))
 
     # Manual signals and audit.
 

@@ -1,0 +1,223 @@
+"""Performance figures of one user over a window, read from the stored outcomes.
+
+The arithmetic is in `core.performance`; this module chooses the rows (the
+tenant, the window, the symbols) and adds the count of every signal decided,
+executed or not, from signal history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from trading_engine import errors
+from trading_engine.clock import Clock
+from trading_engine.core import performance
+from trading_engine.core.performance import PerformanceStats, SignalResult
+from trading_engine.engine import DEFAULT_CURRENCY
+from trading_engine.executions import UserChanges
+from trading_engine.stores.base import OutcomeRecord, Store
+
+# (company, user) -> (equity, currency) of the account the user's newest batch reported.
+Account = Callable[[str, str], tuple[float, str] | None]
+ALL_DIMENSIONS = (
+    performance.BY_SYMBOL,
+    performance.BY_SIGNAL_TYPE,
+    performance.BY_STRENGTH_BUCKET,
+    performance.BY_HOUR_OF_DAY,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    company_id: str
+    user_id: str
+    window: int
+    start_ns: int
+    end_ns: int
+    # "" for all symbols.
+    symbol: str
+    stats: PerformanceStats
+    currency: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    overall: PerformanceStats
+    # (BreakdownDimension value, key, figures of the signals with that key).
+    breakdowns: list[tuple[int, str, PerformanceStats]]
+
+
+class PerformanceAnalytics:
+    def __init__(self, store: Store, clock: Clock, account: Account) -> None:
+        self._store = store
+        self._clock = clock
+        self._account = account
+
+    def _equity_and_currency(self, company_id: str, user_id: str) -> tuple[float, str]:
+        # Without a known account, drawdown fractions are 0 and money is in the default currency.
+        return self._account(company_id, user_id) or (0.0, DEFAULT_CURRENCY)
+
+    async def summary(self, company_id: str, user_id: str, window: int, symbol: str) -> Summary:
+        """Figures over `window` (UNSPECIFIED: all time); InvalidArgument for an unknown one."""
+        window = window or performance.ALL_TIME
+        now_ns = self._clock.now_ns()
+        start_ns = _window_start(window, now_ns, "window")
+        outcomes = await self._store.outcomes(company_id, user_id, start_ns, symbol)
+        equity, currency = self._equity_and_currency(company_id, user_id)
+        stats = performance.summarize(_results(outcomes), equity)
+        counts = await self._store.count_signals_by_type(company_id, user_id, start_ns, symbol)
+        stats = dataclasses.replace(
+            stats,
+            signals_total=sum(counts.values()),
+            signals_by_type=tuple(sorted(counts.items())),
+        )
+        return Summary(company_id, user_id, window, start_ns, now_ns, symbol, stats, currency)
+
+    async def analysis(
+        self,
+        company_id: str,
+        user_id: str,
+        window: int,
+        dimensions: Sequence[int],
+        symbols: Sequence[str],
+    ) -> Analysis:
+        """Overall figures and their breakdowns (no dimension named: all four).
+
+        Breakdown figures count the signals that have execution results.
+        """
+        window = window or performance.ALL_TIME
+        start_ns = _window_start(window, self._clock.now_ns(), "window")
+        unknown = [d for d in dimensions if d not in ALL_DIMENSIONS]
+        if unknown:
+            raise errors.invalid(
+                "unknown breakdown dimension",
+                [
+                    errors.FieldViolation(
+                        "dimensions",
+                        f"{d} is not SYMBOL, SIGNAL_TYPE, STRENGTH_BUCKET or HOUR_OF_DAY",
+                    )
+                    for d in unknown
+                ],
+            )
+        wanted = set(symbols)
+        outcomes = await self._store.outcomes(company_id, user_id, start_ns)
+        results = [r for r in _results(outcomes) if not wanted or r.symbol in wanted]
+        equity, _ = self._equity_and_currency(company_id, user_id)
+        counts: dict[int, int] = {}
+        for symbol in sorted(wanted) or [""]:
+            for signal_type, count in (
+                await self._store.count_signals_by_type(company_id, user_id, start_ns, symbol)
+            ).items():
+                counts[signal_type] = counts.get(signal_type, 0) + count
+        overall = dataclasses.replace(
+            performance.summarize(results, equity),
+            signals_total=sum(counts.values()),
+            signals_by_type=tuple(sorted(counts.items())),
+        )
+        breakdowns = [
+            (dimension, key, stats)
+            for dimension in (dimensions or ALL_DIMENSIONS)
+            for key, stats in performance.breakdown(results, dimension, equity)
+        ]
+        return Analysis(overall, breakdowns)
+
+
+def _window_start(window: int, now_ns: int, field: str) -> int:
+    try:
+        return performance.window_start_ns(window, now_ns)
+    except ValueError as error:
+        raise errors.invalid(
+            "unknown performance window", [errors.FieldViolation(field, str(error))]
+        ) from None
+
+
+def _results(outcomes: Sequence[OutcomeRecord]) -> list[SignalResult]:
+    return [
+        SignalResult(
+            signal_id=o.signal_id,
+            symbol=o.symbol,
+            signal_type=o.signal_type,
+            strength=o.strength,
+            confidence=o.confidence,
+            generated_ns=o.generated_at_ns,
+            outcome=o.outcome,
+            profit_loss_pips=o.profit_loss_pips,
+            profit_loss=o.profit_loss,
+            slippage_pips=o.slippage_pips,
+            execution_latency_ns=o.execution_latency_ns,
+            closed_ns=o.closed_at_ns,
+        )
+        for o in outcomes
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Subscription:
+    """Live figures of one user: each window, for each symbol (none: all symbols together)."""
+
+    user_id: str
+    windows: tuple[int, ...]
+    symbols: tuple[str, ...]
+    min_interval_s: float
+
+
+# Shortest and default interval between two updates of a subscription.
+MIN_INTERVAL_S = 0.1
+DEFAULT_INTERVAL_S = 1.0
+
+
+async def live_summaries(
+    analytics: PerformanceAnalytics,
+    changes: UserChanges,
+    company_id: str,
+    subscriptions: asyncio.Queue[Subscription | BaseException | None],
+) -> AsyncIterator[list[Summary]]:
+    """The figures of the current subscription at once, then after every change to them.
+
+    Each item of `subscriptions` replaces the subscription; an exception put
+    there ends the stream with it; None means no more changes will come (the
+    current subscription goes on). Updates are at least `min_interval_s` apart.
+    """
+    loop = asyncio.get_running_loop()
+    first = await subscriptions.get()
+    if isinstance(first, BaseException):
+        raise first
+    if first is None:
+        return
+    subscription = first
+    sent_version, sent_at = -1, 0.0
+    more_subscriptions = True
+    while True:
+        key = (company_id, subscription.user_id)
+        version = changes.version(key)
+        if version != sent_version:
+            await asyncio.sleep(max(0.0, sent_at + subscription.min_interval_s - loop.time()))
+            version = changes.version(key)
+            yield [
+                await analytics.summary(company_id, subscription.user_id, window, symbol)
+                for window in subscription.windows
+                for symbol in subscription.symbols or ("",)
+            ]
+            sent_version, sent_at = version, loop.time()
+        changed = asyncio.create_task(changes.wait_past(key, version))
+        waits: set[asyncio.Task[Any]] = {changed}
+        replacing = asyncio.create_task(subscriptions.get()) if more_subscriptions else None
+        if replacing is not None:
+            waits.add(replacing)
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # A get cancelled before it took an item leaves the item in the queue.
+            for task in waits:
+                task.cancel()
+        if replacing is not None and replacing in done:
+            replaced = replacing.result()
+            if isinstance(replaced, BaseException):
+                raise replaced
+            if replaced is None:
+                more_subscriptions = False
+            else:
+                subscription, sent_version, sent_at = replaced, -1, 0.0

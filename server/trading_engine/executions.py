@@ -1,0 +1,269 @@
+"""Execution results: checked, linked to their signals, kept per tenant, turned into outcomes.
+
+Results arrive from the bus and through `RecordExecutionResult`. Each is
+stored once (a re-sent result changes nothing), the signal's outcome is
+recomputed from all of its results (`core.outcomes`), and the user's open
+positions, which the decision core's position limit reads, follow. Whoever
+waits for a user's figures to change is woken (`changes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Final
+
+from tradeflow.trading.v1 import execution_pb2, signal_pb2
+from trading_engine import errors
+from trading_engine.clock import Clock
+from trading_engine.core import instruments
+from trading_engine.core.outcomes import Outcome, SignalFacts, outcome_of
+from trading_engine.engine import DEFAULT_CURRENCY
+from trading_engine.stores.base import ExecutionRecord, OutcomeRecord, Store
+from trading_engine.stores.history import HistoryWriter
+
+_log = logging.getLogger(__name__)
+E = execution_pb2
+_NEEDS_FILL: Final = frozenset(
+    {E.EXECUTION_STATUS_FILLED, E.EXECUTION_STATUS_PARTIALLY_FILLED, E.EXECUTION_STATUS_CLOSED}
+)
+
+# (company, user) -> (equity, currency) of the account the user's newest batch reported.
+Account = Callable[[str, str], tuple[float, str] | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """The signal's performance after a result, and whether that result was new."""
+
+    performance: execution_pb2.SignalPerformance
+    new: bool
+    # The result closed the position just now.
+    closed_now: bool
+
+
+class UserChanges:
+    """A counter per user that waiters can watch: figures changed since I last looked?"""
+
+    def __init__(self) -> None:
+        self._versions: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._changed = asyncio.Condition()
+
+    def version(self, key: tuple[str, str]) -> int:
+        return self._versions[key]
+
+    async def bump(self, key: tuple[str, str]) -> None:
+        self._versions[key] += 1
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_past(self, key: tuple[str, str], version: int) -> int:
+        """Wait until the user's figures change past `version`; the new version."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._versions[key] > version)
+        return self._versions[key]
+
+
+class ExecutionTracker:
+    def __init__(
+        self,
+        store: Store,
+        history: HistoryWriter,
+        clock: Clock,
+        account: Account,
+    ) -> None:
+        self._store = store
+        self._history = history
+        self._clock = clock
+        self._account = account
+        # (company, user) -> ids of the signals whose positions are open.
+        self._open: dict[tuple[str, str], set[str]] = {}
+        self.changes = UserChanges()
+        self.recorded = 0
+        self.repeated = 0
+
+    async def start(self) -> None:
+        """Rebuild the open positions from the stored outcomes."""
+        for outcome in await self._store.open_outcomes():
+            self._open.setdefault((outcome.company_id, outcome.user_id), set()).add(
+                outcome.signal_id
+            )
+
+    def open_positions(self, company_id: str, user_id: str) -> int:
+        return len(self._open.get((company_id, user_id), ()))
+
+    async def record(self, result: execution_pb2.ExecutionResult) -> Recorded:
+        """Record a result whose tenant the transport has checked.
+
+        Raises InvalidArgument naming each bad field, NotFound when the signal
+        is not in the tenant's history, FailedPrecondition when it was not
+        actionable or is for another symbol, StoreError when the store fails.
+        """
+        violations = result_violations(result)
+        if violations:
+            raise errors.invalid("the execution result is invalid", violations)
+        signal = await self._signal(result)
+        key = (result.company_id, result.user_id)
+        new = await self._store.record_execution(
+            ExecutionRecord(
+                result.company_id,
+                result.user_id,
+                result.execution_id,
+                result.signal_id,
+                result.status,
+                self._clock.now_ns(),
+                result.SerializeToString(),
+            )
+        )
+        if not new:
+            self.repeated += 1
+        stored = await self._store.executions_for_signal(result.company_id, result.signal_id)
+        results = [execution_pb2.ExecutionResult.FromString(r.payload) for r in stored]
+        instrument = instruments.lookup(signal.symbol)
+        assert instrument is not None  # the engine signals only instruments it knows
+        _, currency = self._account(*key) or (0.0, DEFAULT_CURRENCY)
+        outcome = outcome_of(_facts(signal), results, instrument, currency)
+        performance = _performance(signal, outcome)
+        earlier = await self._store.outcome(result.company_id, result.signal_id)
+        await self._store.put_outcome(_outcome_record(signal, outcome, performance, self._clock))
+        open_ids = self._open.setdefault(key, set())
+        if outcome.result.outcome == E.SIGNAL_OUTCOME_OPEN:
+            open_ids.add(signal.signal_id)
+        else:
+            open_ids.discard(signal.signal_id)
+        self.recorded += 1
+        await self.changes.bump(key)
+        closed_now = outcome.result.closed_ns > 0 and (earlier is None or earlier.closed_at_ns == 0)
+        return Recorded(performance, new, closed_now)
+
+    async def _signal(self, result: execution_pb2.ExecutionResult) -> signal_pb2.TradingSignal:
+        record = await self._store.signal(result.company_id, result.signal_id)
+        if record is None and self._history.pending:
+            # Decided moments ago: its history may still be queued.
+            await self._history.flush()
+            record = await self._store.signal(result.company_id, result.signal_id)
+        if record is None or record.user_id != result.user_id:
+            raise errors.NotFound(
+                f"no signal {result.signal_id!r} of user {result.user_id!r} in the history of "
+                f"company {result.company_id!r}",
+                reason="SIGNAL_NOT_FOUND",
+            )
+        signal = signal_pb2.TradingSignal.FromString(record.payload)
+        if not signal.HasField("entry"):
+            disposition = signal_pb2.SignalDisposition.Name(signal.disposition)
+            raise errors.FailedPrecondition(
+                f"signal {result.signal_id!r} is {disposition}, not actionable: "
+                "nothing of it can be executed",
+                reason="SIGNAL_NOT_ACTIONABLE",
+            )
+        if result.symbol and result.symbol != signal.symbol:
+            raise errors.FailedPrecondition(
+                f"the result is for {result.symbol} but signal {result.signal_id!r} is for "
+                f"{signal.symbol}",
+                reason="SYMBOL_MISMATCH",
+            )
+        return signal
+
+
+def result_violations(result: execution_pb2.ExecutionResult) -> list[errors.FieldViolation]:
+    """What is wrong with a result on its own, field by field."""
+    violations: list[errors.FieldViolation] = []
+
+    def need(ok: bool, field: str, why: str) -> None:
+        if not ok:
+            violations.append(errors.FieldViolation(f"result.{field}", why))
+
+    need(bool(result.execution_id), "execution_id", "required")
+    need(bool(result.signal_id), "signal_id", "required")
+    need(bool(result.user_id), "user_id", "required")
+    need(bool(result.company_id), "company_id", "required")
+    need(
+        result.status != E.EXECUTION_STATUS_UNSPECIFIED,
+        "status",
+        "required: FILLED, PARTIALLY_FILLED, REJECTED, CANCELLED, CLOSED or EXPIRED",
+    )
+    if result.status in _NEEDS_FILL:
+        need(result.executed_price > 0.0, "executed_price", "must be > 0 for a fill or a close")
+        need(
+            result.executed_size_lots > 0.0,
+            "executed_size_lots",
+            "must be > 0 for a fill or a close",
+        )
+        need(result.HasField("executed_at"), "executed_at", "required for a fill or a close")
+    if result.status == E.EXECUTION_STATUS_CLOSED:
+        need(result.exit_price > 0.0, "exit_price", "must be > 0 for a close")
+        need(result.HasField("closed_at"), "closed_at", "required for a close")
+    need(result.commission >= 0.0, "commission", "must be >= 0")
+    return violations
+
+
+def _facts(signal: signal_pb2.TradingSignal) -> SignalFacts:
+    return SignalFacts(
+        signal_id=signal.signal_id,
+        symbol=signal.symbol,
+        signal_type=signal.signal_type,
+        strength=signal.strength,
+        confidence=signal.confidence,
+        generated_ns=signal.generated_at.ToNanoseconds(),
+        entry_price=signal.entry.entry_price,
+        pip_value=signal.entry.pip_value,
+    )
+
+
+def _performance(
+    signal: signal_pb2.TradingSignal, outcome: Outcome
+) -> execution_pb2.SignalPerformance:
+    result = outcome.result
+    performance = execution_pb2.SignalPerformance(
+        signal_id=signal.signal_id,
+        user_id=signal.user_id,
+        company_id=signal.company_id,
+        symbol=signal.symbol,
+        signal_type=signal.signal_type,
+        strength=signal.strength,
+        confidence=signal.confidence,
+        slippage_pips=result.slippage_pips or 0.0,
+        outcome=result.outcome,  # type: ignore[arg-type]  # a SignalOutcome value
+        profit_loss_pips=result.profit_loss_pips,
+        profit_loss=result.profit_loss,
+        currency=outcome.currency,
+        strategy_version=signal.strategy_version,
+    )
+    if result.execution_latency_ns is not None:
+        performance.execution_latency.FromNanoseconds(result.execution_latency_ns)
+    if outcome.opened_ns:
+        performance.opened_at.FromNanoseconds(outcome.opened_ns)
+    if result.closed_ns:
+        performance.closed_at.FromNanoseconds(result.closed_ns)
+    return performance
+
+
+def _outcome_record(
+    signal: signal_pb2.TradingSignal,
+    outcome: Outcome,
+    performance: execution_pb2.SignalPerformance,
+    clock: Clock,
+) -> OutcomeRecord:
+    result = outcome.result
+    return OutcomeRecord(
+        company_id=signal.company_id,
+        user_id=signal.user_id,
+        signal_id=signal.signal_id,
+        symbol=signal.symbol,
+        signal_type=signal.signal_type,
+        strength=signal.strength,
+        confidence=signal.confidence,
+        generated_at_ns=result.generated_ns,
+        outcome=result.outcome,
+        profit_loss_pips=result.profit_loss_pips,
+        profit_loss=result.profit_loss,
+        slippage_pips=result.slippage_pips,
+        execution_latency_ns=result.execution_latency_ns,
+        closed_at_ns=result.closed_ns,
+        strategy_version=signal.strategy_version,
+        updated_at_ns=clock.now_ns(),
+        payload=performance.SerializeToString(),
+    )
