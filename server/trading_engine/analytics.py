@@ -64,7 +64,7 @@ class PerformanceAnalytics:
         """Figures over `window` (UNSPECIFIED: all time); InvalidArgument for an unknown one."""
         window = window or performance.ALL_TIME
         now_ns = self._clock.now_ns()
-        start_ns = _window_start(window, now_ns, "window")
+        start_ns = _window_start(window, now_ns)
         outcomes = await self._store.outcomes(company_id, user_id, start_ns, symbol)
         equity, currency = self._equity_and_currency(company_id, user_id)
         stats = performance.summarize(_results(outcomes), equity)
@@ -89,7 +89,7 @@ class PerformanceAnalytics:
         Breakdown figures count the signals that have execution results.
         """
         window = window or performance.ALL_TIME
-        start_ns = _window_start(window, self._clock.now_ns(), "window")
+        start_ns = _window_start(window, self._clock.now_ns())
         unknown = [d for d in dimensions if d not in ALL_DIMENSIONS]
         if unknown:
             raise errors.invalid(
@@ -125,12 +125,12 @@ class PerformanceAnalytics:
         return Analysis(overall, breakdowns)
 
 
-def _window_start(window: int, now_ns: int, field: str) -> int:
+def _window_start(window: int, now_ns: int) -> int:
     try:
         return performance.window_start_ns(window, now_ns)
     except ValueError as error:
         raise errors.invalid(
-            "unknown performance window", [errors.FieldViolation(field, str(error))]
+            "unknown performance window", [errors.FieldViolation("window", str(error))]
         ) from None
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Final
@@ -33,16 +32,6 @@ _NEEDS_FILL: Final = frozenset(
 
 # (company, user) -> (equity, currency) of the account the user's newest batch reported.
 Account = Callable[[str, str], tuple[float, str] | None]
-
-
-@dataclasses.dataclass(frozen=True)
-class Recorded:
-    """The signal's performance after a result, and whether that result was new."""
-
-    performance: execution_pb2.SignalPerformance
-    new: bool
-    # The result closed the position just now.
-    closed_now: bool
 
 
 class UserChanges:
@@ -82,8 +71,6 @@ class ExecutionTracker:
         # (company, user) -> ids of the signals whose positions are open.
         self._open: dict[tuple[str, str], set[str]] = {}
         self.changes = UserChanges()
-        self.recorded = 0
-        self.repeated = 0
 
     async def start(self) -> None:
         """Rebuild the open positions from the stored outcomes."""
@@ -95,8 +82,12 @@ class ExecutionTracker:
     def open_positions(self, company_id: str, user_id: str) -> int:
         return len(self._open.get((company_id, user_id), ()))
 
-    async def record(self, result: execution_pb2.ExecutionResult) -> Recorded:
-        """Record a result whose tenant the transport has checked.
+    async def record(
+        self, result: execution_pb2.ExecutionResult
+    ) -> execution_pb2.SignalPerformance:
+        """Record a result whose tenant the transport has checked; the signal's performance now.
+
+        A result recorded before changes nothing and gets the same answer.
 
         Raises InvalidArgument naming each bad field, NotFound when the signal
         is not in the tenant's history, FailedPrecondition when it was not
@@ -107,7 +98,7 @@ class ExecutionTracker:
             raise errors.invalid("the execution result is invalid", violations)
         signal = await self._signal(result)
         key = (result.company_id, result.user_id)
-        new = await self._store.record_execution(
+        await self._store.record_execution(
             ExecutionRecord(
                 result.company_id,
                 result.user_id,
@@ -118,8 +109,6 @@ class ExecutionTracker:
                 result.SerializeToString(),
             )
         )
-        if not new:
-            self.repeated += 1
         stored = await self._store.executions_for_signal(result.company_id, result.signal_id)
         results = [execution_pb2.ExecutionResult.FromString(r.payload) for r in stored]
         instrument = instruments.lookup(signal.symbol)
@@ -127,17 +116,14 @@ class ExecutionTracker:
         _, currency = self._account(*key) or (0.0, DEFAULT_CURRENCY)
         outcome = outcome_of(_facts(signal), results, instrument, currency)
         performance = _performance(signal, outcome)
-        earlier = await self._store.outcome(result.company_id, result.signal_id)
         await self._store.put_outcome(_outcome_record(signal, outcome, performance, self._clock))
         open_ids = self._open.setdefault(key, set())
         if outcome.result.outcome == E.SIGNAL_OUTCOME_OPEN:
             open_ids.add(signal.signal_id)
         else:
             open_ids.discard(signal.signal_id)
-        self.recorded += 1
         await self.changes.bump(key)
-        closed_now = outcome.result.closed_ns > 0 and (earlier is None or earlier.closed_at_ns == 0)
-        return Recorded(performance, new, closed_now)
+        return performance
 
     async def _signal(self, result: execution_pb2.ExecutionResult) -> signal_pb2.TradingSignal:
         record = await self._store.signal(result.company_id, result.signal_id)

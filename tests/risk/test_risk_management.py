@@ -233,8 +233,12 @@ async def test_slow_service_falls_back_then_opens_the_breaker_then_recovers(
     [signal] = await _signals(stub, caller, "EURUSD", direction=DOWN)
     assert risk_service.servicer.calls == calls
     assert signal.risk_status == S.RISK_STATUS_FALLBACK_USED
-    assert signal.entry.position_size_lots == min(signal.entry.position_size_lots, proposed)
+    # The assessment let 1.25 lots through unchanged, so the same size passes (conservative
+    # limits would have halved it).
+    assert signal.entry.position_size_lots == proposed
+    assert not signal.risk_adjustments
     [step] = _risk_steps(signal)
+    assert step.outcome == S.RULE_OUTCOME_PASS
     assert "circuit open" in step.detail
     assert "last known risk limits" in step.detail
     health = await stub.HealthCheck(service_pb2.HealthCheckRequest())

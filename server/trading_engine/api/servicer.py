@@ -318,8 +318,8 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
             )
         result.company_id = caller.company_id
         result.user_id = subject_user(caller, result.user_id)
-        recorded = await self._executions.record(result)
-        return service_pb2.RecordExecutionResultResponse(performance=recorded.performance)
+        performance = await self._executions.record(result)
+        return service_pb2.RecordExecutionResultResponse(performance=performance)
 
     async def ExplainSignal(
         self, request: service_pb2.ExplainSignalRequest, context: Context

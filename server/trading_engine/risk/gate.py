@@ -104,15 +104,13 @@ class RiskGate:
                 if known is not None
                 else "no earlier assessment of this user, conservative limits applied"
             )
-            self.counts.fallbacks += len(actionable)
-            _fall_back(
+            self._fall_back(
                 actionable,
                 known or CONSERVATIVE,
                 signal_pb2.RISK_STATUS_FALLBACK_USED,
                 why,
                 fail_closed,
             )
-            self._count_withheld(actionable, fail_closed)
             return
         self.counts.calls += 1
         try:
@@ -132,15 +130,13 @@ class RiskGate:
                     self.settings.breaker_reset_s,
                     failure,
                 )
-            self.counts.errors += len(actionable)
-            _fall_back(
+            self._fall_back(
                 actionable,
                 CONSERVATIVE,
                 signal_pb2.RISK_STATUS_ERROR_FALLBACK,
                 f"risk assessment failed ({failure}); conservative limits applied",
                 fail_closed,
             )
-            self._count_withheld(actionable, fail_closed)
             return
         self.breaker.succeeded()
         response = risk_service_pb2.AssessSignalResponse.FromString(answer)
@@ -177,8 +173,7 @@ class RiskGate:
             entry = decision.entry
             instrument = instruments.lookup(decision.symbol)
             if assessment is None or entry is None or instrument is None:
-                self.counts.errors += 1
-                _fall_back(
+                self._fall_back(
                     [decision],
                     CONSERVATIVE,
                     signal_pb2.RISK_STATUS_ERROR_FALLBACK,
@@ -186,7 +181,6 @@ class RiskGate:
                     "conservative limits applied",
                     fail_closed,
                 )
-                self._count_withheld([decision], fail_closed)
                 continue
             proposed = entry.lots
             apply_assessment(decision, assessment, instrument)
@@ -204,9 +198,27 @@ class RiskGate:
         if len(known) > _KNOWN_LIMITS_CAPACITY:
             known.popitem(last=False)
 
-    def _count_withheld(self, decisions: list[Decision], fail_closed: bool) -> None:
-        if fail_closed:
-            self.counts.withheld += len(decisions)
+    def _fall_back(
+        self,
+        decisions: list[Decision],
+        limits: FallbackLimits,
+        status: int,
+        why: str,
+        fail_closed: bool,
+    ) -> None:
+        """Apply `limits` with `status` to decisions not assessed, or hold them (fail-closed)."""
+        counts = self.counts
+        if status == signal_pb2.RISK_STATUS_FALLBACK_USED:
+            counts.fallbacks += len(decisions)
+        else:
+            counts.errors += len(decisions)
+        for decision in decisions:
+            instrument = instruments.lookup(decision.symbol)
+            if fail_closed or instrument is None:
+                withhold(decision, status, why)
+                counts.withheld += 1
+            else:
+                apply_fallback(decision, limits, status, instrument, why)
 
     def probe(self) -> ComponentReport:
         counts = self.counts
@@ -229,17 +241,6 @@ class RiskGate:
             + f" after: {breaker.last_failure}; {summary}"
         )
         return ComponentReport("risk", ComponentState.DEGRADED, detail, False)
-
-
-def _fall_back(
-    decisions: list[Decision], limits: FallbackLimits, status: int, why: str, fail_closed: bool
-) -> None:
-    for decision in decisions:
-        instrument = instruments.lookup(decision.symbol)
-        if fail_closed or instrument is None:
-            withhold(decision, status, why)
-        else:
-            apply_fallback(decision, limits, status, instrument, why)
 
 
 # Field tags of AssessSignalRequest: user_context 1, signals 2, trace_context 3 (all LEN).
