@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -39,11 +40,22 @@ async def _raw_call(channel: grpc.aio.Channel, method: Any, metadata: Any = None
         async for _ in channel.unary_stream(path, **identity)(b"", metadata=metadata, timeout=5):
             pass
     elif kind == (True, False):
-        await channel.stream_unary(path, **identity)(iter([b""]), metadata=metadata, timeout=5)
+        await channel.stream_unary(path, **identity)(_held(), metadata=metadata, timeout=5)
     else:
-        call = channel.stream_stream(path, **identity)(iter([b""]), metadata=metadata, timeout=5)
+        call = channel.stream_stream(path, **identity)(_held(), metadata=metadata, timeout=5)
         async for _ in call:
             pass
+
+
+async def _held() -> AsyncIterator[bytes]:
+    """A request stream that sends nothing until the call ends.
+
+    The server refuses at the start of the call. A request written as the refusal
+    arrives makes grpc.aio report INTERNAL instead of the server's status
+    (grpc/grpc#36066), so the refusal is tested without that race.
+    """
+    await asyncio.Event().wait()
+    yield b""
 
 
 def _reason(error: grpc.aio.AioRpcError) -> str:
