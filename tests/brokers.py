@@ -7,11 +7,9 @@ can stop, kill (a crash) and restart it without touching any shared broker.
 from __future__ import annotations
 
 import abc
-import ctypes
 import importlib.resources
 import json
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -30,17 +28,12 @@ START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 LOG_TAIL_CHARS = 3000
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the child: the kernel SIGKILLs it when pytest ends, however it ends.
-
-    Linux ties this to the thread that spawned the child, so start brokers from a thread
-    that outlives them (the main thread, as fixtures do).
-    """
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+# The kernel SIGKILLs a broker when pytest ends, however it ends. setpriv (util-linux) sets
+# this and execs the broker, so no Python runs in the forked child: with gRPC's threads in the
+# test process, a preexec_fn could die in the child before exec. Linux ties the signal to the
+# thread that spawned the child, so start brokers from a thread that outlives them (the main
+# thread, as fixtures do).
+_DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--")
 
 
 class BrokerStartError(RuntimeError):
@@ -83,14 +76,13 @@ class _Broker(abc.ABC):
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
             process = self._process = subprocess.Popen(
-                self._command(),
+                [*_DIE_WITH_PARENT, *self._command()],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._environment(),
                 # Ctrl-C reaches pytest only; its teardown stops the broker in order.
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509  # only calls prctl
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self._probe():
