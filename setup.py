@@ -19,6 +19,7 @@ HOT_PATH = [
     "server/trading_engine/core/instruments.py",
     "server/trading_engine/core/market.py",
     "server/trading_engine/core/memory.py",
+    "server/trading_engine/core/protections.py",
     "server/trading_engine/core/risk.py",
     "server/trading_engine/core/signal_rules.py",
     "server/trading_engine/core/strategy.py",

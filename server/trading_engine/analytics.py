@@ -76,6 +76,12 @@ class PerformanceAnalytics:
         )
         return Summary(company_id, user_id, window, start_ns, now_ns, symbol, stats, currency)
 
+    async def figures_since(self, company_id: str, user_id: str, since_ns: int) -> PerformanceStats:
+        """Figures of the user's signals decided at or after `since_ns` that have results."""
+        outcomes = await self._store.outcomes(company_id, user_id, since_ns)
+        equity, _ = self._equity_and_currency(company_id, user_id)
+        return performance.summarize(_results(outcomes), equity)
+
     async def analysis(
         self,
         company_id: str,

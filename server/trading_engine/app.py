@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1._async import HealthServicer
 
 from trading_engine import __version__
+from trading_engine.adaptation import Adaptation
 from trading_engine.analytics import PerformanceAnalytics
 from trading_engine.api.server import build_server, mark_serving
 from trading_engine.api.servicer import TradingEngineServicer
@@ -19,12 +20,15 @@ from trading_engine.auth.configured import token_verifier
 from trading_engine.bus.service import Bus
 from trading_engine.clock import NANOS_PER_SECOND, Clock, SystemClock
 from trading_engine.config import EngineSettings
+from trading_engine.core.adaptive import AdaptiveRules
 from trading_engine.engine import DecisionEngine, EngineLimits
 from trading_engine.executions import ExecutionTracker
+from trading_engine.explain import SignalAudit
 from trading_engine.health import ComponentReport, ComponentState, HealthMonitor
 from trading_engine.history import SignalHistory
 from trading_engine.manual_signals import ManualSignals
 from trading_engine.pipeline import SignalPipeline
+from trading_engine.protections import Protections
 from trading_engine.risk.gate import RiskGate, RiskSettings
 from trading_engine.runtime import tune_runtime
 from trading_engine.stores.base import StoreError
@@ -46,17 +50,29 @@ class Application:
         self.store = open_store(settings.resolved_store_url)
         self.strategies = StrategyService(self.store, self.clock, settings.strategy_poll_seconds)
         self.history_writer = HistoryWriter(self.store, settings.history_flush_seconds)
+        # Trading states, open positions and stop-outs, which the decision core reads.
+        self.protections = Protections(self.store, self.clock)
         self.engine = DecisionEngine(
             strategies=self.strategies,
+            protections=self.protections,
             limits=EngineLimits(max_batch_size=settings.max_batch_size),
             history=self.history_writer,
         )
-        self.executions = ExecutionTracker(
-            self.store, self.history_writer, self.clock, self.engine.account
-        )
-        # Open positions, known from execution results, feed the position limit.
-        self.engine.positions = self.executions
         self.analytics = PerformanceAnalytics(self.store, self.clock, self.engine.account)
+        self.adaptation = Adaptation(
+            self.strategies,
+            self.protections,
+            self.analytics,
+            AdaptiveRules(
+                min_closed_signals=settings.adaptive_min_closed_signals,
+                cooldown_ns=int(settings.adaptive_cooldown_minutes * 60 * NANOS_PER_SECOND),
+            ),
+            self.clock,
+        )
+        self.executions = ExecutionTracker(
+            self.store, self.history_writer, self.clock, self.engine.account, self.protections,
+            after_close=self.adaptation.review,
+        )  # fmt: skip
         self.health = HealthMonitor(__version__, self.clock, self.engine.stats)
         self.risk = (
             RiskGate(
@@ -85,6 +101,8 @@ class Application:
             manual_signals,
             self.executions,
             self.analytics,
+            self.protections,
+            SignalAudit(self.store, self.history_writer),
             self.clock,
         )
         # Built in start(): a grpc.aio server belongs to the loop that creates it.
@@ -109,6 +127,7 @@ class Application:
         self._store_open = True
         await self.strategies.start()
         await self.history_writer.start()
+        await self.protections.start()
         await self.executions.start()
         self._background += [
             asyncio.create_task(self.strategies.follow_changes()),

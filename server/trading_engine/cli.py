@@ -7,12 +7,18 @@ import asyncio
 import dataclasses
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
 
+import grpc
+from google.protobuf import json_format
+
 from tradeflow.common.v1 import risk_level_pb2, tier_pb2
-from trading_engine import __version__
+from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
+from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
+from trading_engine import __version__, explain_text
 from trading_engine.app import Application, run_until_signalled
 from trading_engine.auth.configured import signing_secret, token_policy
 from trading_engine.auth.tokens import KeyConfigurationError, mint_development_token, parse_tier
@@ -48,6 +54,13 @@ examples:
   TOKEN=$(trading-engine token --user ops-1 --company acme --tier enterprise --role admin)
   grpcurl -plaintext -H "authorization: Bearer $TOKEN" 127.0.0.1:50051 \\
       tradeflow.trading.v1.TradingEngineService/GetStrategy
+"""
+
+_EXPLAIN_EXAMPLES = """\
+examples:
+  export TOKEN=$(trading-engine token --user trader-1 --company acme --tier pro)
+  trading-engine explain 3f9c2a...            # the engine on 127.0.0.1:50051
+  trading-engine explain 3f9c2a... --address 10.0.0.5:50051 --json
 """
 
 _RISK_SERVICE_EXAMPLES = """\
@@ -159,6 +172,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.set_defaults(run=_token)
 
+    explain = _command(
+        commands,
+        "explain",
+        "show why a signal was decided as it was: prediction, rules, risk and executions",
+        _EXPLAIN_EXAMPLES,
+    )
+    explain.add_argument("signal_id", metavar="SIGNAL_ID", help="the signal's id")
+    explain.add_argument(
+        "--address",
+        default="127.0.0.1:50051",
+        help="the engine's gRPC address (default %(default)s)",
+    )
+    explain.add_argument(
+        "--token",
+        default=os.environ.get("TOKEN", ""),
+        help="bearer token of the signal's user or a company admin (default: $TOKEN)",
+    )
+    explain.add_argument("--json", action="store_true", help="print the response as JSON")
+    explain.set_defaults(run=_explain)
+
     risk = _command(
         commands,
         "risk-service",
@@ -260,6 +293,34 @@ async def _run_gateway(settings: GatewaySettings) -> int:
         return await gateway.wait()
     finally:
         await gateway.stop()
+
+
+def _explain(args: argparse.Namespace) -> int:
+    if not args.token:
+        print(
+            "trading-engine explain: no token; pass --token or export TOKEN "
+            "(`trading-engine token --help` mints a development one)",
+            file=sys.stderr,
+        )
+        return 2
+    with grpc.insecure_channel(args.address) as channel:
+        stub = service_grpc.TradingEngineServiceStub(channel)
+        try:
+            response = stub.ExplainSignal(
+                service_pb2.ExplainSignalRequest(signal_id=args.signal_id),
+                metadata=(("authorization", f"Bearer {args.token}"),),
+                timeout=10.0,
+            )
+        except grpc.RpcError as error:
+            print(
+                f"trading-engine explain: {error.code().name}: {error.details()}",
+                file=sys.stderr,
+            )
+            return 1
+    print(
+        json_format.MessageToJson(response) if args.json else explain_text.render(response), end=""
+    )
+    return 0
 
 
 def _tier_argument(text: str) -> int:

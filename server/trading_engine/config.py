@@ -117,6 +117,12 @@ class EngineSettings:
     risk_breaker_reset_seconds: float = setting(
         10.0, "how long the breaker stays open before one trial call is let through"
     )
+    adaptive_min_closed_signals: int = setting(
+        20, "closed signals since the last adaptive adjustment before the next may be made"
+    )
+    adaptive_cooldown_minutes: float = setting(
+        60.0, "shortest time between two adaptive adjustments of one user's strategy"
+    )
 
     def __post_init__(self) -> None:
         if self.environment not in (DEVELOPMENT, PRODUCTION):
@@ -132,6 +138,11 @@ class EngineSettings:
         if self.risk_breaker_failures < 1:
             raise ValueError(
                 f"risk_breaker_failures must be at least 1, not {self.risk_breaker_failures}"
+            )
+        if self.adaptive_min_closed_signals < 1 or self.adaptive_cooldown_minutes < 0:
+            raise ValueError(
+                "adaptive_min_closed_signals must be at least 1 and adaptive_cooldown_minutes "
+                "at least 0"
             )
         if self.risk_breaker_reset_seconds <= 0:
             raise ValueError(

@@ -33,6 +33,7 @@ from trading_engine.core.inputs import BatchInput, PredictionInput
 from trading_engine.core.manual import ManualOrder, order_violations
 from trading_engine.core.market import MarketBook
 from trading_engine.core.memory import RATE_WINDOW_NS, SignalMemory
+from trading_engine.core.protections import UNPROTECTED, Protection
 from trading_engine.core.strategy import Strategy, from_config
 from trading_engine.core.validation import batch_violations
 from trading_engine.errors import (
@@ -43,7 +44,7 @@ from trading_engine.errors import (
     invalid,
 )
 from trading_engine.stats import DecisionStats
-from trading_engine.stores.base import SignalRecord
+from trading_engine.stores.base import PredictionBatchRecord, SignalRecord
 from trading_engine.tenancy import Caller, check_batch_tenant
 from trading_engine.wire.predictions import decode_batch
 from trading_engine.wire.protowire import DecodeError
@@ -74,17 +75,17 @@ class TierDefaultStrategies:
         return strategy
 
 
-class PositionSource(Protocol):
-    """How many positions a user holds open."""
+class ProtectionSource(Protocol):
+    """A user's trading state, open positions and stop-outs, kept current by their owner."""
 
-    def open_positions(self, company_id: str, user_id: str) -> int: ...
+    def protection(self, company_id: str, user_id: str) -> Protection: ...
 
 
-class NoPositionsTracked:
-    """No execution results are tracked yet, so no user is known to hold a position."""
+class NoProtections:
+    """Nothing tracked: every user is active, holds no position and was never stopped out."""
 
-    def open_positions(self, company_id: str, user_id: str) -> int:
-        return 0
+    def protection(self, company_id: str, user_id: str) -> Protection:
+        return UNPROTECTED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +101,8 @@ class EngineLimits:
 class DraftBatch:
     """A batch decided but not sealed: risk management may still change its fresh decisions."""
 
+    # The serialized MLPredictionBatch, kept with the signals so each can be explained.
+    data: bytes
     batch: BatchInput
     tier: int
     strategy: Strategy
@@ -131,22 +134,24 @@ class DecidedBatch:
 
 
 class HistorySink(Protocol):
-    """Where decided signals go to be kept; must not block."""
+    """Where decided signals and their prediction batches go to be kept; must not block."""
 
     def submit(self, records: Sequence[SignalRecord]) -> None: ...
+
+    def keep_batch(self, record: PredictionBatchRecord) -> None: ...
 
 
 class DecisionEngine:
     def __init__(
         self,
         strategies: StrategySource | None = None,
-        positions: PositionSource | None = None,
+        protections: ProtectionSource | None = None,
         limits: EngineLimits | None = None,
         stats: DecisionStats | None = None,
         history: HistorySink | None = None,
     ) -> None:
         self.strategies = strategies or TierDefaultStrategies()
-        self.positions = positions or NoPositionsTracked()
+        self.protections = protections or NoProtections()
         self.limits = limits or EngineLimits()
         self.stats = stats or DecisionStats()
         self.history = history
@@ -191,6 +196,7 @@ class DecisionEngine:
         currency = batch.currency or DEFAULT_CURRENCY
         # Manual signals for this user are sized from the account the newest batch reported.
         self._accounts[(batch.company_id, batch.user_id)] = (batch.equity, currency)
+        protection = self.protections.protection(batch.company_id, batch.user_id)
         context = core.DecisionContext(
             batch.user_id,
             batch.company_id,
@@ -199,7 +205,8 @@ class DecisionEngine:
             strategy,
             now_ns,
             batch.produced_ns,
-            self.positions.open_positions(batch.company_id, batch.user_id),
+            protection.open_positions,
+            protection,
         )
         signal_context = SignalContext(
             batch.batch_id,
@@ -212,6 +219,7 @@ class DecisionEngine:
         )
         slots, fresh = self._decide_all(batch, context)
         return DraftBatch(
+            data,
             batch,
             caller.tier,
             strategy,
@@ -256,7 +264,12 @@ class DecisionEngine:
                 self._remember(slot.signal_id, payload, slot.disposition)
         batch = draft.batch
         now_ns = signal_context.decided_at_ns
-        if self.history is not None:
+        if self.history is not None and fresh:
+            self.history.keep_batch(
+                PredictionBatchRecord(
+                    batch.company_id, batch.batch_id, batch.user_id, now_ns, draft.data
+                )
+            )
             self.history.submit(_history_records(batch, now_ns, draft.fresh, fresh))
         counts = (
             dispositions.count(ACTIONABLE),
@@ -301,9 +314,11 @@ class DecisionEngine:
         strategy = self.strategies.strategy_for(subject)
         account = self._accounts.get((subject.company_id, subject.user_id))
         equity, currency = account or (0.0, DEFAULT_CURRENCY)
+        # An admin's order is theirs to make: trading state and cooldown do not apply to it.
+        protection = self.protections.protection(subject.company_id, subject.user_id)
         context = core.DecisionContext(
             subject.user_id, subject.company_id, equity, currency, strategy, now_ns, now_ns,
-            self.positions.open_positions(subject.company_id, subject.user_id),
+            protection.open_positions,
         )  # fmt: skip
         violations = order_violations(order, context, account is not None)
         if violations:

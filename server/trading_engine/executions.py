@@ -2,9 +2,11 @@
 
 Results arrive from the bus and through `RecordExecutionResult`. Each is
 stored once (a re-sent result changes nothing), the signal's outcome is
-recomputed from all of its results (`core.outcomes`), and the user's open
-positions, which the decision core's position limit reads, follow. Whoever
-waits for a user's figures to change is woken (`changes`).
+recomputed from all of its results (`core.outcomes`), and the user's
+protection follows: open positions (the position limit and reduce-only read
+them) and stop-outs (the cooldown reads them). Whoever waits for a user's
+figures to change is woken (`changes`), and `after_close` reviews the user
+once a signal closes (the drawdown limit and adaptive strategies).
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from trading_engine import errors
 from trading_engine.clock import Clock
 from trading_engine.core import instruments
+from trading_engine.core.decision import SIDE
 from trading_engine.core.outcomes import Outcome, SignalFacts, outcome_of
+from trading_engine.core.performance import BREAKEVEN, LOSS, WIN
 from trading_engine.engine import DEFAULT_CURRENCY
+from trading_engine.protections import Protections
 from trading_engine.stores.base import ExecutionRecord, OutcomeRecord, Store
 from trading_engine.stores.history import HistoryWriter
 
@@ -29,9 +34,12 @@ E = execution_pb2
 _NEEDS_FILL: Final = frozenset(
     {E.EXECUTION_STATUS_FILLED, E.EXECUTION_STATUS_PARTIALLY_FILLED, E.EXECUTION_STATUS_CLOSED}
 )
+_CLOSED_OUTCOMES: Final = frozenset({WIN, LOSS, BREAKEVEN})
 
 # (company, user) -> (equity, currency) of the account the user's newest batch reported.
 Account = Callable[[str, str], tuple[float, str] | None]
+# Called with (company, user) after one of the user's signals closed.
+AfterClose = Callable[[str, str], Awaitable[None]]
 
 
 class UserChanges:
@@ -63,24 +71,29 @@ class ExecutionTracker:
         history: HistoryWriter,
         clock: Clock,
         account: Account,
+        protections: Protections,
+        after_close: AfterClose | None = None,
     ) -> None:
         self._store = store
         self._history = history
         self._clock = clock
         self._account = account
-        # (company, user) -> ids of the signals whose positions are open.
-        self._open: dict[tuple[str, str], set[str]] = {}
+        self._protections = protections
+        # Signal ids whose positions are open, as the protections count them.
+        self._open: set[str] = set()
         self.changes = UserChanges()
+        self._after_close = after_close
 
     async def start(self) -> None:
         """Rebuild the open positions from the stored outcomes."""
         for outcome in await self._store.open_outcomes():
-            self._open.setdefault((outcome.company_id, outcome.user_id), set()).add(
-                outcome.signal_id
-            )
+            self._opened(
+                outcome.company_id, outcome.user_id, outcome.signal_id, outcome.symbol,
+                SIDE[outcome.signal_type],
+            )  # fmt: skip
 
     def open_positions(self, company_id: str, user_id: str) -> int:
-        return len(self._open.get((company_id, user_id), ()))
+        return self._protections.protection(company_id, user_id).open_positions
 
     async def record(
         self, result: execution_pb2.ExecutionResult
@@ -98,7 +111,7 @@ class ExecutionTracker:
             raise errors.invalid("the execution result is invalid", violations)
         signal = await self._signal(result)
         key = (result.company_id, result.user_id)
-        await self._store.record_execution(
+        new = await self._store.record_execution(
             ExecutionRecord(
                 result.company_id,
                 result.user_id,
@@ -117,13 +130,28 @@ class ExecutionTracker:
         outcome = outcome_of(_facts(signal), results, instrument, currency)
         performance = _performance(signal, outcome)
         await self._store.put_outcome(_outcome_record(signal, outcome, performance, self._clock))
-        open_ids = self._open.setdefault(key, set())
+        side = SIDE[signal.signal_type]
         if outcome.result.outcome == E.SIGNAL_OUTCOME_OPEN:
-            open_ids.add(signal.signal_id)
-        else:
-            open_ids.discard(signal.signal_id)
+            self._opened(*key, signal.signal_id, signal.symbol, side)
+        elif signal.signal_id in self._open:
+            self._open.discard(signal.signal_id)
+            self._protections.protection(*key).closed(signal.symbol, side)
+        if result.close_reason == E.CLOSE_REASON_STOP_LOSS and result.HasField("closed_at"):
+            self._protections.protection(*key).stopped_out(
+                signal.symbol, side, result.closed_at.ToNanoseconds()
+            )
         await self.changes.bump(key)
+        closed = outcome.result.outcome in _CLOSED_OUTCOMES
+        if new and closed and self._after_close is not None:
+            await self._after_close(*key)
         return performance
+
+    def _opened(
+        self, company_id: str, user_id: str, signal_id: str, symbol: str, side: int
+    ) -> None:
+        if signal_id not in self._open:
+            self._open.add(signal_id)
+            self._protections.protection(company_id, user_id).opened(symbol, side)
 
     async def _signal(self, result: execution_pb2.ExecutionResult) -> signal_pb2.TradingSignal:
         record = await self._store.signal(result.company_id, result.signal_id)

@@ -23,6 +23,7 @@ from trading_engine.clock import Clock
 from trading_engine.core import tiers
 from trading_engine.core.strategy import Strategy, from_config
 from trading_engine.core.strategy_layers import (
+    ADAPTIVE,
     EMPTY_LAYER,
     FIELD_PATHS,
     Layer,
@@ -50,7 +51,9 @@ _log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE: Final = 20
 MAX_PAGE_SIZE: Final = 100
-_LAYER_NAMES: Final = {USER_LAYER: "USER", COMPANY_LAYER: "COMPANY"}
+_LAYER_NAMES: Final = {USER_LAYER: "USER", COMPANY_LAYER: "COMPANY", ADAPTIVE: "ADAPTIVE"}
+# `changed_by` of the adaptive layer's revisions.
+ADAPTIVE_ACTOR: Final = "adaptive"
 _TOKEN_KIND: Final = "v1"
 
 
@@ -86,14 +89,15 @@ class EffectiveStrategy:
     merged: MergedStrategy
     user: CachedLayer
     company: CachedLayer
+    adaptive: CachedLayer
 
     @property
     def version(self) -> int:
-        return max(self.user.version, self.company.version)
+        return max(self.user.version, self.company.version, self.adaptive.version)
 
     @property
     def updated_at_ns(self) -> int:
-        return max(self.user.changed_at_ns, self.company.changed_at_ns)
+        return max(self.user.changed_at_ns, self.company.changed_at_ns, self.adaptive.changed_at_ns)
 
     def strategy(self) -> Strategy:
         return from_config(self.merged.config, tiers.policy_for(self.tier), self.version)
@@ -130,6 +134,7 @@ class StrategyService:
     async def prepare(self, company_id: str, user_id: str) -> None:
         """Make `strategy_for` answerable for the user without waiting: load their layers."""
         await self._layer(LayerKey(company_id, user_id, USER_LAYER))
+        await self._layer(LayerKey(company_id, user_id, ADAPTIVE))
         await self._layer(LayerKey(company_id, "", COMPANY_LAYER))
 
     async def remember(self, caller: Caller) -> None:
@@ -194,6 +199,13 @@ class StrategyService:
         request_id: str,
         reason: str,
     ) -> Change:
+        if layer not in (USER_LAYER, COMPANY_LAYER):
+            raise errors.InvalidArgument(
+                "the adaptive layer changes only by itself; reset it to undo its adjustments"
+                if layer == ADAPTIVE
+                else "layer must be STRATEGY_LAYER_USER or STRATEGY_LAYER_COMPANY",
+                (errors.FieldViolation("layer", "must be USER or COMPANY"),),
+            )
         key, tier = await self._writable(caller, layer, user_id)
         paths, violations = parse_mask(mask)
         policy = tiers.policy_for(tier) if layer == USER_LAYER else None
@@ -203,7 +215,8 @@ class StrategyService:
         current = await self._fresh_layer(key)
         changes = apply_update(EMPTY_LAYER, values, paths)
         return await self._commit(
-            caller, key, tier, expected_version, apply_update(current.layer, values, paths),
+            caller.user_id, key, tier, expected_version,
+            apply_update(current.layer, values, paths),
             paths, changes, request_id, reason, "strategy.update",
         )  # fmt: skip
 
@@ -237,7 +250,7 @@ class StrategyService:
             path for path in FIELD_PATHS if _value(current.layer, path) != _value(target, path)
         )
         return await self._commit(
-            caller, key, tier, expected_version, target, changed,
+            caller.user_id, key, tier, expected_version, target, changed,
             apply_update(EMPTY_LAYER, target.config, changed), request_id, reason,
             "strategy.reset",
         )  # fmt: skip
@@ -260,6 +273,31 @@ class StrategyService:
         token = paging.page_token(_TOKEN_KIND, revisions[-1].version) if more else ""
         return VersionPage(revisions, token)
 
+    async def effective_for(self, company_id: str, user_id: str) -> EffectiveStrategy | None:
+        """A user's strategy as the engine applies it; None for a user never seen."""
+        tier = await self._store.user_tier(company_id, user_id)
+        if tier is None:
+            return None
+        return await self._effective(company_id, user_id, tier)
+
+    async def adapt(
+        self,
+        effective: EffectiveStrategy,
+        values: strategy_pb2.StrategyConfig,
+        paths: Sequence[str],
+        reason: str,
+    ) -> Change:
+        """Store an adaptive adjustment of `effective`'s user as a new adaptive revision."""
+        key = LayerKey(effective.company_id, effective.user_id, ADAPTIVE)
+        current = await self._fresh_layer(key)
+        changes = apply_update(EMPTY_LAYER, values, paths)
+        return await self._commit(
+            ADAPTIVE_ACTOR, key, effective.tier, current.version,
+            apply_update(current.layer, values, paths), paths, changes,
+            # Two reviews of the same evidence make one revision.
+            f"adaptive:{current.version}", reason, "strategy.adapt",
+        )  # fmt: skip
+
     # --- Inside -----------------------------------------------------------------------------
 
     async def _writable(self, caller: Caller, layer: int, user_id: str) -> tuple[LayerKey, int]:
@@ -275,12 +313,13 @@ class StrategyService:
         if layer == COMPANY_LAYER:
             # Every user of the company may read the overrides that apply to them.
             return LayerKey(caller.company_id, "", COMPANY_LAYER)
-        if layer != USER_LAYER:
+        if layer not in (USER_LAYER, ADAPTIVE):
             raise errors.InvalidArgument(
-                "layer must be STRATEGY_LAYER_USER or STRATEGY_LAYER_COMPANY",
-                (errors.FieldViolation("layer", "must be USER or COMPANY"),),
+                "layer must be STRATEGY_LAYER_USER, STRATEGY_LAYER_ADAPTIVE or "
+                "STRATEGY_LAYER_COMPANY",
+                (errors.FieldViolation("layer", "must be USER, ADAPTIVE or COMPANY"),),
             )
-        return LayerKey(caller.company_id, subject_user(caller, user_id), USER_LAYER)
+        return LayerKey(caller.company_id, subject_user(caller, user_id), layer)
 
     async def tier_of(self, caller: Caller, user_id: str) -> int:
         """The tier of a user of the caller's company; NOT_FOUND for a user never seen."""
@@ -297,7 +336,7 @@ class StrategyService:
 
     async def _commit(
         self,
-        caller: Caller,
+        actor: str,
         key: LayerKey,
         tier: int,
         expected_version: int,
@@ -315,7 +354,7 @@ class StrategyService:
                 NewRevision(
                     key=key,
                     expected_version=expected_version,
-                    changed_by=caller.user_id,
+                    changed_by=actor,
                     changed_at_ns=self._clock.now_ns(),
                     changed_fields=tuple(changed),
                     changes=changes.stored()[1],
@@ -332,8 +371,8 @@ class StrategyService:
             self._cache(key, CachedLayer.of(revision))
             await self._store.append_audit(
                 AuditRecord(
-                    company_id=caller.company_id,
-                    actor=caller.user_id,
+                    company_id=key.company_id,
+                    actor=actor,
                     action=action,
                     subject_user_id=key.user_id,
                     at_ns=revision.changed_at_ns,
@@ -347,15 +386,24 @@ class StrategyService:
                     ),
                 )
             )
-        subject = key.user_id or caller.user_id
-        strategy = await self._effective(caller.company_id, subject, tier)
+        # A company layer's change is shown as the strategy of the admin who made it.
+        subject = key.user_id or actor
+        strategy = await self._effective(key.company_id, subject, tier)
         return Change(revision, strategy)
 
     async def _check_coherent(self, key: LayerKey, tier: int, layer: Layer) -> None:
         """Refuse a layer that would leave some strategy self-contradictory."""
-        if key.layer == USER_LAYER:
+        if key.layer != COMPANY_LAYER:
             company = await self._layer(LayerKey(key.company_id, "", COMPANY_LAYER))
-            merged = [merge(tiers.policy_for(tier), layer, company.layer)]
+            other = await self._layer(
+                LayerKey(
+                    key.company_id, key.user_id, ADAPTIVE if key.layer == USER_LAYER else USER_LAYER
+                )
+            )
+            user, adaptive = (
+                (layer, other.layer) if key.layer == USER_LAYER else (other.layer, layer)
+            )
+            merged = [merge(tiers.policy_for(tier), user, company.layer, adaptive)]
         else:
             # The company's users have their own layers and tiers; check it against each
             # tier's defaults, which is what users without customisations get.
@@ -376,11 +424,12 @@ class StrategyService:
     ) -> EffectiveStrategy | None:
         """The user's strategy from the cached layers; None while they are not loaded."""
         user = self._layers.get(LayerKey(company_id, user_id, USER_LAYER))
+        adaptive = self._layers.get(LayerKey(company_id, user_id, ADAPTIVE))
         company = self._layers.get(LayerKey(company_id, "", COMPANY_LAYER))
-        if user is None or company is None:
+        if user is None or adaptive is None or company is None:
             return None
-        merged = merge(tiers.policy_for(tier), user.layer, company.layer)
-        return EffectiveStrategy(company_id, user_id, tier, merged, user, company)
+        merged = merge(tiers.policy_for(tier), user.layer, company.layer, adaptive.layer)
+        return EffectiveStrategy(company_id, user_id, tier, merged, user, company, adaptive)
 
     async def _layer(self, key: LayerKey) -> CachedLayer:
         """The layer as cached, loaded on first use."""

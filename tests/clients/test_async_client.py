@@ -10,7 +10,7 @@ from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from trading_engine import __version__
 from trading_engine.app import Application
 from trading_engine_client import AsyncTradingEngineClient, TradingEngineError, UnavailableError
-from trading_engine_client.errors import UnimplementedError, from_rpc_error
+from trading_engine_client.errors import NotFoundError, from_rpc_error
 
 
 async def test_health_check_returns_the_typed_report(engine: Application) -> None:
@@ -38,6 +38,6 @@ async def test_engine_errors_decode_to_typed_exceptions_with_reason(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await explain(service_pb2.ExplainSignalRequest(signal_id="s-1"), timeout=5)
     error: TradingEngineError = from_rpc_error(raised.value)
-    assert isinstance(error, UnimplementedError)
-    assert error.reason == "NOT_YET_AVAILABLE"
-    assert "ExplainSignal" in error.message
+    assert isinstance(error, NotFoundError)
+    assert error.reason == "SIGNAL_NOT_FOUND"
+    assert "'s-1'" in error.message

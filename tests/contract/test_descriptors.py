@@ -32,6 +32,8 @@ RPC_KINDS = {
     "ResetStrategy": (False, False),
     "RecordExecutionResult": (False, False),
     "ExplainSignal": (False, False),
+    "SetTradingState": (False, False),
+    "GetTradingState": (False, False),
 }
 
 PINNED_ROUTES = {

@@ -21,6 +21,7 @@ from trading_engine.core.decide import DecisionContext, decide
 from trading_engine.core.decision import Decision, TraceStep
 from trading_engine.core.market import MarketBook
 from trading_engine.core.memory import SignalMemory
+from trading_engine.core.protections import UNPROTECTED, Protection
 from trading_engine.core.strategy import Strategy
 
 NOW_NS = 1_800_000_000_000_000_000
@@ -180,6 +181,7 @@ def context(
     now_ns: int = NOW_NS,
     produced_ns: int = NOW_NS,
     open_positions: int = 0,
+    protection: Protection = UNPROTECTED,
 ) -> DecisionContext:
     return DecisionContext(
         user_id,
@@ -190,6 +192,7 @@ def context(
         now_ns,
         produced_ns,
         open_positions,
+        protection,
     )
 
 

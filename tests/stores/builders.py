@@ -1,8 +1,10 @@
-"""Builders for the store tests: strategy changes and signal records with realistic defaults."""
+"""Builders for the store tests: strategy changes and signal records with realistic defaults,
+and the migrations the engine ships."""
 
 from __future__ import annotations
 
 from tradeflow.trading.v1 import signal_pb2
+from trading_engine.stores._common import migrations
 from trading_engine.stores.base import (
     COMPANY_LAYER,
     USER_LAYER,
@@ -20,6 +22,9 @@ HOLD: int = signal_pb2.SIGNAL_TYPE_HOLD
 ACTIONABLE: int = signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
 REJECTED: int = signal_pb2.SIGNAL_DISPOSITION_REJECTED
 SUPPRESSED: int = signal_pb2.SIGNAL_DISPOSITION_SUPPRESSED
+
+# Every migration the engine ships; both backends number them alike.
+EVERY_MIGRATION = [migration.version for migration in migrations("sqlite")]
 
 
 def user_layer(company_id: str = "acme", user_id: str = "alice") -> LayerKey:

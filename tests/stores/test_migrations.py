@@ -7,13 +7,9 @@ import asyncio
 
 import pytest
 
-from tests.stores.builders import change, user_layer
+from tests.stores.builders import EVERY_MIGRATION, change, user_layer
 from tests.stores.conftest import Backend
-from trading_engine.stores._common import migrations
 from trading_engine.stores.base import StoreError
-
-# Every migration the engine ships; both backends number them alike.
-EVERY_MIGRATION = [migration.version for migration in migrations("sqlite")]
 
 
 async def _applied(backend: Backend) -> list[int]:

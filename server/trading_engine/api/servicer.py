@@ -27,10 +27,13 @@ from trading_engine.clock import Clock
 from trading_engine.core import performance
 from trading_engine.core.manual import ManualOrder
 from trading_engine.executions import ExecutionTracker
+from trading_engine.explain import SignalAudit
 from trading_engine.health import ComponentState, HealthMonitor, HealthReport, ServingState
 from trading_engine.history import HistoryRequest, SignalHistory
 from trading_engine.manual_signals import ManualSignals
 from trading_engine.pipeline import SignalPipeline
+from trading_engine.protections import Protections
+from trading_engine.stores.base import TradingStateRecord
 from trading_engine.strategies import StrategyService
 from trading_engine.tenancy import subject_user
 from trading_engine.wire.protowire import varint
@@ -79,6 +82,8 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         manual_signals: ManualSignals,
         executions: ExecutionTracker,
         analytics: PerformanceAnalytics,
+        protections: Protections,
+        audit: SignalAudit,
         clock: Clock,
     ) -> None:
         self._health = health
@@ -88,6 +93,8 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         self._manual_signals = manual_signals
         self._executions = executions
         self._analytics = analytics
+        self._protections = protections
+        self._audit = audit
         self._clock = clock
 
     async def HealthCheck(
@@ -324,7 +331,34 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     async def ExplainSignal(
         self, request: service_pb2.ExplainSignalRequest, context: Context
     ) -> service_pb2.ExplainSignalResponse:
-        raise _not_yet("ExplainSignal", "the audit chain of risk and execution tracking")
+        explanation = await self._audit.explain(current_caller(), request.signal_id)
+        response = service_pb2.ExplainSignalResponse(
+            signal=explanation.signal, executions=explanation.executions
+        )
+        if explanation.prediction is not None:
+            response.prediction.CopyFrom(explanation.prediction)
+        if explanation.performance is not None:
+            response.performance.CopyFrom(explanation.performance)
+        return response
+
+    async def SetTradingState(
+        self, request: service_pb2.SetTradingStateRequest, context: Context
+    ) -> service_pb2.SetTradingStateResponse:
+        record = await self._protections.set_state(
+            current_caller(), request.user_id, request.state, request.reason
+        )
+        return service_pb2.SetTradingStateResponse(setting=trading_state_setting(record))
+
+    async def GetTradingState(
+        self, request: service_pb2.GetTradingStateRequest, context: Context
+    ) -> service_pb2.GetTradingStateResponse:
+        state, user, company = self._protections.read(current_caller(), request.user_id)
+        response = service_pb2.GetTradingStateResponse(effective_state=state)  # type: ignore[arg-type]
+        if user is not None:
+            response.user_setting.CopyFrom(trading_state_setting(user))
+        if company is not None:
+            response.company_setting.CopyFrom(trading_state_setting(company))
+        return response
 
     async def AnalyzeSignalPerformance(
         self, request: service_pb2.AnalyzeSignalPerformanceRequest, context: Context
@@ -351,6 +385,20 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
 
 # Field 1 of ProcessPredictionsResponse and ProcessPredictionBatchResponse.
 _SIGNAL_BATCH_FIELD = b"\x0a"
+
+
+def trading_state_setting(record: TradingStateRecord) -> service_pb2.TradingStateSetting:
+    changed_at = timestamp_pb2.Timestamp()
+    changed_at.FromNanoseconds(record.changed_at_ns)
+    return service_pb2.TradingStateSetting(
+        company_id=record.company_id,
+        user_id=record.user_id,
+        state=record.state,  # type: ignore[arg-type]
+        cause=record.cause,  # type: ignore[arg-type]
+        reason=record.reason,
+        changed_by=record.changed_by,
+        changed_at=changed_at,
+    )
 
 
 def health_report_to_proto(report: HealthReport) -> service_pb2.HealthCheckResponse:

@@ -17,6 +17,7 @@ def effective_strategy(effective: EffectiveStrategy) -> strategy_pb2.EffectiveSt
         config=effective.merged.config,
         version=effective.version,
         user_version=effective.user.version,
+        adaptive_version=effective.adaptive.version,
         company_version=effective.company.version,
         field_sources=dict(effective.merged.sources),  # type: ignore[arg-type]
     )

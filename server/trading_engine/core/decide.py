@@ -2,8 +2,9 @@
 
 The rules run in phases: validation (input, instrument), gates (entitlement,
 confidence, consensus, market condition), signal type (direction, patterns,
-volatility mode, trend), strength, over-trading (position limit, order type,
-duplicate, rate limit) and entry (timing, stop loss, take profit, size,
+volatility mode, trend), strength, protections (trading state, stop-loss
+cooldown), over-trading (position limit, order type, duplicate, rate limit)
+and entry (timing, stop loss, take profit, size,
 legs). The first rule that fails ends the decision with its disposition and
 reason; a rule that changes the signal says so with outcome ADJUST.
 """
@@ -36,13 +37,17 @@ from trading_engine.core.decision import (
     REASON_PATTERN_CONFLICT,
     REASON_POSITION_LIMIT_REACHED,
     REASON_RATE_LIMITED,
+    REASON_REDUCE_ONLY,
     REASON_SIZE_BELOW_MINIMUM,
     REASON_SPREAD_TOO_WIDE,
     REASON_STALE_PRICE,
+    REASON_STOP_LOSS_COOLDOWN,
+    REASON_TRADING_HALTED,
     REASON_UNKNOWN_SYMBOL,
     REJECTED,
     RULE_CONFIDENCE,
     RULE_CONSENSUS,
+    RULE_COOLDOWN,
     RULE_DIRECTION,
     RULE_DUPLICATE,
     RULE_ENTITLEMENT,
@@ -59,6 +64,7 @@ from trading_engine.core.decision import (
     RULE_STRENGTH,
     RULE_TAKE_PROFIT,
     RULE_TIMING,
+    RULE_TRADING_STATE,
     RULE_TREND,
     RULE_VOLATILITY_MODE,
     SKIP,
@@ -79,6 +85,7 @@ from trading_engine.core.market import (
     classify_volatility,
 )
 from trading_engine.core.memory import RecentSignal, SignalMemory, UserMemory
+from trading_engine.core.protections import ACTIVE, HALTED, UNPROTECTED, Protection
 from trading_engine.core.signal_rules import (
     BASE_TYPE,
     DIRECTION_SIDE,
@@ -116,6 +123,7 @@ class DecisionContext:
         now_ns: int,
         produced_ns: int,
         open_positions: int,
+        protection: Protection = UNPROTECTED,
     ) -> None:
         self.user_id = user_id
         self.company_id = company_id
@@ -126,6 +134,7 @@ class DecisionContext:
         # When the batch was produced; stands in for predictions without a timestamp.
         self.produced_ns = produced_ns
         self.open_positions = open_positions
+        self.protection = protection
         self.ids = SignalIds(company_id, user_id)
 
 
@@ -196,6 +205,8 @@ def decide_input(
     if decision.disposition != ACTIONABLE:
         return decision
     _strength(decision, context.strategy, market, side, pattern_factor)
+    if not _protections(decision, context, side):
+        return decision
     user_memory = memory.user(context.company_id, context.user_id)
     prices = _over_trading(decision, prediction, instrument, context, user_memory, side)
     if prices is None:
@@ -522,6 +533,48 @@ def _strength(
     )
     decision.strength = strength
     decision.trace.append((RULE_STRENGTH, PASS, strength, weights, _STRENGTH_TEXT))
+
+
+def _protections(decision: Decision, context: DecisionContext, side: int) -> bool:
+    """Trading state and stop-loss cooldown; traced only when they have something to check."""
+    protection = context.protection
+    trace = decision.trace
+    symbol = decision.symbol
+    if protection.state != ACTIVE:
+        if protection.state == HALTED:
+            trace.append((RULE_TRADING_STATE, FAIL, 0.0, 0.0, "trading halted"))
+            decision.stop(HELD, REASON_TRADING_HALTED, protection.why)
+            return False
+        # Reduce-only: a signal may only go against positions the user holds.
+        against = float(protection.open_by_side.get((symbol, -side), 0))
+        if against == 0.0:
+            trace.append((RULE_TRADING_STATE, FAIL, 0.0, 0.0, "reduce-only: nothing to reduce"))
+            decision.stop(
+                HELD,
+                REASON_REDUCE_ONLY,
+                f"{protection.why}; no open position on {symbol} on the other side to reduce",
+            )
+            return False
+        trace.append(
+            (RULE_TRADING_STATE, PASS, against, 0.0, "reduce-only: reduces open positions")
+        )
+    stopped_ns = protection.stop_outs.get((symbol, side))
+    if stopped_ns is not None:
+        cooldown_ns = context.strategy.stop_loss_cooldown_ns
+        elapsed_ns = context.now_ns - stopped_ns
+        elapsed_s = elapsed_ns / _NS_PER_SECOND
+        cooldown_s = cooldown_ns / _NS_PER_SECOND
+        if elapsed_ns < cooldown_ns:
+            trace.append((RULE_COOLDOWN, FAIL, elapsed_s, cooldown_s, "s since the stop loss"))
+            decision.stop(
+                HELD,
+                REASON_STOP_LOSS_COOLDOWN,
+                f"a stop loss closed a {'long' if side > 0 else 'short'} {symbol} position "
+                f"{elapsed_s:.0f} s ago; stop_loss_cooldown is {cooldown_s:.0f} s",
+            )
+            return False
+        trace.append((RULE_COOLDOWN, PASS, elapsed_s, cooldown_s, "s since the stop loss"))
+    return True
 
 
 def _over_trading(

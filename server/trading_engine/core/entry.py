@@ -92,17 +92,19 @@ def split_legs(
     """Equal legs in lot steps (remainder to the first legs) with staggered take profits.
 
     `entry` is the entry price and `target_ticks` the full take-profit distance,
-    in ticks. Leg i of n takes profit at i/n of that distance (at least a tick);
-    with fewer lot steps than two, there are no legs.
+    in ticks. Leg i of n takes profit at i/n of that distance. Each leg needs
+    a lot step and a tick of its own (so the take profits are staggered, not
+    stacked), which can leave fewer legs than asked; with fewer than two, there
+    are no legs.
     """
     steps = instrument.lot_steps(lots)
-    count = min(legs, steps)
+    count = min(legs, steps, target_ticks)
     if count < 2:
         return []
     base, remainder = divmod(steps, count)
     result: list[Leg] = []
     for index in range(count):
-        distance = max(1, (target_ticks * (index + 1) + count // 2) // count)
+        distance = (target_ticks * (index + 1) + count // 2) // count
         result.append(
             (
                 instrument.lots(base + (1 if index < remainder else 0)),

@@ -69,6 +69,7 @@ class Strategy:
     multi_leg_count: int
     signal_validity_ns: int
     require_risk_assessment: bool
+    stop_loss_cooldown_ns: int
 
 
 def from_config(config: strategy_pb2.StrategyConfig, policy: TierPolicy, version: int) -> Strategy:
@@ -119,4 +120,5 @@ def from_config(config: strategy_pb2.StrategyConfig, policy: TierPolicy, version
         multi_leg_count=config.multi_leg_count,
         signal_validity_ns=config.signal_validity.ToNanoseconds(),
         require_risk_assessment=config.require_risk_assessment,
+        stop_loss_cooldown_ns=config.stop_loss_cooldown.ToNanoseconds(),
     )

@@ -1,7 +1,8 @@
 """Strategy layers: the fields a layer defines, their validation, and the merge.
 
-A strategy is merged from three layers: the tier's defaults, the user's
-customisations, and the company's overrides, which win over the user's. A layer
+A strategy is merged from four layers: the tier's defaults, the user's
+customisations, the adaptive adjustments learned from the user's results, and
+the company's overrides, which win over all of them. A layer
 defines only some fields, and proto3 scalars carry no presence, so a layer is
 the set of field paths it defines together with a `StrategyConfig` holding
 their values. Paths are top-level field names, except the feature flags, which
@@ -31,6 +32,7 @@ from trading_engine.tenancy import tier_name
 TIER_DEFAULT: Final[int] = strategy_pb2.STRATEGY_LAYER_TIER_DEFAULT
 USER: Final[int] = strategy_pb2.STRATEGY_LAYER_USER
 COMPANY: Final[int] = strategy_pb2.STRATEGY_LAYER_COMPANY
+ADAPTIVE: Final[int] = strategy_pb2.STRATEGY_LAYER_ADAPTIVE
 
 _FIELDS: Final = strategy_pb2.StrategyConfig.DESCRIPTOR.fields_by_name
 _FEATURES: Final = "features"
@@ -181,12 +183,15 @@ _RANGES: Final[Mapping[str, _Range]] = {
     "max_spread_pips": _POSITIVE,
     "min_pattern_probability": _UNIT,
     "multi_leg_count": _Range(2, 5),
+    "halt_drawdown_percent": _Range(0.0, 100.0),
 }
 # Whether each duration may be zero: no duplicate window means no duplicate suppression.
 _ZERO_DURATION_ALLOWED: Final[Mapping[str, bool]] = {
     "duplicate_window": True,
     "max_price_age": False,
     "signal_validity": False,
+    # No cooldown after a stop loss.
+    "stop_loss_cooldown": True,
 }
 # No timing rule needs more than a day; a longer value is a unit mistake.
 _MAX_DURATION_NS: Final = 86_400 * NANOS_PER_SECOND
@@ -334,12 +339,14 @@ class MergedStrategy:
     sources: Mapping[str, int]
 
 
-def merge(policy: TierPolicy, user: Layer, company: Layer) -> MergedStrategy:
-    """Tier defaults, overridden by the user layer, then the company layer; clamped to the tier."""
+def merge(
+    policy: TierPolicy, user: Layer, company: Layer, adaptive: Layer = EMPTY_LAYER
+) -> MergedStrategy:
+    """Tier defaults, overridden by the user, adaptive and company layers; clamped to the tier."""
     config = strategy_pb2.StrategyConfig()
     config.CopyFrom(policy.defaults)
     sources = dict.fromkeys(FIELD_PATHS, TIER_DEFAULT)
-    for layer, source in ((user, USER), (company, COMPANY)):
+    for layer, source in ((user, USER), (adaptive, ADAPTIVE), (company, COMPANY)):
         # Paths no longer in StrategyConfig (a retired field in a stored layer) are ignored.
         for path in layer.fields.intersection(FIELD_PATHS):
             _copy_path(config, layer.config, path)

@@ -60,6 +60,8 @@ def _defaults(**tier_specific: object) -> strategy_pb2.StrategyConfig:
         signal_validity=_minutes(15),
         adaptive_enabled=True,
         require_risk_assessment=False,
+        stop_loss_cooldown=_minutes(30),
+        halt_drawdown_percent=0.0,
     )
     for name, value in tier_specific.items():
         if isinstance(value, strategy_pb2.TierFeatures):

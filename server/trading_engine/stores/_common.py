@@ -1,5 +1,6 @@
 """What the SQLite and PostgreSQL stores share: migrations on disk, columns, row conversion,
-the signal, outcome and count queries, and how driver errors become StoreError."""
+the signal, outcome, count, trading state and prediction batch statements, and how driver
+errors become StoreError."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from trading_engine.stores.base import (
     ManualSignal,
     NewRevision,
     OutcomeRecord,
+    PredictionBatchRecord,
     SignalQuery,
     SignalRecord,
     StoreError,
     StrategyRevision,
+    TradingStateRecord,
 )
 
 ACTIONABLE: Final[int] = signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
@@ -63,6 +66,15 @@ OPEN_OUTCOMES_SQL: Final = (
     f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE outcome = {OPEN} "
     "ORDER BY company_id, user_id, signal_id"
 )
+TRADING_STATE_COLUMNS: Final = (
+    "company_id, user_id, state, cause, reason, changed_by, changed_at_ns"
+)
+# Byte order on both databases (PostgreSQL's columns are COLLATE "C"): a
+# company's own state, user_id "", comes first.
+TRADING_STATES_SQL: Final = (
+    f"SELECT {TRADING_STATE_COLUMNS} FROM trading_states ORDER BY company_id, user_id"
+)
+PREDICTION_BATCH_COLUMNS: Final = "company_id, batch_id, user_id, received_at_ns, payload"
 
 _MIGRATIONS_ROOT: Final = Path(__file__).parent / "migrations"
 
@@ -298,6 +310,40 @@ def outcome_from_row(row: Row) -> OutcomeRecord:
     )
 
 
+def trading_state_values(record: TradingStateRecord) -> tuple[Any, ...]:
+    """The TRADING_STATE_COLUMNS values of a state."""
+    return (
+        record.company_id,
+        record.user_id,
+        record.state,
+        record.cause,
+        record.reason,
+        record.changed_by,
+        record.changed_at_ns,
+    )
+
+
+def trading_state_from_row(row: Row) -> TradingStateRecord:
+    """A TradingStateRecord from a row of TRADING_STATE_COLUMNS."""
+    return TradingStateRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+
+
+def prediction_batch_values(record: PredictionBatchRecord) -> tuple[str, str, str, int, bytes]:
+    """The PREDICTION_BATCH_COLUMNS values of a batch."""
+    return (
+        record.company_id,
+        record.batch_id,
+        record.user_id,
+        record.received_at_ns,
+        record.payload,
+    )
+
+
+def prediction_batch_from_row(row: Row) -> PredictionBatchRecord:
+    """A PredictionBatchRecord from a row of PREDICTION_BATCH_COLUMNS."""
+    return PredictionBatchRecord(row[0], row[1], row[2], row[3], bytes(row[4]))
+
+
 def signal_type_counts(rows: Iterable[Row]) -> dict[int, int]:
     """The result of signal_type_counts_sql as {signal_type: count}."""
     return {int(row[0]): int(row[1]) for row in rows}
@@ -367,15 +413,29 @@ def put_outcome_sql(placeholder: Placeholder) -> str:
     The caller recomputes an outcome from all of the signal's results, so
     the newest one replaces the stored one whole.
     """
-    updates = ", ".join(
-        f"{column} = excluded.{column}"
-        for column in OUTCOME_COLUMNS.split(", ")
-        if column not in ("company_id", "signal_id")
+    return _replace_sql("outcomes", OUTCOME_COLUMNS, ("company_id", "signal_id"), placeholder)
+
+
+def put_trading_state_sql(placeholder: Placeholder) -> str:
+    """Upsert of one trading state, TRADING_STATE_COLUMNS values.
+
+    Each change sets the whole state (state, cause, reason, who, when), so the
+    newest one replaces the stored one whole.
+    """
+    return _replace_sql(
+        "trading_states", TRADING_STATE_COLUMNS, ("company_id", "user_id"), placeholder
     )
+
+
+def append_prediction_batch_sql(placeholder: Placeholder) -> str:
+    """INSERT of one batch, PREDICTION_BATCH_COLUMNS values; inserts nothing for a known batch.
+
+    A batch delivered again keeps its first row, as its replayed signals keep theirs.
+    """
     return (
-        f"INSERT INTO outcomes ({OUTCOME_COLUMNS}) "
-        f"VALUES ({_parameters(OUTCOME_COLUMNS, placeholder)}) "
-        f"ON CONFLICT (company_id, signal_id) DO UPDATE SET {updates}"
+        f"INSERT INTO prediction_batches ({PREDICTION_BATCH_COLUMNS}) "
+        f"VALUES ({_parameters(PREDICTION_BATCH_COLUMNS, placeholder)}) "
+        "ON CONFLICT (company_id, batch_id) DO NOTHING"
     )
 
 
@@ -419,6 +479,17 @@ def _user_since(
         conditions.append(f"symbol = {placeholder(4)}")
         parameters.append(symbol)
     return " AND ".join(conditions), parameters
+
+
+def _replace_sql(table: str, columns: str, key: tuple[str, ...], placeholder: Placeholder) -> str:
+    """INSERT of one row of `columns` that replaces the row with the same `key` whole."""
+    updates = ", ".join(
+        f"{column} = excluded.{column}" for column in columns.split(", ") if column not in key
+    )
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({_parameters(columns, placeholder)}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
 
 
 def _parameters(columns: str, placeholder: Placeholder) -> str:

@@ -5,7 +5,8 @@ backend cannot be asked for another tenant's rows by accident. Strategy
 layers are versioned (each change appends a revision; nothing is updated in
 place), signal history and execution results are append-only, each signal's
 outcome is kept current as its results arrive, and audit records say who did
-what.
+what. Each user's and each company's trading state is kept current, and the
+prediction batches signals were decided from are kept as long as signals are.
 
 Backends: `stores.sqlite` (a file, the embedded default) and
 `stores.postgres` (selected by a postgresql:// URL). Both run the same
@@ -202,8 +203,35 @@ class OutcomeRecord:
     payload: bytes
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class TradingStateRecord:
+    """The trading state in force for a user or a whole company, replaced on each change."""
+
+    company_id: str
+    # "" for the company.
+    user_id: str
+    # tradeflow.trading.v1.TradingState and TradingStateCause values.
+    state: int
+    cause: int
+    reason: str
+    changed_by: str
+    changed_at_ns: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PredictionBatchRecord:
+    """A prediction batch as received, kept so its signals can be explained with it."""
+
+    company_id: str
+    batch_id: str
+    user_id: str
+    received_at_ns: int
+    # The serialized batch.
+    payload: bytes
+
+
 class Store(Protocol):
-    """Persistence for strategies, signal history, executions, manual signals and audit records.
+    """Persistence for strategies, signals and their batches, executions, states and audit.
 
     All methods are coroutines; a backend raises StoreError when it cannot
     reach its database, never a driver-specific exception.
@@ -275,7 +303,10 @@ class Store(Protocol):
     async def signal(self, company_id: str, signal_id: str) -> SignalRecord | None: ...
 
     async def delete_signals_before(self, before_ns: int) -> int:
-        """Retention: drop decisions generated before `before_ns`; returns how many."""
+        """Retention: drop decisions generated before `before_ns`; returns how many.
+
+        Prediction batches received before `before_ns` go too, and are not counted.
+        """
         ...
 
     # Execution results and signal outcomes.
@@ -320,6 +351,33 @@ class Store(Protocol):
         symbol. A type without signals is absent from the result.
         """
         ...
+
+    # Trading states.
+
+    async def put_trading_state(self, record: TradingStateRecord) -> None:
+        """Store the user's or the company's state, replacing the one stored before."""
+        ...
+
+    async def trading_states(self) -> list[TradingStateRecord]:
+        """Every company's stored states, by (company_id, user_id): the engine loads them at start.
+
+        A company's own state (user_id "") comes before its users'.
+        """
+        ...
+
+    # Prediction batches.
+
+    async def append_prediction_batches(self, records: Sequence[PredictionBatchRecord]) -> None:
+        """Store batches in one transaction: all of them or none.
+
+        A batch delivered again (the company already has its batch_id) keeps
+        the row stored first, as a replayed prediction keeps its first signal.
+        """
+        ...
+
+    async def prediction_batch(
+        self, company_id: str, batch_id: str
+    ) -> PredictionBatchRecord | None: ...
 
     # Manual signals and audit.
 

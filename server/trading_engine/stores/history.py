@@ -1,7 +1,8 @@
 """Signal history written in batches, off the decision path.
 
-The pipeline hands each decided batch to `HistoryWriter.submit`, which only
-appends to an in-memory queue; a background task writes the queue to the
+The pipeline hands each decided batch to `HistoryWriter.submit`, and the
+prediction batch it came from to `keep_batch`, which only append to in-memory
+queues; a background task writes the queue to the
 store every `flush_interval_s` (sooner once `max_batch` records wait), at
 most `max_batch` records per transaction. A decision never waits for the
 database.
@@ -23,7 +24,7 @@ import itertools
 import logging
 from collections.abc import Sequence
 
-from trading_engine.stores.base import SignalRecord, Store, StoreError
+from trading_engine.stores.base import PredictionBatchRecord, SignalRecord, Store, StoreError
 
 _log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class HistoryWriter:
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._pending: collections.deque[SignalRecord] = collections.deque()
+        # Written before the signals decided from them, so a stored signal finds its prediction.
+        self._batches: collections.deque[PredictionBatchRecord] = collections.deque()
         self._written = 0
         self._dropped = 0
         self._last_error: str | None = None
@@ -57,7 +60,7 @@ class HistoryWriter:
 
     @property
     def pending(self) -> int:
-        """Records submitted and not written yet."""
+        """Signal records submitted and not written yet."""
         return len(self._pending)
 
     @property
@@ -89,6 +92,11 @@ class HistoryWriter:
         if len(self._pending) >= self._max_batch and self._last_error is None:
             self._wake.set()
 
+    def keep_batch(self, record: PredictionBatchRecord) -> None:
+        """Queue a prediction batch for writing; dropped (not counted) when the queue is full."""
+        if not self._closed and len(self._batches) < self._max_pending:
+            self._batches.append(record)
+
     async def start(self) -> None:
         if self._task is None and not self._closed:
             self._task = asyncio.create_task(self._run(), name="history-writer")
@@ -110,6 +118,11 @@ class HistoryWriter:
     async def flush(self) -> None:
         """Write every record queued now; raises StoreError (keeping them queued) on failure."""
         async with self._writing:
+            try:
+                await self._write_batches()
+            except StoreError as error:
+                self._failing(error)
+                raise
             remaining = len(self._pending)
             while remaining > 0:
                 count = min(remaining, self._max_batch)
@@ -117,13 +130,7 @@ class HistoryWriter:
                 try:
                     await self._store.append_signals(batch)
                 except StoreError as error:
-                    if self._last_error is None:
-                        _log.warning(
-                            "history: writes failing, %d signals kept for retry: %s",
-                            len(self._pending),
-                            error,
-                        )
-                    self._last_error = str(error)
+                    self._failing(error)
                     raise
                 # Records submitted meanwhile were appended behind the batch.
                 for _ in range(count):
@@ -133,6 +140,24 @@ class HistoryWriter:
                 if self._last_error is not None:
                     _log.warning("history: writes recovered")
                     self._last_error = None
+
+    def _failing(self, error: StoreError) -> None:
+        if self._last_error is None:
+            _log.warning(
+                "history: writes failing, %d signals kept for retry: %s", len(self._pending), error
+            )
+        self._last_error = str(error)
+
+    async def _write_batches(self) -> None:
+        remaining = len(self._batches)
+        while remaining > 0:
+            count = min(remaining, self._max_batch)
+            await self._store.append_prediction_batches(
+                list(itertools.islice(self._batches, count))
+            )
+            for _ in range(count):
+                self._batches.popleft()
+            remaining -= count
 
     async def _run(self) -> None:
         while not self._closed:

@@ -27,9 +27,12 @@ from trading_engine.stores._common import (
     NEW_REVISION_COLUMNS,
     OPEN_OUTCOMES_SQL,
     OUTCOME_COLUMNS,
+    PREDICTION_BATCH_COLUMNS,
     RECORD_USER_CONFLICT,
     REVISION_COLUMNS,
     SIGNAL_COLUMNS,
+    TRADING_STATES_SQL,
+    append_prediction_batch_sql,
     audit_from_row,
     audit_values,
     check_limit,
@@ -44,7 +47,10 @@ from trading_engine.stores._common import (
     outcome_from_row,
     outcome_values,
     outcomes_sql,
+    prediction_batch_from_row,
+    prediction_batch_values,
     put_outcome_sql,
+    put_trading_state_sql,
     record_execution_sql,
     revision_from_row,
     signal_from_row,
@@ -54,6 +60,8 @@ from trading_engine.stores._common import (
     signal_values,
     store_errors,
     stored_revision,
+    trading_state_from_row,
+    trading_state_values,
     versions_before,
 )
 from trading_engine.stores.base import (
@@ -64,10 +72,12 @@ from trading_engine.stores.base import (
     ManualSignal,
     NewRevision,
     OutcomeRecord,
+    PredictionBatchRecord,
     SignalQuery,
     SignalRecord,
     StoreError,
     StrategyRevision,
+    TradingStateRecord,
     VersionConflict,
 )
 
@@ -90,6 +100,8 @@ def _placeholder(number: int) -> str:
 # RETURNING yields a row only when the result was new.
 _RECORD_EXECUTION: Final = record_execution_sql(_placeholder) + " RETURNING true"
 _PUT_OUTCOME: Final = put_outcome_sql(_placeholder)
+_PUT_TRADING_STATE: Final = put_trading_state_sql(_placeholder)
+_APPEND_PREDICTION_BATCH: Final = append_prediction_batch_sql(_placeholder)
 
 
 class PostgresStore:
@@ -282,8 +294,16 @@ class PostgresStore:
 
     async def delete_signals_before(self, before_ns: int) -> int:
         pool = self._opened()
-        with store_errors(f"{self._name}: cannot delete old signals", _DRIVER_ERRORS):
-            status = await pool.execute("DELETE FROM signals WHERE generated_at_ns < $1", before_ns)
+        doing = f"{self._name}: cannot delete old signals and prediction batches"
+        with store_errors(doing, _DRIVER_ERRORS):
+            async with pool.acquire() as connection, connection.transaction():
+                status = await connection.execute(
+                    "DELETE FROM signals WHERE generated_at_ns < $1", before_ns
+                )
+                # Batches received before the cutoff go too; only signals are counted.
+                await connection.execute(
+                    "DELETE FROM prediction_batches WHERE received_at_ns < $1", before_ns
+                )
         # The command tag reads "DELETE <count>".
         return int(status.rsplit(" ", 1)[1])
 
@@ -337,6 +357,41 @@ class PostgresStore:
             company_id, user_id, since_ns, symbol, _placeholder
         )
         return signal_type_counts(await self._fetch("count signals", sql, *parameters))
+
+    # Trading states.
+
+    async def put_trading_state(self, record: TradingStateRecord) -> None:
+        pool = self._opened()
+        with store_errors(f"{self._name}: cannot store a trading state", _DRIVER_ERRORS):
+            await pool.execute(_PUT_TRADING_STATE, *trading_state_values(record))
+
+    async def trading_states(self) -> list[TradingStateRecord]:
+        rows = await self._fetch("read trading states", TRADING_STATES_SQL)
+        return [trading_state_from_row(row) for row in rows]
+
+    # Prediction batches.
+
+    async def append_prediction_batches(self, records: Sequence[PredictionBatchRecord]) -> None:
+        if not records:
+            return
+        pool = self._opened()
+        with store_errors(f"{self._name}: cannot append prediction batches", _DRIVER_ERRORS):
+            async with pool.acquire() as connection, connection.transaction():
+                await connection.executemany(
+                    _APPEND_PREDICTION_BATCH, map(prediction_batch_values, records)
+                )
+
+    async def prediction_batch(
+        self, company_id: str, batch_id: str
+    ) -> PredictionBatchRecord | None:
+        rows = await self._fetch(
+            "read a prediction batch",
+            f"SELECT {PREDICTION_BATCH_COLUMNS} FROM prediction_batches "
+            "WHERE company_id = $1 AND batch_id = $2",
+            company_id,
+            batch_id,
+        )
+        return prediction_batch_from_row(rows[0]) if rows else None
 
     # Manual signals and audit.
 

@@ -32,9 +32,12 @@ from trading_engine.stores._common import (
     NEW_REVISION_COLUMNS,
     OPEN_OUTCOMES_SQL,
     OUTCOME_COLUMNS,
+    PREDICTION_BATCH_COLUMNS,
     RECORD_USER_CONFLICT,
     REVISION_COLUMNS,
     SIGNAL_COLUMNS,
+    TRADING_STATES_SQL,
+    append_prediction_batch_sql,
     audit_from_row,
     audit_values,
     check_limit,
@@ -49,7 +52,10 @@ from trading_engine.stores._common import (
     outcome_from_row,
     outcome_values,
     outcomes_sql,
+    prediction_batch_from_row,
+    prediction_batch_values,
     put_outcome_sql,
+    put_trading_state_sql,
     record_execution_sql,
     revision_from_row,
     signal_from_row,
@@ -59,6 +65,8 @@ from trading_engine.stores._common import (
     signal_values,
     store_errors,
     stored_revision,
+    trading_state_from_row,
+    trading_state_values,
     versions_before,
 )
 from trading_engine.stores.base import (
@@ -69,10 +77,12 @@ from trading_engine.stores.base import (
     ManualSignal,
     NewRevision,
     OutcomeRecord,
+    PredictionBatchRecord,
     SignalQuery,
     SignalRecord,
     StoreError,
     StrategyRevision,
+    TradingStateRecord,
     VersionConflict,
 )
 
@@ -96,6 +106,8 @@ def _placeholder(_: int) -> str:
 
 _RECORD_EXECUTION: Final = record_execution_sql(_placeholder)
 _PUT_OUTCOME: Final = put_outcome_sql(_placeholder)
+_PUT_TRADING_STATE: Final = put_trading_state_sql(_placeholder)
+_APPEND_PREDICTION_BATCH: Final = append_prediction_batch_sql(_placeholder)
 
 
 class SqliteStore:
@@ -214,7 +226,8 @@ class SqliteStore:
 
     async def delete_signals_before(self, before_ns: int) -> int:
         return await self._run(
-            "delete old signals", lambda db: _delete_signals_before(db, before_ns)
+            "delete old signals and prediction batches",
+            lambda db: _delete_signals_before(db, before_ns),
         )
 
     # Execution results and signal outcomes.
@@ -262,6 +275,35 @@ class SqliteStore:
             company_id, user_id, since_ns, symbol, _placeholder
         )
         return signal_type_counts(await self._fetch("count signals", sql, tuple(parameters)))
+
+    # Trading states.
+
+    async def put_trading_state(self, record: TradingStateRecord) -> None:
+        values = trading_state_values(record)
+        # A single statement is its own transaction; it still waits its turn to write.
+        await self._run("store a trading state", lambda db: db.execute(_PUT_TRADING_STATE, values))
+
+    async def trading_states(self) -> list[TradingStateRecord]:
+        rows = await self._fetch("read trading states", TRADING_STATES_SQL, ())
+        return [trading_state_from_row(row) for row in rows]
+
+    # Prediction batches.
+
+    async def append_prediction_batches(self, records: Sequence[PredictionBatchRecord]) -> None:
+        if records:
+            await self._run(
+                "append prediction batches", lambda db: _append_prediction_batches(db, records)
+            )
+
+    async def prediction_batch(
+        self, company_id: str, batch_id: str
+    ) -> PredictionBatchRecord | None:
+        sql = (
+            f"SELECT {PREDICTION_BATCH_COLUMNS} FROM prediction_batches "
+            "WHERE company_id = ? AND batch_id = ?"
+        )
+        rows = await self._fetch("read a prediction batch", sql, (company_id, batch_id))
+        return prediction_batch_from_row(rows[0]) if rows else None
 
     # Manual signals and audit.
 
@@ -448,7 +490,18 @@ def _insert_signals_sql(rows: int) -> str:
 
 def _delete_signals_before(db: sqlite3.Connection, before_ns: int) -> int:
     with _write_transaction(db):
-        return db.execute("DELETE FROM signals WHERE generated_at_ns < ?", (before_ns,)).rowcount
+        deleted = db.execute("DELETE FROM signals WHERE generated_at_ns < ?", (before_ns,)).rowcount
+        # Batches received before the cutoff go too; only signals are counted.
+        db.execute("DELETE FROM prediction_batches WHERE received_at_ns < ?", (before_ns,))
+    return deleted
+
+
+def _append_prediction_batches(
+    db: sqlite3.Connection, records: Sequence[PredictionBatchRecord]
+) -> None:
+    # A row per batch, not per signal: too few to need _append_signals' multi-row INSERTs.
+    with _write_transaction(db):
+        db.executemany(_APPEND_PREDICTION_BATCH, map(prediction_batch_values, records))
 
 
 def _record_manual_signal(db: sqlite3.Connection, signal: ManualSignal) -> ManualSignal:

@@ -117,7 +117,7 @@ class _StrategyLayerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Strateg
     STRATEGY_LAYER_COMPANY: _StrategyLayer.ValueType  # 3
     """The company's overrides, which win over the user's."""
     STRATEGY_LAYER_ADAPTIVE: _StrategyLayer.ValueType  # 4
-    """Automatic adjustments learned from execution results."""
+    """Automatic adjustments learned from execution results; wins over the user layer, loses to the company layer."""
 
 class StrategyLayer(_StrategyLayer, metaclass=_StrategyLayerEnumTypeWrapper):
     """StrategyLayer names where a strategy value comes from."""
@@ -131,7 +131,7 @@ STRATEGY_LAYER_USER: StrategyLayer.ValueType  # 2
 STRATEGY_LAYER_COMPANY: StrategyLayer.ValueType  # 3
 """The company's overrides, which win over the user's."""
 STRATEGY_LAYER_ADAPTIVE: StrategyLayer.ValueType  # 4
-"""Automatic adjustments learned from execution results."""
+"""Automatic adjustments learned from execution results; wins over the user layer, loses to the company layer."""
 Global___StrategyLayer: _TypeAlias = StrategyLayer  # noqa: Y015
 
 @_typing.final
@@ -222,6 +222,8 @@ class StrategyConfig(_message.Message):
     SIGNAL_VALIDITY_FIELD_NUMBER: _builtins.int
     ADAPTIVE_ENABLED_FIELD_NUMBER: _builtins.int
     REQUIRE_RISK_ASSESSMENT_FIELD_NUMBER: _builtins.int
+    STOP_LOSS_COOLDOWN_FIELD_NUMBER: _builtins.int
+    HALT_DRAWDOWN_PERCENT_FIELD_NUMBER: _builtins.int
     min_confidence_threshold: _builtins.float
     """Minimum prediction confidence for an actionable signal, in [0, 1]; FREE 0.8, PRO 0.7, ENTERPRISE 0.6."""
     min_consensus_score: _builtins.float
@@ -288,6 +290,8 @@ class StrategyConfig(_message.Message):
     """Whether adaptive adjustments may change this strategy from execution results; default true."""
     require_risk_assessment: _builtins.bool
     """When true, no actionable signal leaves the engine without a risk assessment (fail-closed); default false."""
+    halt_drawdown_percent: _builtins.float
+    """Drawdown of the day's closed signals, in percent of account equity, at which the user's trading is halted; 0 switches the limit off; in [0, 100]; default 0."""
     @_builtins.property
     def available_instruments(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Instruments the strategy trades; must be a subset of the tier's instruments; empty means all the tier allows."""
@@ -307,6 +311,10 @@ class StrategyConfig(_message.Message):
     @_builtins.property
     def signal_validity(self) -> _duration_pb2.Duration:
         """How long an entry stays valid without advanced timing, and the cap with it; default 15 minutes."""
+
+    @_builtins.property
+    def stop_loss_cooldown(self) -> _duration_pb2.Duration:
+        """After a stop loss on a symbol, how long signals on the same side of that symbol are held; 0 switches the cooldown off; default 30 minutes."""
 
     def __init__(
         self,
@@ -349,10 +357,12 @@ class StrategyConfig(_message.Message):
         signal_validity: _duration_pb2.Duration | None = ...,
         adaptive_enabled: _builtins.bool = ...,
         require_risk_assessment: _builtins.bool = ...,
+        stop_loss_cooldown: _duration_pb2.Duration | None = ...,
+        halt_drawdown_percent: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["duplicate_window", b"duplicate_window", "features", b"features", "max_price_age", b"max_price_age", "signal_validity", b"signal_validity"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duplicate_window", b"duplicate_window", "features", b"features", "max_price_age", b"max_price_age", "signal_validity", b"signal_validity", "stop_loss_cooldown", b"stop_loss_cooldown"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptive_enabled", b"adaptive_enabled", "available_instruments", b"available_instruments", "counter_trend_confidence_threshold", b"counter_trend_confidence_threshold", "duplicate_price_tolerance_pips", b"duplicate_price_tolerance_pips", "duplicate_window", b"duplicate_window", "features", b"features", "limit_order_discount_pips", b"limit_order_discount_pips", "limit_order_premium_pips", b"limit_order_premium_pips", "max_limit_deviation_pips", b"max_limit_deviation_pips", "max_position_count", b"max_position_count", "max_position_size_lots", b"max_position_size_lots", "max_price_age", b"max_price_age", "max_signals_per_minute", b"max_signals_per_minute", "max_spread_pips", b"max_spread_pips", "max_stop_loss_pips", b"max_stop_loss_pips", "min_confidence_threshold", b"min_confidence_threshold", "min_consensus_score", b"min_consensus_score", "min_pattern_probability", b"min_pattern_probability", "min_stop_loss_pips", b"min_stop_loss_pips", "multi_leg_count", b"multi_leg_count", "position_size_multiplier", b"position_size_multiplier", "prefer_market_orders", b"prefer_market_orders", "require_risk_assessment", b"require_risk_assessment", "risk_per_trade_percent", b"risk_per_trade_percent", "risk_reward_ratio", b"risk_reward_ratio", "signal_validity", b"signal_validity", "stop_loss_mode", b"stop_loss_mode", "stop_loss_pips", b"stop_loss_pips", "stop_loss_volatility_multiplier", b"stop_loss_volatility_multiplier", "take_profit_mode", b"take_profit_mode", "take_profit_pips", b"take_profit_pips", "trend_following_enabled", b"trend_following_enabled", "trend_threshold_bps", b"trend_threshold_bps", "volatility_extreme_bps", b"volatility_extreme_bps", "volatility_high_bps", b"volatility_high_bps", "volatility_low_bps", b"volatility_low_bps", "volatility_mode", b"volatility_mode", "weak_signal_size_factor", b"weak_signal_size_factor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptive_enabled", b"adaptive_enabled", "available_instruments", b"available_instruments", "counter_trend_confidence_threshold", b"counter_trend_confidence_threshold", "duplicate_price_tolerance_pips", b"duplicate_price_tolerance_pips", "duplicate_window", b"duplicate_window", "features", b"features", "halt_drawdown_percent", b"halt_drawdown_percent", "limit_order_discount_pips", b"limit_order_discount_pips", "limit_order_premium_pips", b"limit_order_premium_pips", "max_limit_deviation_pips", b"max_limit_deviation_pips", "max_position_count", b"max_position_count", "max_position_size_lots", b"max_position_size_lots", "max_price_age", b"max_price_age", "max_signals_per_minute", b"max_signals_per_minute", "max_spread_pips", b"max_spread_pips", "max_stop_loss_pips", b"max_stop_loss_pips", "min_confidence_threshold", b"min_confidence_threshold", "min_consensus_score", b"min_consensus_score", "min_pattern_probability", b"min_pattern_probability", "min_stop_loss_pips", b"min_stop_loss_pips", "multi_leg_count", b"multi_leg_count", "position_size_multiplier", b"position_size_multiplier", "prefer_market_orders", b"prefer_market_orders", "require_risk_assessment", b"require_risk_assessment", "risk_per_trade_percent", b"risk_per_trade_percent", "risk_reward_ratio", b"risk_reward_ratio", "signal_validity", b"signal_validity", "stop_loss_cooldown", b"stop_loss_cooldown", "stop_loss_mode", b"stop_loss_mode", "stop_loss_pips", b"stop_loss_pips", "stop_loss_volatility_multiplier", b"stop_loss_volatility_multiplier", "take_profit_mode", b"take_profit_mode", "take_profit_pips", b"take_profit_pips", "trend_following_enabled", b"trend_following_enabled", "trend_threshold_bps", b"trend_threshold_bps", "volatility_extreme_bps", b"volatility_extreme_bps", "volatility_high_bps", b"volatility_high_bps", "volatility_low_bps", b"volatility_low_bps", "volatility_mode", b"volatility_mode", "weak_signal_size_factor", b"weak_signal_size_factor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -395,6 +405,7 @@ class EffectiveStrategy(_message.Message):
     COMPANY_VERSION_FIELD_NUMBER: _builtins.int
     FIELD_SOURCES_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    ADAPTIVE_VERSION_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user the strategy applies to."""
     company_id: _builtins.str
@@ -407,6 +418,8 @@ class EffectiveStrategy(_message.Message):
     """Current revision of the user layer; 0 when the user has no customisations."""
     company_version: _builtins.int
     """Current revision of the company layer; 0 when the company has no overrides."""
+    adaptive_version: _builtins.int
+    """Current revision of the user's adaptive layer; 0 when no adjustment is in force."""
     @_builtins.property
     def config(self) -> Global___StrategyConfig:
         """The merged configuration."""
@@ -431,10 +444,11 @@ class EffectiveStrategy(_message.Message):
         company_version: _builtins.int = ...,
         field_sources: _abc.Mapping[_builtins.str, Global___StrategyLayer.ValueType] | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        adaptive_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["company_id", b"company_id", "company_version", b"company_version", "config", b"config", "field_sources", b"field_sources", "tier", b"tier", "updated_at", b"updated_at", "user_id", b"user_id", "user_version", b"user_version", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptive_version", b"adaptive_version", "company_id", b"company_id", "company_version", b"company_version", "config", b"config", "field_sources", b"field_sources", "tier", b"tier", "updated_at", b"updated_at", "user_id", b"user_id", "user_version", b"user_version", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -28,6 +28,58 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _TradingState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TradingStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TradingState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRADING_STATE_UNSPECIFIED: _TradingState.ValueType  # 0
+    """Not set; treated as ACTIVE."""
+    TRADING_STATE_ACTIVE: _TradingState.ValueType  # 1
+    """Every rule applies as configured."""
+    TRADING_STATE_REDUCE_ONLY: _TradingState.ValueType  # 2
+    """Only signals against an open position on the same symbol (which reduce exposure) may be actionable."""
+    TRADING_STATE_HALTED: _TradingState.ValueType  # 3
+    """No actionable signal leaves the engine."""
+
+class TradingState(_TradingState, metaclass=_TradingStateEnumTypeWrapper):
+    """TradingState says which signals may leave the engine for a user."""
+
+TRADING_STATE_UNSPECIFIED: TradingState.ValueType  # 0
+"""Not set; treated as ACTIVE."""
+TRADING_STATE_ACTIVE: TradingState.ValueType  # 1
+"""Every rule applies as configured."""
+TRADING_STATE_REDUCE_ONLY: TradingState.ValueType  # 2
+"""Only signals against an open position on the same symbol (which reduce exposure) may be actionable."""
+TRADING_STATE_HALTED: TradingState.ValueType  # 3
+"""No actionable signal leaves the engine."""
+Global___TradingState: _TypeAlias = TradingState  # noqa: Y015
+
+class _TradingStateCause:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TradingStateCauseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TradingStateCause.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRADING_STATE_CAUSE_UNSPECIFIED: _TradingStateCause.ValueType  # 0
+    """Not set."""
+    TRADING_STATE_CAUSE_ADMIN: _TradingStateCause.ValueType  # 1
+    """A company admin."""
+    TRADING_STATE_CAUSE_DRAWDOWN_LIMIT: _TradingStateCause.ValueType  # 2
+    """The day's drawdown reached the strategy's `halt_drawdown_percent`."""
+
+class TradingStateCause(_TradingStateCause, metaclass=_TradingStateCauseEnumTypeWrapper):
+    """TradingStateCause says who or what set a trading state."""
+
+TRADING_STATE_CAUSE_UNSPECIFIED: TradingStateCause.ValueType  # 0
+"""Not set."""
+TRADING_STATE_CAUSE_ADMIN: TradingStateCause.ValueType  # 1
+"""A company admin."""
+TRADING_STATE_CAUSE_DRAWDOWN_LIMIT: TradingStateCause.ValueType  # 2
+"""The day's drawdown reached the strategy's `halt_drawdown_percent`."""
+Global___TradingStateCause: _TypeAlias = TradingStateCause  # noqa: Y015
+
 class _ServingStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -747,7 +799,7 @@ class ListStrategyVersionsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     layer: _strategy_pb2.StrategyLayer.ValueType
-    """Layer to list: USER or COMPANY."""
+    """Layer to list: USER, ADAPTIVE or COMPANY."""
     user_id: _builtins.str
     """User whose layer to list; empty means the caller; ignored for COMPANY."""
     page_size: _builtins.int
@@ -811,7 +863,7 @@ class ResetStrategyRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     layer: _strategy_pb2.StrategyLayer.ValueType
-    """Layer to reset: USER or COMPANY (admins only)."""
+    """Layer to reset: USER, ADAPTIVE (undoes automatic adjustments) or COMPANY (admins only)."""
     user_id: _builtins.str
     """User whose layer to reset; empty means the caller; ignored for COMPANY."""
     to_version: _builtins.int
@@ -839,6 +891,164 @@ class ResetStrategyRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResetStrategyRequest: _TypeAlias = ResetStrategyRequest  # noqa: Y015
+
+@_typing.final
+class TradingStateSetting(_message.Message):
+    """TradingStateSetting is one trading state as set for a user or a company."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPANY_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CHANGED_BY_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
+    company_id: _builtins.str
+    """The company."""
+    user_id: _builtins.str
+    """The user; empty for the company-wide setting."""
+    state: Global___TradingState.ValueType
+    """The state set."""
+    cause: Global___TradingStateCause.ValueType
+    """Who or what set it."""
+    reason: _builtins.str
+    """Why, as given by the admin or the drawdown rule."""
+    changed_by: _builtins.str
+    """User id of the admin, or "drawdown-limit"."""
+    @_builtins.property
+    def changed_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was set."""
+
+    def __init__(
+        self,
+        *,
+        company_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        state: Global___TradingState.ValueType = ...,
+        cause: Global___TradingStateCause.ValueType = ...,
+        reason: _builtins.str = ...,
+        changed_by: _builtins.str = ...,
+        changed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "changed_at", b"changed_at", "changed_by", b"changed_by", "company_id", b"company_id", "reason", b"reason", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TradingStateSetting: _TypeAlias = TradingStateSetting  # noqa: Y015
+
+@_typing.final
+class SetTradingStateRequest(_message.Message):
+    """SetTradingStateRequest changes a user's or the company's trading state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """User whose state to set; empty sets the company-wide state."""
+    state: Global___TradingState.ValueType
+    """The new state; ACTIVE resumes trading."""
+    reason: _builtins.str
+    """Why; required, kept with the state and in the audit log."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        state: Global___TradingState.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTradingStateRequest: _TypeAlias = SetTradingStateRequest  # noqa: Y015
+
+@_typing.final
+class SetTradingStateResponse(_message.Message):
+    """SetTradingStateResponse returns the setting made and the state now in force."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def setting(self) -> Global___TradingStateSetting:
+        """The setting as stored."""
+
+    def __init__(
+        self,
+        *,
+        setting: Global___TradingStateSetting | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["setting", b"setting"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["setting", b"setting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTradingStateResponse: _TypeAlias = SetTradingStateResponse  # noqa: Y015
+
+@_typing.final
+class GetTradingStateRequest(_message.Message):
+    """GetTradingStateRequest names the user."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """User to read; empty means the caller; another user of the caller's company needs the admin role."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTradingStateRequest: _TypeAlias = GetTradingStateRequest  # noqa: Y015
+
+@_typing.final
+class GetTradingStateResponse(_message.Message):
+    """GetTradingStateResponse is the state in force for a user: the more restrictive of the user's and the company's."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EFFECTIVE_STATE_FIELD_NUMBER: _builtins.int
+    USER_SETTING_FIELD_NUMBER: _builtins.int
+    COMPANY_SETTING_FIELD_NUMBER: _builtins.int
+    effective_state: Global___TradingState.ValueType
+    """The state the engine applies."""
+    @_builtins.property
+    def user_setting(self) -> Global___TradingStateSetting:
+        """The user's own setting; unset when none was made."""
+
+    @_builtins.property
+    def company_setting(self) -> Global___TradingStateSetting:
+        """The company-wide setting; unset when none was made."""
+
+    def __init__(
+        self,
+        *,
+        effective_state: Global___TradingState.ValueType = ...,
+        user_setting: Global___TradingStateSetting | None = ...,
+        company_setting: Global___TradingStateSetting | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["company_setting", b"company_setting", "user_setting", b"user_setting"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["company_setting", b"company_setting", "effective_state", b"effective_state", "user_setting", b"user_setting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTradingStateResponse: _TypeAlias = GetTradingStateResponse  # noqa: Y015
 
 @_typing.final
 class ResetStrategyResponse(_message.Message):

@@ -120,6 +120,16 @@ class TradingEngineServiceStub:
                 request_serializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetPerformanceSummaryRequest.SerializeToString,
                 response_deserializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetPerformanceSummaryResponse.FromString,
                 _registered_method=True)
+        self.SetTradingState = channel.unary_unary(
+                '/tradeflow.trading.v1.TradingEngineService/SetTradingState',
+                request_serializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.SetTradingStateRequest.SerializeToString,
+                response_deserializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.SetTradingStateResponse.FromString,
+                _registered_method=True)
+        self.GetTradingState = channel.unary_unary(
+                '/tradeflow.trading.v1.TradingEngineService/GetTradingState',
+                request_serializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetTradingStateRequest.SerializeToString,
+                response_deserializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetTradingStateResponse.FromString,
+                _registered_method=True)
         self.HealthCheck = channel.unary_unary(
                 '/tradeflow.trading.v1.TradingEngineService/HealthCheck',
                 request_serializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.HealthCheckRequest.SerializeToString,
@@ -253,6 +263,20 @@ class TradingEngineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTradingState(self, request, context):
+        """Sets the trading state of a user or of the whole company (company admins only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTradingState(self, request, context):
+        """Returns the trading state in force for a user, and the user and company settings it comes from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def HealthCheck(self, request, context):
         """Reports the engine's health with real figures; needs no token.
         """
@@ -342,6 +366,16 @@ def add_TradingEngineServiceServicer_to_server(servicer, server):
                     servicer.GetPerformanceSummary,
                     request_deserializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetPerformanceSummaryRequest.FromString,
                     response_serializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetPerformanceSummaryResponse.SerializeToString,
+            ),
+            'SetTradingState': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTradingState,
+                    request_deserializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.SetTradingStateRequest.FromString,
+                    response_serializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.SetTradingStateResponse.SerializeToString,
+            ),
+            'GetTradingState': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTradingState,
+                    request_deserializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetTradingStateRequest.FromString,
+                    response_serializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetTradingStateResponse.SerializeToString,
             ),
             'HealthCheck': grpc.unary_unary_rpc_method_handler(
                     servicer.HealthCheck,
@@ -787,6 +821,60 @@ class TradingEngineService:
             '/tradeflow.trading.v1.TradingEngineService/GetPerformanceSummary',
             tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetPerformanceSummaryRequest.SerializeToString,
             tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetPerformanceSummaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTradingState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tradeflow.trading.v1.TradingEngineService/SetTradingState',
+            tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.SetTradingStateRequest.SerializeToString,
+            tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.SetTradingStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTradingState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tradeflow.trading.v1.TradingEngineService/GetTradingState',
+            tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetTradingStateRequest.SerializeToString,
+            tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetTradingStateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -79,6 +79,10 @@ class TradingEngineServiceStub:
     """Breaks performance down by symbol, signal type, strength bucket and hour of day."""
     GetPerformanceSummary: _grpc.UnaryUnaryMultiCallable[_trading_engine_service_pb2.GetPerformanceSummaryRequest, _trading_engine_service_pb2.GetPerformanceSummaryResponse]
     """Returns performance figures over one window."""
+    SetTradingState: _grpc.UnaryUnaryMultiCallable[_trading_engine_service_pb2.SetTradingStateRequest, _trading_engine_service_pb2.SetTradingStateResponse]
+    """Sets the trading state of a user or of the whole company (company admins only)."""
+    GetTradingState: _grpc.UnaryUnaryMultiCallable[_trading_engine_service_pb2.GetTradingStateRequest, _trading_engine_service_pb2.GetTradingStateResponse]
+    """Returns the trading state in force for a user, and the user and company settings it comes from."""
     HealthCheck: _grpc.UnaryUnaryMultiCallable[_trading_engine_service_pb2.HealthCheckRequest, _trading_engine_service_pb2.HealthCheckResponse]
     """Reports the engine's health with real figures; needs no token."""
 
@@ -133,6 +137,10 @@ class TradingEngineServiceAsyncStub(TradingEngineServiceStub):
     """Breaks performance down by symbol, signal type, strength bucket and hour of day."""
     GetPerformanceSummary: _aio.UnaryUnaryMultiCallable[_trading_engine_service_pb2.GetPerformanceSummaryRequest, _trading_engine_service_pb2.GetPerformanceSummaryResponse]  # type: ignore[assignment]
     """Returns performance figures over one window."""
+    SetTradingState: _aio.UnaryUnaryMultiCallable[_trading_engine_service_pb2.SetTradingStateRequest, _trading_engine_service_pb2.SetTradingStateResponse]  # type: ignore[assignment]
+    """Sets the trading state of a user or of the whole company (company admins only)."""
+    GetTradingState: _aio.UnaryUnaryMultiCallable[_trading_engine_service_pb2.GetTradingStateRequest, _trading_engine_service_pb2.GetTradingStateResponse]  # type: ignore[assignment]
+    """Returns the trading state in force for a user, and the user and company settings it comes from."""
     HealthCheck: _aio.UnaryUnaryMultiCallable[_trading_engine_service_pb2.HealthCheckRequest, _trading_engine_service_pb2.HealthCheckResponse]  # type: ignore[assignment]
     """Reports the engine's health with real figures; needs no token."""
 
@@ -280,6 +288,22 @@ class TradingEngineServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_trading_engine_service_pb2.GetPerformanceSummaryResponse, _abc.Awaitable[_trading_engine_service_pb2.GetPerformanceSummaryResponse]]:
         """Returns performance figures over one window."""
+
+    @_abc_1.abstractmethod
+    def SetTradingState(
+        self,
+        request: _trading_engine_service_pb2.SetTradingStateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trading_engine_service_pb2.SetTradingStateResponse, _abc.Awaitable[_trading_engine_service_pb2.SetTradingStateResponse]]:
+        """Sets the trading state of a user or of the whole company (company admins only)."""
+
+    @_abc_1.abstractmethod
+    def GetTradingState(
+        self,
+        request: _trading_engine_service_pb2.GetTradingStateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trading_engine_service_pb2.GetTradingStateResponse, _abc.Awaitable[_trading_engine_service_pb2.GetTradingStateResponse]]:
+        """Returns the trading state in force for a user, and the user and company settings it comes from."""
 
     @_abc_1.abstractmethod
     def HealthCheck(

@@ -1,0 +1,152 @@
+"""Trading states and the per-user protections the decision core reads.
+
+A company admin sets a trading state (ACTIVE, REDUCE_ONLY, HALTED) for one
+user or for the whole company; the drawdown limit halts a user by itself. The
+state in force for a user is the stricter of the two settings. Settings are
+kept in the store (so a restart keeps a halt) and in memory, where each
+user's `Protection` is updated at once: the next batch decided sees the
+change, on every transport, without a restart.
+
+Open positions and stop-outs, which the execution tracker reports, live in
+the same `Protection`, so a batch reads one object per user.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
+from trading_engine import errors
+from trading_engine.clock import Clock
+from trading_engine.core.protections import ACTIVE, HALTED, Protection, stricter
+from trading_engine.stores.base import AuditRecord, Store, TradingStateRecord
+from trading_engine.tenancy import Caller, require_admin, subject_user
+
+ADMIN: Final[int] = service_pb2.TRADING_STATE_CAUSE_ADMIN
+DRAWDOWN_LIMIT: Final[int] = service_pb2.TRADING_STATE_CAUSE_DRAWDOWN_LIMIT
+# `changed_by` of a halt the drawdown limit set.
+DRAWDOWN_ACTOR: Final = "drawdown-limit"
+_COMPANY: Final = ""
+_STATE_WORDS: Final[dict[int, str]] = {
+    service_pb2.TRADING_STATE_ACTIVE: "active",
+    service_pb2.TRADING_STATE_REDUCE_ONLY: "reduce-only",
+    service_pb2.TRADING_STATE_HALTED: "halted",
+}
+
+
+class Protections:
+    """Each user's Protection, and the trading-state settings behind them."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        # (company, user or "" for the company) -> the setting in force.
+        self._settings: dict[tuple[str, str], TradingStateRecord] = {}
+        # (company, user) -> what the core reads.
+        self._users: dict[tuple[str, str], Protection] = {}
+
+    async def start(self) -> None:
+        """Load the stored settings."""
+        for record in await self._store.trading_states():
+            self._settings[(record.company_id, record.user_id)] = record
+
+    def protection(self, company_id: str, user_id: str) -> Protection:
+        """The user's Protection, kept current from now on."""
+        key = (company_id, user_id)
+        protection = self._users.get(key)
+        if protection is None:
+            protection = self._users[key] = Protection()
+            self._refresh(company_id, user_id, protection)
+        return protection
+
+    def settings(
+        self, company_id: str, user_id: str
+    ) -> tuple[int, TradingStateRecord | None, TradingStateRecord | None]:
+        """The state in force for the user, their own setting and the company's."""
+        user = self._settings.get((company_id, user_id))
+        company = self._settings.get((company_id, _COMPANY))
+        return self.protection(company_id, user_id).state, user, company
+
+    def read(
+        self, caller: Caller, user_id: str
+    ) -> tuple[int, TradingStateRecord | None, TradingStateRecord | None]:
+        """`settings` for a user of the caller's company (another user: admins only)."""
+        return self.settings(caller.company_id, subject_user(caller, user_id))
+
+    async def set_state(
+        self, caller: Caller, user_id: str, state: int, reason: str
+    ) -> TradingStateRecord:
+        """An admin's setting for a user of their company, or for the company ("" user)."""
+        violations = []
+        if state not in _STATE_WORDS:
+            violations.append(
+                errors.FieldViolation("state", "required: ACTIVE, REDUCE_ONLY or HALTED")
+            )
+        if not reason.strip():
+            violations.append(
+                errors.FieldViolation("reason", "required: say why, it is kept with the state")
+            )
+        if violations:
+            raise errors.invalid("the trading state cannot be set", violations)
+        require_admin(caller, "setting a trading state")
+        if user_id and await self._store.user_tier(caller.company_id, user_id) is None:
+            # Most likely a typo: a setting for it would protect nobody.
+            raise errors.NotFound(
+                f"user {user_id!r} of company {caller.company_id!r} has not used the engine yet",
+                reason="USER_NOT_FOUND",
+            )
+        record = TradingStateRecord(
+            caller.company_id, user_id, state, ADMIN, reason, caller.user_id, self._clock.now_ns()
+        )
+        await self._put(record, caller.user_id)
+        return record
+
+    async def halt_for_drawdown(self, company_id: str, user_id: str, reason: str) -> bool:
+        """Halt a user whose own setting is not already HALTED; whether this halted them."""
+        current = self._settings.get((company_id, user_id))
+        if current is not None and current.state == HALTED:
+            return False
+        record = TradingStateRecord(
+            company_id, user_id, HALTED, DRAWDOWN_LIMIT, reason, DRAWDOWN_ACTOR,
+            self._clock.now_ns(),
+        )  # fmt: skip
+        await self._put(record, DRAWDOWN_ACTOR)
+        return True
+
+    async def _put(self, record: TradingStateRecord, actor: str) -> None:
+        await self._store.put_trading_state(record)
+        await self._store.append_audit(
+            AuditRecord(
+                company_id=record.company_id,
+                actor=actor,
+                action="trading_state.set",
+                subject_user_id=record.user_id,
+                at_ns=record.changed_at_ns,
+                detail=json.dumps({"state": _STATE_WORDS[record.state], "reason": record.reason}),
+            )
+        )
+        self._settings[(record.company_id, record.user_id)] = record
+        for (company_id, user_id), protection in self._users.items():
+            if company_id == record.company_id and record.user_id in (_COMPANY, user_id):
+                self._refresh(company_id, user_id, protection)
+
+    def _refresh(self, company_id: str, user_id: str, protection: Protection) -> None:
+        user = self._settings.get((company_id, user_id))
+        company = self._settings.get((company_id, _COMPANY))
+        state = stricter(
+            user.state if user is not None else ACTIVE,
+            company.state if company is not None else ACTIVE,
+        )
+        protection.state = state
+        # The cancellation reason names the setting that decided, and its reason.
+        deciding = company if company is not None and company.state == state else user
+        protection.why = "" if state == ACTIVE or deciding is None else _describe(deciding)
+
+
+def _describe(record: TradingStateRecord) -> str:
+    scope = f"user {record.user_id}" if record.user_id else f"company {record.company_id}"
+    return (
+        f"trading is {_STATE_WORDS[record.state]} for {scope} "
+        f"(set by {record.changed_by}: {record.reason})"
+    )
