@@ -9,8 +9,22 @@ from tradeflow.ml.v1 import prediction_pb2
 
 NOW_NS = 1_800_000_000_000_000_000
 # Mid prices the batches are built around.
-PRICES = {"EURUSD": 1.08512, "GBPUSD": 1.27043, "USDJPY": 151.237, "XAUUSD": 2398.45}
-_HALF_SPREAD = {"EURUSD": 0.00004, "GBPUSD": 0.00005, "USDJPY": 0.004, "XAUUSD": 0.15}
+PRICES = {
+    "EURUSD": 1.08512,
+    "GBPUSD": 1.27043,
+    "USDJPY": 151.237,
+    "XAUUSD": 2398.45,
+    "AUDUSD": 0.65731,
+    "NZDUSD": 0.59874,
+}
+_HALF_SPREAD = {
+    "EURUSD": 0.00004,
+    "GBPUSD": 0.00005,
+    "USDJPY": 0.004,
+    "XAUUSD": 0.15,
+    "AUDUSD": 0.00004,
+    "NZDUSD": 0.00005,
+}
 
 
 def prediction(

@@ -3,125 +3,43 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
 
-from tests.factories import NOW_NS, batch, prediction
+from tests.api.trading import MS, PIP, decide, failure, record, result
+from tests.factories import NOW_NS
 from tests.support import ADMIN, RIVAL_ADMIN, TRADER, Stubs, Tokens, free_port, http_json_async
 from tradeflow.trading.v1 import execution_pb2, performance_pb2, signal_pb2, strategy_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from trading_engine.app import Application
-from trading_engine.config import EngineSettings, GatewaySettings
+from trading_engine.config import GatewaySettings
 from trading_engine.gateway.envoy import EnvoyGateway
 from trading_engine_client.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
-    from_rpc_error,
 )
-
-if TYPE_CHECKING:
-    from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
-
-    Stub = service_grpc.TradingEngineServiceAsyncStub
 
 E = execution_pb2
 S = signal_pb2
-MS = 1_000_000
-PIP = 0.0001
-
-
-class FixedClock:
-    def now_ns(self) -> int:
-        return NOW_NS
-
-
-@pytest.fixture
-async def fixed_engine(engine_settings: EngineSettings) -> AsyncIterator[Application]:
-    application = Application(
-        dataclasses.replace(engine_settings, shutdown_grace_seconds=1.0), clock=FixedClock()
-    )
-    await application.start()
-    yield application
-    await application.stop()
-
-
-@pytest.fixture
-async def stubs_(fixed_engine: Application, tokens: Tokens) -> AsyncIterator[Stubs]:
-    opened = Stubs(fixed_engine.grpc_address, tokens)
-    yield opened
-    await opened.close()
-
-
-async def _decide(stub: Stub, batch_id: str, *symbols: str) -> list[signal_pb2.TradingSignal]:
-    predictions = [prediction(f"{batch_id}-{s}", s) for s in symbols]
-    response = await stub.ProcessPredictionBatch(
-        service_pb2.ProcessPredictionBatchRequest(batch=batch(batch_id, predictions))
-    )
-    return list(response.signal_batch.signals)
-
-
-def _result(
-    signal: signal_pb2.TradingSignal,
-    execution_id: str,
-    status: int,
-    price: float = 0.0,
-    exit_price: float = 0.0,
-    after_ms: int = 150,
-    commission: float = 0.0,
-) -> execution_pb2.ExecutionResult:
-    result = E.ExecutionResult(
-        execution_id=execution_id,
-        signal_id=signal.signal_id,
-        symbol=signal.symbol,
-        status=status,  # type: ignore[arg-type]
-        executed_price=price,
-        executed_size_lots=signal.entry.position_size_lots if price else 0.0,
-        exit_price=exit_price,
-        commission=commission,
-    )
-    if price:
-        result.executed_at.FromNanoseconds(NOW_NS + after_ms * MS)
-    if exit_price:
-        result.closed_at.FromNanoseconds(NOW_NS + 3_600_000 * MS)
-    return result
-
-
-async def _record(
-    stub: Stub, result: execution_pb2.ExecutionResult
-) -> execution_pb2.SignalPerformance:
-    response = await stub.RecordExecutionResult(
-        service_pb2.RecordExecutionResultRequest(result=result)
-    )
-    return response.performance
-
-
-async def _failure(call: object) -> Exception:
-    try:
-        await call  # type: ignore[misc]
-    except grpc.aio.AioRpcError as error:
-        return from_rpc_error(error)
-    raise AssertionError("the call succeeded")
 
 
 async def test_a_fill_then_a_close_give_latency_slippage_and_profit_exact_to_the_pip(
     stubs_: Stubs,
 ) -> None:
     stub = stubs_.as_(TRADER)
-    [eurusd] = await _decide(stub, "b1", "EURUSD")
+    [eurusd] = await decide(stub, "b1", "EURUSD")
     entry = eurusd.entry
     lots = entry.position_size_lots
 
     # Filled 0.3 pips worse than asked for a buy (higher), 150 ms after the decision.
-    filled = await _record(
-        stub, _result(eurusd, "x1", E.EXECUTION_STATUS_FILLED, entry.entry_price + 3 * PIP / 10)
+    filled = await record(
+        stub, result(eurusd, "x1", E.EXECUTION_STATUS_FILLED, entry.entry_price + 3 * PIP / 10)
     )
     assert filled.outcome == E.SIGNAL_OUTCOME_OPEN
     assert filled.slippage_pips == pytest.approx(0.3)
@@ -130,10 +48,10 @@ async def test_a_fill_then_a_close_give_latency_slippage_and_profit_exact_to_the
 
     # Closed 25 pips above the fill, 4.50 commission: 25 x pip value x lots - 4.50.
     fill_price = entry.entry_price + 3 * PIP / 10
-    close = _result(
+    close = result(
         eurusd, "x1", E.EXECUTION_STATUS_CLOSED, fill_price, fill_price + 25 * PIP, commission=4.5
     )
-    closed = await _record(stub, close)
+    closed = await record(stub, close)
     assert closed.outcome == E.SIGNAL_OUTCOME_WIN
     assert closed.profit_loss_pips == pytest.approx(25.0)
     assert closed.profit_loss == pytest.approx(round(25 * entry.pip_value * lots - 4.5, 2))
@@ -141,24 +59,22 @@ async def test_a_fill_then_a_close_give_latency_slippage_and_profit_exact_to_the
     assert closed.closed_at.ToNanoseconds() == NOW_NS + 3_600_000 * MS
 
     # The same close sent again changes nothing.
-    again = await _record(stub, close)
+    again = await record(stub, close)
     assert again == closed
 
 
 async def test_summary_and_analysis_match_hand_computed_figures(stubs_: Stubs) -> None:
     stub = stubs_.as_(TRADER)
-    eurusd, gbpusd, usdjpy = await _decide(stub, "b2", "EURUSD", "GBPUSD", "USDJPY")
+    eurusd, gbpusd, usdjpy = await decide(stub, "b2", "EURUSD", "GBPUSD", "USDJPY")
     # EURUSD: +20 pips; GBPUSD: -10 pips; USDJPY: filled, still open. Broker reports money.
     for signal, move, money in ((eurusd, 20, 250.0), (gbpusd, -10, -125.0)):
         price = signal.entry.entry_price
-        result = _result(
+        close = result(
             signal, f"x-{signal.symbol}", E.EXECUTION_STATUS_CLOSED, price, price + move * PIP
         )
-        result.profit_loss, result.currency = money, "USD"
-        await _record(stub, result)
-    await _record(
-        stub, _result(usdjpy, "x-jpy", E.EXECUTION_STATUS_FILLED, usdjpy.entry.entry_price)
-    )
+        close.profit_loss, close.currency = money, "USD"
+        await record(stub, close)
+    await record(stub, result(usdjpy, "x-jpy", E.EXECUTION_STATUS_FILLED, usdjpy.entry.entry_price))
 
     response = await stub.GetPerformanceSummary(
         service_pb2.GetPerformanceSummaryRequest(window=performance_pb2.PERFORMANCE_WINDOW_ALL_TIME)
@@ -212,45 +128,45 @@ async def test_open_positions_feed_the_position_limit(stubs_: Stubs) -> None:
             update_mask=field_mask_pb2.FieldMask(paths=["max_position_count"]),
         )
     )
-    [eurusd] = await _decide(stub, "b3", "EURUSD")
-    await _record(stub, _result(eurusd, "x3", E.EXECUTION_STATUS_FILLED, eurusd.entry.entry_price))
-    [gbpusd] = await _decide(stub, "b4", "GBPUSD")
+    [eurusd] = await decide(stub, "b3", "EURUSD")
+    await record(stub, result(eurusd, "x3", E.EXECUTION_STATUS_FILLED, eurusd.entry.entry_price))
+    [gbpusd] = await decide(stub, "b4", "GBPUSD")
     assert gbpusd.reason == S.DISPOSITION_REASON_POSITION_LIMIT_REACHED
 
     price = eurusd.entry.entry_price
-    await _record(stub, _result(eurusd, "x3", E.EXECUTION_STATUS_CLOSED, price, price + 5 * PIP))
-    [usdjpy] = await _decide(stub, "b5", "USDJPY")
+    await record(stub, result(eurusd, "x3", E.EXECUTION_STATUS_CLOSED, price, price + 5 * PIP))
+    [usdjpy] = await decide(stub, "b5", "USDJPY")
     assert usdjpy.disposition == S.SIGNAL_DISPOSITION_ACTIONABLE
 
 
 async def test_bad_results_are_refused_with_the_reason(stubs_: Stubs) -> None:
     stub = stubs_.as_(TRADER)
-    [eurusd, cad] = await _decide(stub, "b6", "EURUSD", "GBPUSD")
+    [eurusd, cad] = await decide(stub, "b6", "EURUSD", "GBPUSD")
     unknown = E.ExecutionResult(
         execution_id="x", signal_id="nope", status=E.EXECUTION_STATUS_REJECTED
     )
-    assert isinstance(await _failure(_record(stub, unknown)), NotFoundError)
+    assert isinstance(await failure(record(stub, unknown)), NotFoundError)
 
-    missing = _result(eurusd, "x6", E.EXECUTION_STATUS_CLOSED, eurusd.entry.entry_price)
+    missing = result(eurusd, "x6", E.EXECUTION_STATUS_CLOSED, eurusd.entry.entry_price)
     missing.ClearField("closed_at")
-    error = await _failure(_record(stub, missing))
+    error = await failure(record(stub, missing))
     assert isinstance(error, InvalidArgumentError)
     assert set(error.field_violations) == {"result.exit_price", "result.closed_at"}
 
-    wrong_symbol = _result(eurusd, "x7", E.EXECUTION_STATUS_REJECTED)
+    wrong_symbol = result(eurusd, "x7", E.EXECUTION_STATUS_REJECTED)
     wrong_symbol.symbol = "USDJPY"
-    assert isinstance(await _failure(_record(stub, wrong_symbol)), FailedPreconditionError)
+    assert isinstance(await failure(record(stub, wrong_symbol)), FailedPreconditionError)
 
-    other_company = _result(eurusd, "x8", E.EXECUTION_STATUS_REJECTED)
+    other_company = result(eurusd, "x8", E.EXECUTION_STATUS_REJECTED)
     other_company.company_id = "rival"
-    assert isinstance(await _failure(_record(stub, other_company)), PermissionDeniedError)
+    assert isinstance(await failure(record(stub, other_company)), PermissionDeniedError)
     # A rival company's admin sees no signal of ours, and no figures of ours.
     rival = stubs_.as_(RIVAL_ADMIN)
     assert isinstance(
-        await _failure(_record(rival, _result(eurusd, "x9", E.EXECUTION_STATUS_REJECTED))),
+        await failure(record(rival, result(eurusd, "x9", E.EXECUTION_STATUS_REJECTED))),
         NotFoundError,
     )
-    rejected = await _record(stub, _result(cad, "x10", E.EXECUTION_STATUS_REJECTED))
+    rejected = await record(stub, result(cad, "x10", E.EXECUTION_STATUS_REJECTED))
     assert rejected.outcome == E.SIGNAL_OUTCOME_NOT_FILLED
     theirs = await rival.GetPerformanceSummary(service_pb2.GetPerformanceSummaryRequest())
     assert theirs.summary.stats.signals_total == 0
@@ -261,11 +177,11 @@ async def test_bad_results_are_refused_with_the_reason(stubs_: Stubs) -> None:
     assert ours.summary.stats.signals_total == 2
 
 
-async def test_stream_analytics_sends_figures_then_an_update_after_each_result(
+async def test_stream_analytics_sends_figures_then_an_update_after_eachresult(
     stubs_: Stubs,
 ) -> None:
     stub = stubs_.as_(TRADER)
-    [eurusd] = await _decide(stub, "b7", "EURUSD")
+    [eurusd] = await decide(stub, "b7", "EURUSD")
     requests: asyncio.Queue[service_pb2.StreamAnalyticsRequest | None] = asyncio.Queue()
 
     async def send() -> AsyncIterator[service_pb2.StreamAnalyticsRequest]:
@@ -287,7 +203,7 @@ async def test_stream_analytics_sends_figures_then_an_update_after_each_result(
 
     first = await read()
     assert first.summary.stats.executed == 0
-    await _record(stub, _result(eurusd, "x11", E.EXECUTION_STATUS_FILLED, eurusd.entry.entry_price))
+    await record(stub, result(eurusd, "x11", E.EXECUTION_STATUS_FILLED, eurusd.entry.entry_price))
     update = await read()
     assert update.summary.stats.executed == 1
 

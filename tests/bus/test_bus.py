@@ -7,6 +7,7 @@ listens on both transports the way Risk-Management would.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -442,3 +443,50 @@ async def test_an_engine_stopped_mid_stream_hands_over_without_losing_or_repeati
             what="every batch decided by one engine or the other",
         )
         assert second.bus.bridge.counts.batches_decided == BACKLOG - decided_first
+
+
+async def test_losing_results_on_the_bus_change_the_users_strategy_version(
+    tmp_path: Path, nats_server: NatsServer, kafka_broker: KafkaBroker, topics: None,
+    client: BusClient,
+) -> None:  # fmt: skip
+    settings = dataclasses.replace(
+        bus_settings(str(tmp_path / "engine"), nats_server.url, kafka_broker.bootstrap),
+        adaptive_min_closed_signals=2,
+    )
+    async with running_engine(settings) as engine:
+        await bus_ready(engine)
+        predictions = [factories.prediction(f"p-{s}", s) for s in ("EURUSD", "GBPUSD")]
+        await client.to_nats(prediction_envelope("two", factories.batch("two", predictions)))
+        await eventually(lambda: len(signal_outputs(client)[1]) == 1, what="the signals decided")
+        signals = client.kafka[names.KAFKA_SIGNALS].signal_batches()[0].signals
+        assert [s.disposition for s in signals] == [signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE] * 2
+
+        for index, signal in enumerate(signals):
+            # Filled at the entry, stopped out 20 pips lower.
+            loss = execution_pb2.ExecutionResult(
+                execution_id=f"x-{index}", signal_id=signal.signal_id, user_id="trader-1",
+                company_id="acme", symbol=signal.symbol,
+                status=execution_pb2.EXECUTION_STATUS_CLOSED,
+                executed_price=signal.entry.entry_price,
+                executed_size_lots=signal.entry.position_size_lots,
+                exit_price=signal.entry.entry_price - signal.entry.stop_loss_pips * 0.0001,
+                close_reason=execution_pb2.CLOSE_REASON_STOP_LOSS,
+            )  # fmt: skip
+            loss.executed_at.GetCurrentTime()
+            loss.closed_at.GetCurrentTime()
+            envelope = Envelope(
+                message_type=envelope_pb2.MESSAGE_TYPE_EXECUTION_RESULT,
+                user_id="trader-1", company_id="acme", payload=loss.SerializeToString(),
+                message_id=f"exec-{index}",
+            )  # fmt: skip
+            await client.to_kafka(envelope.SerializeToString(), names.KAFKA_EXECUTIONS)
+        await eventually(lambda: engine.bus.bridge.counts.executions == 2, what="results taken")
+
+        async with Tokens(engine.settings).channel(engine.grpc_address, TRADER) as channel:
+            stub = service_grpc.TradingEngineServiceStub(channel)
+            strategy = (await stub.GetStrategy(service_pb2.GetStrategyRequest())).strategy
+            summary = await stub.GetPerformanceSummary(service_pb2.GetPerformanceSummaryRequest())
+    assert (summary.summary.stats.closed, summary.summary.stats.losses) == (2, 2)
+    assert strategy.adaptive_version > 0
+    assert strategy.version == strategy.adaptive_version
+    assert strategy.config.min_confidence_threshold == 0.75
