@@ -35,6 +35,7 @@ _NEEDS_FILL: Final = frozenset(
     {E.EXECUTION_STATUS_FILLED, E.EXECUTION_STATUS_PARTIALLY_FILLED, E.EXECUTION_STATUS_CLOSED}
 )
 _CLOSED_OUTCOMES: Final = frozenset({WIN, LOSS, BREAKEVEN})
+_DAY_NS: Final = 86_400 * 1_000_000_000
 
 # (company, user) -> (equity, currency) of the account the user's newest batch reported.
 Account = Callable[[str, str], tuple[float, str] | None]
@@ -85,12 +86,23 @@ class ExecutionTracker:
         self._after_close = after_close
 
     async def start(self) -> None:
-        """Rebuild the open positions from the stored outcomes."""
+        """Rebuild the open positions and the last day's stop-outs from the store."""
         for outcome in await self._store.open_outcomes():
             self._opened(
                 outcome.company_id, outcome.user_id, outcome.signal_id, outcome.symbol,
                 SIDE[outcome.signal_type],
             )  # fmt: skip
+        # No cooldown lasts longer than a day (the strategy's longest duration).
+        since_ns = self._clock.now_ns() - _DAY_NS
+        for record in await self._store.closed_executions_since(since_ns):
+            result = execution_pb2.ExecutionResult.FromString(record.payload)
+            if not _stop_out(result):
+                continue
+            stopped = await self._store.outcome(record.company_id, record.signal_id)
+            if stopped is not None:
+                self._protections.protection(record.company_id, record.user_id).stopped_out(
+                    stopped.symbol, SIDE[stopped.signal_type], result.closed_at.ToNanoseconds()
+                )
 
     def open_positions(self, company_id: str, user_id: str) -> int:
         return self._protections.protection(company_id, user_id).open_positions
@@ -136,7 +148,7 @@ class ExecutionTracker:
         elif signal.signal_id in self._open:
             self._open.discard(signal.signal_id)
             self._protections.protection(*key).closed(signal.symbol, side)
-        if result.close_reason == E.CLOSE_REASON_STOP_LOSS and result.HasField("closed_at"):
+        if _stop_out(result):
             self._protections.protection(*key).stopped_out(
                 signal.symbol, side, result.closed_at.ToNanoseconds()
             )
@@ -180,6 +192,10 @@ class ExecutionTracker:
                 reason="SYMBOL_MISMATCH",
             )
         return signal
+
+
+def _stop_out(result: execution_pb2.ExecutionResult) -> bool:
+    return result.close_reason == E.CLOSE_REASON_STOP_LOSS and result.HasField("closed_at")
 
 
 def result_violations(result: execution_pb2.ExecutionResult) -> list[errors.FieldViolation]:

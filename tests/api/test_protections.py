@@ -228,6 +228,31 @@ async def test_after_a_stop_loss_the_same_side_waits_for_the_cooldown(
     assert later.disposition == S.SIGNAL_DISPOSITION_ACTIONABLE
 
 
+async def test_a_cooldown_survives_a_restart(
+    stubs_: Stubs, fixed_engine: Application, engine_settings: EngineSettings,
+    clock: ManualClock, tokens: Tokens,
+) -> None:  # fmt: skip
+    trader = stubs_.as_(TRADER)
+    buy = await _decide_at(trader, clock, "b1", "EURUSD", prediction_pb2.DIRECTION_UP)
+    await _close(trader, buy, -20, reason=E.CLOSE_REASON_STOP_LOSS)
+    await fixed_engine.stop()
+
+    clock.now = CLOSED_NS + 10 * MINUTE_NS
+    restarted = Application(engine_settings, clock=clock)
+    await restarted.start()
+    try:
+        stubs = Stubs(restarted.grpc_address, tokens)
+        try:
+            again = await _decide_at(
+                stubs.as_(TRADER), clock, "b2", "EURUSD", prediction_pb2.DIRECTION_UP
+            )
+        finally:
+            await stubs.close()
+    finally:
+        await restarted.stop()
+    assert again.reason == S.DISPOSITION_REASON_STOP_LOSS_COOLDOWN
+
+
 async def test_a_take_profit_starts_no_cooldown(stubs_: Stubs, clock: ManualClock) -> None:
     trader = stubs_.as_(TRADER)
     buy = await _decide_at(trader, clock, "b1", "EURUSD", prediction_pb2.DIRECTION_UP)

@@ -128,6 +128,23 @@ async def test_each_status_of_an_execution_is_kept_in_recorded_order(store: Stor
     assert await store.executions_for_signal("acme", "s1") == recorded
 
 
+async def test_closed_results_since_a_time_come_from_every_company_in_recorded_order(
+    store: Store,
+) -> None:
+    old = execution("x-old", CLOSED, at_ns=NOW_NS - SECOND_NS)
+    fill = execution("x-new", FILLED, at_ns=NOW_NS + SECOND_NS)
+    first = execution("x-new", CLOSED, at_ns=NOW_NS + 3 * SECOND_NS)
+    rival = execution(
+        "x-rival", CLOSED, company_id="rival", user_id="bob", at_ns=NOW_NS + SECOND_NS
+    )
+    edge = execution("x-edge", CLOSED, signal_id="s2", at_ns=NOW_NS)
+    for record in (old, fill, first, rival, edge):
+        await store.record_execution(record)
+
+    # Recorded order, not time order: the engine records results as they arrive.
+    assert await store.closed_executions_since(NOW_NS) == [first, rival, edge]
+
+
 async def test_an_outcome_is_stored_with_every_field(store: Store) -> None:
     filled = outcome("filled")
     # Never filled: no slippage or latency, and nothing closed.

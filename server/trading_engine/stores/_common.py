@@ -29,6 +29,7 @@ from trading_engine.stores.base import (
 
 ACTIONABLE: Final[int] = signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
 OPEN: Final[int] = execution_pb2.SIGNAL_OUTCOME_OPEN
+CLOSED: Final[int] = execution_pb2.EXECUTION_STATUS_CLOSED
 
 # Spells the driver's nth query parameter (1-based): "?" or "$n".
 Placeholder = Callable[[int], str]
@@ -61,6 +62,16 @@ OUTCOME_COLUMNS: Final = (
     "generated_at_ns, outcome, profit_loss_pips, profit_loss, slippage_pips, "
     "execution_latency_ns, closed_at_ns, strategy_version, updated_at_ns, payload"
 )
+
+
+def closed_executions_sql(placeholder: Callable[[int], str]) -> str:
+    """Every company's CLOSED results recorded at or after a time, in recorded order."""
+    return (
+        f"SELECT {EXECUTION_COLUMNS} FROM executions "
+        f"WHERE status = {CLOSED} AND recorded_at_ns >= {placeholder(1)} ORDER BY id"
+    )
+
+
 # The literal OPEN lets both databases use the partial index outcomes_open.
 OPEN_OUTCOMES_SQL: Final = (
     f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE outcome = {OPEN} "

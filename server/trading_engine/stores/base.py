@@ -338,6 +338,10 @@ class Store(Protocol):
         """
         ...
 
+    async def closed_executions_since(self, since_ns: int) -> list[ExecutionRecord]:
+        """Every company's CLOSED results recorded at or after `since_ns`, in recorded order."""
+        ...
+
     async def open_outcomes(self) -> list[OutcomeRecord]:
         """Every company's outcomes that are OPEN: the positions to rebuild at start-up."""
         ...

@@ -41,6 +41,7 @@ from trading_engine.stores._common import (
     audit_from_row,
     audit_values,
     check_limit,
+    closed_executions_sql,
     execution_from_row,
     execution_values,
     layer_values,
@@ -263,6 +264,11 @@ class SqliteStore:
         sql, parameters = outcomes_sql(company_id, user_id, since_ns, symbol, _placeholder)
         rows = await self._fetch("read signal outcomes", sql, tuple(parameters))
         return [outcome_from_row(row) for row in rows]
+
+    async def closed_executions_since(self, since_ns: int) -> list[ExecutionRecord]:
+        sql = closed_executions_sql(_placeholder)
+        rows = await self._fetch("read closed execution results", sql, (since_ns,))
+        return [execution_from_row(row) for row in rows]
 
     async def open_outcomes(self) -> list[OutcomeRecord]:
         rows = await self._fetch("read open signal outcomes", OPEN_OUTCOMES_SQL, ())

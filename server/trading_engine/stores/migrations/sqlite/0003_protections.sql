@@ -30,3 +30,6 @@ CREATE TABLE prediction_batches (
 
 -- Retention deletes by age across every company, with the signals.
 CREATE INDEX prediction_batches_received_at ON prediction_batches (received_at_ns);
+
+-- Stop-loss closes of the last day restore the cooldowns at start.
+CREATE INDEX executions_recorded_at ON executions (recorded_at_ns);
