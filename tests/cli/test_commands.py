@@ -111,7 +111,7 @@ async def test_dev_runs_engine_and_gateway_prints_commands_and_leaves_nothing_be
 
 
 def test_help_shows_examples_for_every_command() -> None:
-    for command in ("serve", "gateway", "dev", "token"):
+    for command in ("serve", "gateway", "dev", "token", "risk-service", "explain"):
         result = subprocess.run(
             [str(BIN / "trading-engine"), command, "--help"],
             capture_output=True,
