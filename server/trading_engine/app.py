@@ -27,6 +27,7 @@ from trading_engine.explain import SignalAudit
 from trading_engine.health import ComponentReport, ComponentState, HealthMonitor
 from trading_engine.history import SignalHistory
 from trading_engine.manual_signals import ManualSignals
+from trading_engine.metrics import EngineCollector, MetricsServer
 from trading_engine.pipeline import SignalPipeline
 from trading_engine.protections import Protections
 from trading_engine.risk.gate import RiskGate, RiskSettings
@@ -105,6 +106,9 @@ class Application:
             SignalAudit(self.store, self.history_writer),
             self.clock,
         )
+        self.metrics = MetricsServer(
+            EngineCollector(self.engine.stats, self.history_writer, self.risk, self.clock)
+        )
         # Built in start(): a grpc.aio server belongs to the loop that creates it.
         self._server: grpc.aio.Server | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -144,6 +148,9 @@ class Application:
         if self.risk is not None:
             await self.risk.start()
         await self._server.start()
+        if self.settings.metrics_address:
+            host, _, port = self.settings.metrics_address.rpartition(":")
+            self.metrics.start(host, int(port))
         await self.bus.start()
         # Everything built at start-up is long-lived: keep it out of every collection.
         tune_runtime()
@@ -166,6 +173,7 @@ class Application:
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.risk is not None:
             await self.risk.close()
+        self.metrics.stop()
         if self._store_open:
             # Decisions made until the server stopped are written before the store closes.
             await self.history_writer.close()

@@ -117,6 +117,9 @@ class EngineSettings:
     risk_breaker_reset_seconds: float = setting(
         10.0, "how long the breaker stays open before one trial call is let through"
     )
+    metrics_address: str = setting(
+        "", "host:port of the Prometheus /metrics endpoint (port 0: any free port); empty: off"
+    )
     adaptive_min_closed_signals: int = setting(
         20, "closed signals since the last adaptive adjustment before the next may be made"
     )
@@ -139,6 +142,13 @@ class EngineSettings:
             raise ValueError(
                 f"risk_breaker_failures must be at least 1, not {self.risk_breaker_failures}"
             )
+        if self.metrics_address:
+            host, _, port = self.metrics_address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(
+                    f"metrics_address must be host:port, e.g. 127.0.0.1:9464, "
+                    f"not {self.metrics_address!r}"
+                )
         if self.adaptive_min_closed_signals < 1 or self.adaptive_cooldown_minutes < 0:
             raise ValueError(
                 "adaptive_min_closed_signals must be at least 1 and adaptive_cooldown_minutes "

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import itertools
 import math
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,7 @@ async def engine_with_risk(
             risk_deadline_ms=100.0,
             risk_breaker_failures=2,
             risk_breaker_reset_seconds=RESET_S,
+            metrics_address="127.0.0.1:0",
         ),
         clock=FixedClock(),
     )
@@ -283,6 +285,40 @@ async def test_with_the_service_stopped_signals_keep_coming_conservatively_and_r
             break
     assert signal.risk_status == S.RISK_STATUS_ASSESSED
     assert asyncio.get_running_loop().time() - started < RESET_S + 2.0
+
+
+def _metrics(engine: Application) -> dict[str, float]:
+    """The engine's /metrics samples by name and labels, e.g. 'x_total{how="assessed"}'."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{engine.metrics.port}/metrics") as response:
+        text = response.read().decode()
+    return {
+        name: float(value)
+        for name, _, value in (line.rpartition(" ") for line in text.splitlines())
+        if name and not name.startswith("#")
+    }
+
+
+async def test_the_breaker_state_and_fallbacks_are_on_the_metrics_endpoint(
+    new_trader: NewTrader, risk_service: RiskService, engine_with_risk: Application
+) -> None:
+    stub, caller = new_trader()
+    await _signals(stub, caller, "EURUSD", "GBPUSD")
+    before = _metrics(engine_with_risk)
+    assert before['trading_engine_risk_breaker_state{state="closed"}'] == 1.0
+    assert before['trading_engine_risk_breaker_state{state="open"}'] == 0.0
+    assert before['trading_engine_risk_signals_total{how="assessed"}'] == 2.0
+    assert before["trading_engine_predictions_decided_total"] == 2.0
+
+    await risk_service.stop()
+    for symbol in ("USDJPY", "EURUSD"):  # two failed calls open the breaker
+        await _signals(stub, caller, symbol, direction=DOWN)
+    [_] = await _signals(stub, caller, "GBPUSD", direction=DOWN)
+    after = _metrics(engine_with_risk)
+    assert after['trading_engine_risk_breaker_state{state="open"}'] == 1.0
+    assert after['trading_engine_risk_breaker_state{state="closed"}'] == 0.0
+    assert after["trading_engine_risk_breaker_opened_total"] == 1.0
+    assert after['trading_engine_risk_signals_total{how="conservative_after_error"}'] == 2.0
+    assert after['trading_engine_risk_signals_total{how="last_known_limits"}'] == 1.0
 
 
 async def test_a_fail_closed_strategy_holds_signals_it_cannot_have_assessed(
