@@ -9,10 +9,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.support import BIN, Stubs, Tokens, free_port
+from tests.support import BIN, Stubs, Tokens, rest_gateway
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine.app import Application
-from trading_engine.config import EngineSettings, GatewaySettings
+from trading_engine.config import EngineSettings
 from trading_engine.gateway.envoy import EnvoyGateway
 
 # Tools the tests spawn (buf, grpcurl, trading-engine) come from the venv that runs pytest.
@@ -66,11 +66,5 @@ def stub(channel: grpc.aio.Channel) -> service_grpc.TradingEngineServiceAsyncStu
 
 @pytest.fixture
 async def gateway(engine: Application) -> AsyncIterator[EnvoyGateway]:
-    envoy = EnvoyGateway(
-        GatewaySettings(
-            http_port=free_port(), envoy_admin_port=free_port(), upstream_port=engine.grpc_port
-        )
-    )
-    await envoy.start()
-    yield envoy
-    await envoy.stop()
+    async with rest_gateway(engine) as envoy:
+        yield envoy

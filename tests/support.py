@@ -26,9 +26,11 @@ from grpc_health.v1 import health_pb2
 
 from tradeflow.common.v1 import tier_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
+from trading_engine.app import Application
 from trading_engine.auth.configured import signing_secret, token_policy
 from trading_engine.auth.tokens import mint_development_token
-from trading_engine.config import EngineSettings
+from trading_engine.config import EngineSettings, GatewaySettings
+from trading_engine.gateway.envoy import EnvoyGateway
 from trading_engine.tenancy import Caller
 from trading_engine_client.auth import bearer_token
 from trading_engine_client.errors import TradingEngineError, from_rpc_error
@@ -94,6 +96,21 @@ def http_json(
     except urllib.error.HTTPError as error:
         with error:
             return error.code, json.loads(error.read())
+
+
+@contextlib.asynccontextmanager
+async def rest_gateway(engine: Application) -> AsyncIterator[EnvoyGateway]:
+    """A real Envoy on free loopback ports in front of `engine`, stopped at the end."""
+    envoy = EnvoyGateway(
+        GatewaySettings(
+            http_port=free_port(), envoy_admin_port=free_port(), upstream_port=engine.grpc_port
+        )
+    )
+    await envoy.start()
+    try:
+        yield envoy
+    finally:
+        await envoy.stop()
 
 
 async def http_json_async(

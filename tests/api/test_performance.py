@@ -12,12 +12,10 @@ from google.protobuf import duration_pb2, field_mask_pb2
 
 from tests.api.trading import MS, PIP, decide, failure, record, result
 from tests.factories import NOW_NS
-from tests.support import ADMIN, RIVAL_ADMIN, TRADER, Stubs, Tokens, free_port, http_json_async
+from tests.support import ADMIN, RIVAL_ADMIN, TRADER, Stubs, Tokens, http_json_async, rest_gateway
 from tradeflow.trading.v1 import execution_pb2, performance_pb2, signal_pb2, strategy_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from trading_engine.app import Application
-from trading_engine.config import GatewaySettings
-from trading_engine.gateway.envoy import EnvoyGateway
 from trading_engine_client.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -232,15 +230,8 @@ async def test_stream_analytics_sends_figures_then_an_update_after_eachresult(
 
 
 async def test_rest_summary_through_envoy(fixed_engine: Application, tokens: Tokens) -> None:
-    http_port = free_port()
-    envoy = EnvoyGateway(
-        GatewaySettings(
-            http_port=http_port, envoy_admin_port=free_port(), upstream_port=fixed_engine.grpc_port
-        )
-    )
-    await envoy.start()
-    try:
-        base = f"http://127.0.0.1:{http_port}"
+    async with rest_gateway(fixed_engine) as envoy:
+        base = envoy.base_url
         status, body = await http_json_async(
             "GET",
             f"{base}/api/v1/performance/summary?window=PERFORMANCE_WINDOW_TODAY&symbol=EURUSD",
@@ -256,5 +247,3 @@ async def test_rest_summary_through_envoy(fixed_engine: Application, tokens: Tok
             headers=tokens.header(TRADER),
         )
         assert status == 403, json.dumps(body)
-    finally:
-        await envoy.stop()

@@ -18,15 +18,14 @@ from tests.support import (
     TRADER,
     Stubs,
     Tokens,
-    free_port,
     http_json_async,
+    rest_gateway,
 )
 from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import execution_pb2, signal_pb2, strategy_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from trading_engine.app import Application
-from trading_engine.config import EngineSettings, GatewaySettings
-from trading_engine.gateway.envoy import EnvoyGateway
+from trading_engine.config import EngineSettings
 from trading_engine_client.errors import (
     InvalidArgumentError,
     NotFoundError,
@@ -415,15 +414,8 @@ async def test_trading_state_and_explain_over_rest(
     stubs_: Stubs, fixed_engine: Application, tokens: Tokens
 ) -> None:
     [eurusd] = await decide(stubs_.as_(TRADER), "b1", "EURUSD")
-    http_port = free_port()
-    envoy = EnvoyGateway(
-        GatewaySettings(
-            http_port=http_port, envoy_admin_port=free_port(), upstream_port=fixed_engine.grpc_port
-        )
-    )
-    await envoy.start()
-    try:
-        base = f"http://127.0.0.1:{http_port}/api/v1"
+    async with rest_gateway(fixed_engine) as envoy:
+        base = f"{envoy.base_url}/api/v1"
         status, body = await http_json_async(
             "POST",
             f"{base}/trading-state",
@@ -447,5 +439,3 @@ async def test_trading_state_and_explain_over_rest(
         assert status == 200, body
         assert body["prediction"]["predictionId"] == "b1-EURUSD"
         assert body["signal"]["decisionTrace"][0]["rule"] == "DECISION_RULE_INPUT_VALIDATION"
-    finally:
-        await envoy.stop()
