@@ -1,47 +1,63 @@
 """NATS bus benchmarks: predictions published on NATS, signals read back from it.
-Run with `python -m bench.bus` (2 to 3 minutes; `--quick` for a short smoke run).
+Run with `python -m bench.bus` (3 to 4 minutes; `--quick` for a short smoke run,
+`--no-risk` to leave out the engine with a risk service: 2 to 3 minutes).
 
-The run starts a private nats-server on a free loopback port, then two
+The run starts a private nats-server on a free loopback port, then three
 subjects in turn, never together: the engine (`trading-engine serve` with the
-NATS bus on, Kafka off, SQLite in a temporary folder) and the null relay
-(`bench/null_relay.py`: decodes the envelope and the batch with the protobuf
-runtime and publishes them again, no rules). This process is the load
-generator: one nats-py connection publishes serialized envelopes on
-`trading-engine.ml-predictions` and reads `trading-engine.signals-out`,
-matching each output to its input by the `message-id` header
-(`<input id>:signals`). Each subject gets the same phases:
+NATS bus on, Kafka off, SQLite in a temporary folder), the same engine with
+`--risk-service-address` of the reference risk service (engine_risk: the
+bench starts `trading-engine risk-service` on a free loopback port before it
+and stops it after it; rules only, no injected latency or failures; the
+engine's defaults: a 50 ms deadline, the breaker open after 5 failures in a
+row), and the null relay (`bench/null_relay.py`: decodes the envelope and the
+batch with the protobuf runtime and publishes them again, no rules). This
+process is the load generator: one nats-py connection publishes serialized
+envelopes on `trading-engine.ml-predictions` and reads
+`trading-engine.signals-out`, matching each output to its input by the
+`message-id` header (`<input id>:signals`). Each subject gets the same phases:
 
 - warm-up: one empty batch per tenant (the engine loads each tenant's
   strategy layers from the store the first time it sees them), then a short
-  run that primes each company's market view; not measured.
+  run that primes each company's market view; not measured, and it need not
+  keep pace, only complete (engine_risk makes one call per batch of 10 there).
 - latency: 1,000 predictions/s offered in batches of 10 (100 batches/s on an
   absolute schedule, so a late send does not push the next ones back); each
   message from just before its publish to the arrival of its output, p50, p90,
-  p99 and max in µs. Budget: p99 <= 2,000 µs. Before either subject runs, the
+  p99 and max in µs. Budget: p99 <= 2,000 µs. Before any subject runs, the
   generator sends the same messages to itself through nats-server for 3 s:
-  the transport floor under both (reported as transport_floor).
+  the transport floor under all of them (reported as transport_floor).
 - throughput: batches of 100 predictions, the offered rate stepped up (10,000
   predictions/s and on) for a few seconds a step. A step holds when every
   output arrives, none missing, none to spare, the last within 1 s of the last
   send, and the generator really offered the rate; the steps stop at the first
-  that does not hold. Budget: >= 50,000 predictions/s. The engine has no risk
-  service to call (`require_risk_assessment` is off in every tier's default).
-  Also reported: the fastest step whose last output came within 200 ms (the
-  subject kept pace rather than caught up afterwards), and the rate of outputs
-  actually received. The null relay starts at the engine's best step and goes
-  up by a quarter or more a step, with the generated batches as they are (it
-  reads no field, and they are faster to prepare).
+  that does not hold. Budget: >= 50,000 predictions/s for the engine, which
+  has no risk service to call (`require_risk_assessment` is off in every
+  tier's default), and >= 20,000 predictions/s for engine_risk (one
+  AssessSignal call per batch of 100). Also reported: the fastest step whose
+  last output came within 200 ms (the subject kept pace rather than caught up
+  afterwards), and the rate of outputs actually received. engine_risk steps
+  up from the start as the engine does; the null relay starts at the plain
+  engine's best step and goes up by a quarter or more a step, with the
+  generated batches as they are (it reads no field, and they are faster to
+  prepare).
 
 Results, one JSON line each: bus_latency and bus_throughput with the null
 relay's figures as their reference and the ratio to them, then bus_memory:
 the engine's resident memory (VmRSS, and its peak VmHWM) after the throughput
-steps, budget 150 MB. Each phase also reports the CPU used by the subject, by
-nats-server and by this generator (% of one core; the machine's cores are
-shared by all three, and "other_processes" is what the rest of the machine
-took meanwhile, from /proc/stat; it is approximate, a few % either way, even
-below zero: above 25% the figures are marked disturbed), and what the
-engine decided (dispositions, signal types and the commonest reasons, from a
-sample of decoded outputs). Progress goes to stderr as each phase ends.
+steps, budget 150 MB; then bus_latency_risk_on and bus_throughput_risk_on,
+engine_risk's, with the plain engine's figures as their reference. A
+throughput with the breaker open is not one with the risk service on: of the
+signals risk management had to judge in the sampled outputs, the share
+RISK_STATUS_ASSESSED rather than a fallback (assessed_share, per step too) must
+be at least 0.99 in the highest step held, or meets_definition is false. Each
+phase also reports the CPU used by the subject, by nats-server, by the risk
+service (engine_risk) and by this generator (% of one core; the machine's
+cores are shared by all of them, and "other_processes" is what the rest of
+the machine took meanwhile, from /proc/stat; it is approximate, a few % either
+way, even below zero: above 25% the figures are marked disturbed), and what
+the engine decided (dispositions, signal types, the commonest reasons and the
+risk statuses, from a sample of decoded outputs). Progress goes to stderr as
+each phase ends.
 
 The workload is bench/workload.py's, placed on a live clock. Its price walk
 moves one step per batch and was drawn for 10 batches/s; played faster on one
@@ -93,6 +109,7 @@ LOOPBACK_SUBJECT: Final = "bench.loopback"
 
 LATENCY_BUDGET_US: Final = 2_000.0
 THROUGHPUT_BUDGET: Final = 50_000  # predictions/s
+THROUGHPUT_RISK_BUDGET: Final = 20_000  # predictions/s, with the risk service on
 MEMORY_BUDGET_MB: Final = 150.0
 
 LATENCY_RATE: Final = 1_000  # predictions/s
@@ -114,6 +131,9 @@ DISTURBED_PERCENT: Final = 25.0
 PACE_LAG_MS: Final = 200.0
 # The generator must really offer the rate: at least this share of it.
 OFFERED_SHARE: Final = 0.95
+# Below this share of assessed signals the engine mostly fell back (breaker open, calls
+# failing): a throughput measured so is not one with the risk service on.
+ASSESSED_SHARE: Final = 0.99
 
 COMPANIES: Final = 100
 USERS: Final = 100  # per company
@@ -122,7 +142,12 @@ POOL: Final = 40  # batches generated per company and batch size, used in turn
 PREDICTION_LEAD_NS: Final = 20_000_000  # a prediction's price is 20 ms older than its batch
 
 ENGINE: Final = "engine"
+ENGINE_RISK: Final = "engine_risk"
 RELAY: Final = "null_relay"
+# Each subject's prefix of message and prediction ids: one's late output never matches another's.
+_TAGS: Final = {ENGINE: "e", ENGINE_RISK: "r", RELAY: "n"}
+# What `trading-engine risk-service` prints once it accepts calls, before HOST:PORT.
+_RISK_LISTENING: Final = "risk service listening on "
 _BIN = Path(sys.executable).parent
 _ROOT = Path(__file__).resolve().parents[1]
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -159,7 +184,13 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 2 s of latency, 1.5 s steps"
     )
+    parser.add_argument(
+        "--no-risk",
+        action="store_true",
+        help=f"skip {ENGINE_RISK}, the engine calling the reference risk service",
+    )
     args = parser.parse_args()
+    subjects = (ENGINE, RELAY) if args.no_risk else (ENGINE, ENGINE_RISK, RELAY)
     plan = Plan(args.seconds, args.step_seconds, args.steps)
     if args.quick:
         plan = Plan(2.0, 1.5, args.steps, warm_seconds=0.5, floor_seconds=1.0)
@@ -168,7 +199,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="bench-bus-") as folder,
         NatsServer(Path(folder)) as server,
     ):
-        results = asyncio.run(run(plan, server, Path(folder)))
+        results = asyncio.run(run(plan, server, Path(folder), subjects))
     for result in results:
         print(json.dumps(result), flush=True)
 
@@ -243,27 +274,27 @@ class NatsServer:
 
 
 class Subject:
-    """The engine or the null relay, as a child process logging to a file."""
+    """The engine (with or without a risk service) or the null relay, as a child process."""
 
-    def __init__(self, name: str, server: NatsServer, folder: Path) -> None:
+    def __init__(
+        self, name: str, server: NatsServer, folder: Path, risk_address: str | None = None
+    ) -> None:
         self.name = name
         self.log_path = folder / f"{name}.log"
         self.data_dir: Path | None = None
-        env = {key: value for key, value in os.environ.items() if not key.startswith("TRADING_")}
-        if name == ENGINE:
-            data = self.data_dir = folder / "engine-data"
+        if name == RELAY:
+            command = [sys.executable, "-m", "bench.null_relay", server.url]
+            self.client_name = RELAY_CLIENT_NAME
+        else:
+            data = self.data_dir = folder / f"{name}-data"
             data.mkdir()
             command = [str(_BIN / "trading-engine"), "serve", "--grpc-port", "0",
                        "--data-dir", str(data), "--bus-nats-url", server.url,
                        "--log-level", "WARNING"]  # fmt: skip
+            if risk_address is not None:
+                command += ["--risk-service-address", risk_address]
             self.client_name = "trading-engine"
-        else:
-            command = [sys.executable, "-m", "bench.null_relay", server.url]
-            self.client_name = RELAY_CLIENT_NAME
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, cwd=_ROOT, env=env
-            )
+        self.process = _start(command, self.log_path)
         self._server = server
 
     @property
@@ -293,16 +324,60 @@ class Subject:
 
     def stop(self) -> dict[str, object]:
         """Stop it; its exit status and what it logged."""
-        code = _stop(self.process)
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        levels = collections.Counter(
-            level for line in lines for level in ("WARNING", "ERROR", "CRITICAL", "Traceback")
-            if level in line
-        )  # fmt: skip
-        report: dict[str, object] = {"exit_code": code, "log_lines": len(lines), **levels}
-        if levels or code not in (0, -signal.SIGTERM):
-            report["log_tail"] = lines[-8:]
-        return report
+        return _stop_and_report(self.process, self.log_path)
+
+
+class RiskService:
+    """The reference risk service (`trading-engine risk-service`) on a free loopback port."""
+
+    def __init__(self, folder: Path) -> None:
+        self.log_path = folder / "risk-service.log"
+        # Port 0: the service binds a free port itself and prints it, so no other can take it.
+        self.process = _start(
+            [str(_BIN / "trading-engine"), "risk-service", "--host", "127.0.0.1", "--port", "0"],
+            self.log_path,
+        )
+        self.address = ""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def ready(self, timeout_s: float = 30.0) -> None:
+        """Wait until it listens; its HOST:PORT becomes `address`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                if line.startswith(_RISK_LISTENING):
+                    self.address = line.removeprefix(_RISK_LISTENING).strip()
+                    return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the risk service did not start:\n{_tail(self.log_path)}")
+            await asyncio.sleep(0.05)
+
+    def stop(self) -> dict[str, object]:
+        return _stop_and_report(self.process, self.log_path)
+
+
+def _start(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A child process logging to `log_path`, without the caller's TRADING_ settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TRADING_")}
+    with log_path.open("wb") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=_ROOT, env=env)
+
+
+def _stop_and_report(process: subprocess.Popen[bytes], log_path: Path) -> dict[str, object]:
+    """Stop `process`; its exit status and what it logged."""
+    code = _stop(process)
+    lines = log_path.read_text(errors="replace").splitlines()
+    levels = collections.Counter(
+        level for line in lines for level in ("WARNING", "ERROR", "CRITICAL", "Traceback")
+        if level in line
+    )  # fmt: skip
+    report: dict[str, object] = {"exit_code": code, "log_lines": len(lines), **levels}
+    if levels or code not in (0, -signal.SIGTERM):
+        report["log_tail"] = lines[-8:]
+    return report
 
 
 def _stop(process: subprocess.Popen[bytes]) -> int:
@@ -640,7 +715,9 @@ class Generator:
 # --- Phases --------------------------------------------------------------------------------
 
 
-async def run(plan: Plan, server: NatsServer, folder: Path) -> list[dict[str, object]]:
+async def run(
+    plan: Plan, server: NatsServer, folder: Path, subjects: Sequence[str]
+) -> list[dict[str, object]]:
     generator: Generator | None = None
 
     async def on_error(error: Exception) -> None:
@@ -661,17 +738,18 @@ async def run(plan: Plan, server: NatsServer, folder: Path) -> list[dict[str, ob
         batch_rate = LATENCY_RATE / LATENCY_BATCH
         data = messages.phase("floor", LATENCY_BATCH, batch_rate, plan.floor_seconds, live=False)
         floor = await generator.loopback(data, batch_rate)
-        figures = {}
-        rates: Sequence[int] = plan.steps
-        for name in (ENGINE, RELAY):
+        figures: dict[str, dict[str, Any]] = {}
+        for name in subjects:
+            rates: Sequence[int] = plan.steps
+            if name == RELAY:
+                rates = relay_rates(plan.steps, _highest(figures[ENGINE]["steps"]))
             figures[name] = await measure(name, plan, server, folder, generator, messages, rates)
             # What the subject published as it stopped is not the next one's.
             generator.begin()
             await generator.quiet()
-            rates = relay_rates(plan.steps, _highest(figures[name]["steps"]))
     finally:
         await client.drain()
-    return report(figures[ENGINE], figures[RELAY], limit, floor)
+    return report(figures, limit, floor)
 
 
 async def measure(
@@ -683,15 +761,24 @@ async def measure(
     messages: Messages,
     rates: Sequence[int],
 ) -> dict[str, Any]:
-    """Every phase against one subject, started here and stopped at the end."""
-    subject = Subject(name, server, folder)
+    """Every phase against one subject, started here and stopped at the end.
+
+    ENGINE_RISK's risk service too: started before it, stopped after it.
+    """
     figures: dict[str, Any] = {}
     rss: dict[str, float] = {}
     figures["rss_mb"] = rss
+    risk = RiskService(folder) if name == ENGINE_RISK else None
+    subject: Subject | None = None
     try:
+        if risk is not None:
+            await risk.ready()
+        subject = Subject(name, server, folder, risk.address if risk is not None else None)
         await subject.ready()
         rss["ready"] = subject.memory_mb()["VmRSS"]
         pids = {name: subject.pid, "nats_server": server.pid, "generator": os.getpid()}
+        if risk is not None:
+            pids["risk_service"] = risk.pid
         slow_before = server.monitor("varz").get("slow_consumers", 0)
         figures["warm_up_tenants_s"] = await warm_up(name, plan, generator, messages, pids)
         rss["after_warm_up"] = subject.memory_mb()["VmRSS"]
@@ -712,7 +799,12 @@ async def measure(
             server.monitor("varz").get("slow_consumers", 0) - slow_before
         )
     finally:
-        figures["process"] = subject.stop()
+        try:
+            if subject is not None:
+                figures["process"] = subject.stop()
+        finally:
+            if risk is not None:
+                figures["risk_service_process"] = risk.stop()
     return figures
 
 
@@ -731,16 +823,19 @@ async def warm_up(
     """Every tenant once (as fast as outputs come back), then every company's market view."""
     started = time.monotonic()
     generator.begin()
-    await generator.offer(messages.tenants(f"{name[0]}w"), 1e6, window=200)
+    await generator.offer(messages.tenants(f"{_TAGS[name]}w"), 1e6, window=200)
     if not await generator.complete(time.perf_counter_ns() + int(DRAIN_S * 1e9)):
         raise RuntimeError(f"{name}: the tenants' warm-up did not complete")
     seconds = round(time.monotonic() - started, 2)
     _progress(name, "tenants", {"seconds": seconds})
     batch_rate = COMPANIES * COMPANY_RATE
-    data = messages.phase(f"{name[0]}m", LATENCY_BATCH, batch_rate, plan.warm_seconds)
+    data = messages.phase(f"{_TAGS[name]}m", LATENCY_BATCH, batch_rate, plan.warm_seconds)
     warm = await phase(generator, data, batch_rate, pids)
     _progress(name, "warm-up", warm)
-    if not warm["held"]:
+    # Not measured, so it need not keep pace, only complete: with the risk service on, the
+    # engine may fall behind at one call per batch of 10 (1,000 calls/s here).
+    lost = ("missing", "unmatched_outputs", "dead_letters", "generator_shed")
+    if any(warm[key] for key in lost):
         raise RuntimeError(f"{name}: the warm-up run did not complete: {warm}")
     return seconds
 
@@ -749,14 +844,14 @@ async def latency_run(
     name: str, plan: Plan, generator: Generator, messages: Messages, pids: dict[str, int]
 ) -> dict[str, Any]:
     batch_rate = LATENCY_RATE / LATENCY_BATCH
-    data = messages.phase(f"{name[0]}l", LATENCY_BATCH, batch_rate, plan.latency_seconds)
+    data = messages.phase(f"{_TAGS[name]}l", LATENCY_BATCH, batch_rate, plan.latency_seconds)
     latency = await phase(generator, data, batch_rate, pids, keep_every=1)
     latency["latencies"] = sorted(
         generator.arrived[message_id] - sent_ns
         for message_id, sent_ns in generator.sent.items()
         if message_id in generator.arrived
     )
-    latency["mix"] = mix(generator.kept) if name == ENGINE else None
+    latency["mix"] = mix(generator.kept) if name != RELAY else None
     _progress(name, "latency", {**latency, "latencies": _latency(latency)})
     return latency
 
@@ -775,13 +870,13 @@ async def throughput_steps(
     for rate in rates:
         batch_rate = rate / THROUGHPUT_BATCH
         data = messages.phase(
-            f"{name[0]}t{rate}", THROUGHPUT_BATCH, batch_rate, plan.step_seconds, name == ENGINE
+            f"{_TAGS[name]}t{rate}", THROUGHPUT_BATCH, batch_rate, plan.step_seconds, name != RELAY
         )
         step = await phase(generator, data, batch_rate, pids, max(1, len(data) // 100))
         step["offered"] = rate
         # After each step: memory at the budget's rate, not only after the overload.
         step["rss_mb"] = subject.memory_mb()["VmRSS"]
-        if name == ENGINE:
+        if name != RELAY:
             step["mix"] = mix(generator.kept)
         steps.append(step)
         _progress(name, f"step {rate}", step)
@@ -846,17 +941,23 @@ def mix(outputs: Sequence[bytes]) -> dict[str, object]:
     dispositions: collections.Counter[str] = collections.Counter()
     types: collections.Counter[str] = collections.Counter()
     reasons: collections.Counter[str] = collections.Counter()
+    risk: collections.Counter[str] = collections.Counter()
     for data in outputs:
         envelope = envelope_pb2.TradingProcessingEnvelope.FromString(data)
         for signal_ in signal_pb2.TradingSignalBatch.FromString(envelope.payload).signals:
             dispositions[_name(signal_pb2.SignalDisposition, signal_.disposition)] += 1
             types[_name(signal_pb2.SignalType, signal_.signal_type)] += 1
             reasons[_name(signal_pb2.DispositionReason, signal_.reason)] += 1
+            # Only signals actionable when risk management saw them: the rest need no assessment
+            # (one the service judged EXTREME is a HOLD now, but was assessed).
+            if signal_.risk_status != signal_pb2.RISK_STATUS_NOT_REQUIRED:
+                risk[_name(signal_pb2.RiskStatus, signal_.risk_status)] += 1
     return {
         "batches_decoded": len(outputs),
         "dispositions": dict(dispositions.most_common()),
         "signal_types": dict(types.most_common()),
         "reasons": dict(reasons.most_common(5)),
+        "risk_statuses": dict(risk.most_common()),
     }
 
 
@@ -869,15 +970,16 @@ def _name(enum: Any, value: int) -> str:
 
 
 def report(
-    engine: dict[str, Any], relay: dict[str, Any], publish_limit: float, floor: list[int]
+    subjects: dict[str, dict[str, Any]], publish_limit: float, floor: list[int]
 ) -> list[dict[str, object]]:
+    engine, relay = subjects[ENGINE], subjects[RELAY]
     # Processes outside this benchmark that took CPU during a measured phase.
     others = {
         name: max(
             phase["cpu_percent"]["other_processes"]
             for phase in (figures["latency"], *figures["steps"])
         )
-        for name, figures in ((ENGINE, engine), (RELAY, relay))
+        for name, figures in subjects.items()
     }
     disturbed = {
         "other_processes_cpu_max_percent": others,
@@ -889,6 +991,7 @@ def report(
     relay_held = _highest(relay["steps"])
     memory = engine.get("memory_mb", {})
     rss = memory.get("VmRSS", 0.0)
+    risk_on = _risk_on(subjects[ENGINE_RISK], engine, disturbed) if ENGINE_RISK in subjects else []
     return [
         {
             "name": "bus_latency",
@@ -956,7 +1059,74 @@ def report(
             "engine_data_dir_mb": engine.get("data_dir_mb"),
             "reference": {"name": "null_relay_memory", "unit": "MB", **relay.get("memory_mb", {})},
         },
+        *risk_on,
     ]
+
+
+def _risk_on(
+    risk: dict[str, Any], engine: dict[str, Any], disturbed: dict[str, object]
+) -> list[dict[str, object]]:
+    """bus_latency_risk_on and bus_throughput_risk_on, the plain engine's figures as reference."""
+    latency = _latency(risk["latency"])
+    engine_latency = _latency(engine["latency"])
+    held = _highest(risk["steps"])
+    engine_held = _highest(engine["steps"])
+    last_held = [step for step in risk["steps"] if step["held"] and step["offered"] == held]
+    share = _assessed_share(last_held[0]["mix"]) if last_held else None
+    return [
+        {
+            "name": "bus_latency_risk_on",
+            "unit": "us",
+            "value": latency["p99"],
+            **latency,
+            "offered": {"predictions_per_s": LATENCY_RATE, "batch_size": LATENCY_BATCH},
+            "assessed_share": _assessed_share(risk["latency"]["mix"]),
+            "reference": {"name": "bus_latency", "unit": "us", **engine_latency},
+            "ratio_to_reference_p50": _ratio(latency["p50"], engine_latency["p50"]),
+            "ratio_to_reference_p99": _ratio(latency["p99"], engine_latency["p99"]),
+            "mix": risk["latency"]["mix"],
+            "phase": _phase_summary(risk["latency"]),
+            "reference_phase": _phase_summary(engine["latency"]),
+            **disturbed,
+        },
+        {
+            "name": "bus_throughput_risk_on",
+            "unit": "predictions/s",
+            "value": held,
+            "budget": THROUGHPUT_RISK_BUDGET,
+            "ratio_to_budget": round(held / THROUGHPUT_RISK_BUDGET, 2),
+            "batch_size": THROUGHPUT_BATCH,
+            # Of the sampled signals risk management had to judge in the highest step held, the
+            # share the service assessed; the rest fell back (breaker open, call failed).
+            "assessed_share": share,
+            "meets_definition": share is not None and share >= ASSESSED_SHARE,
+            "definition": f"the highest step held with an assessed share >= {ASSESSED_SHARE}",
+            "achieved_predictions_per_s": _achieved(risk["steps"]),
+            "highest_keeping_pace": _highest(risk["steps"], PACE_LAG_MS),
+            "reference": {
+                "name": "bus_throughput",
+                "unit": "predictions/s",
+                "value": engine_held,
+                "achieved_predictions_per_s": _achieved(engine["steps"]),
+                "highest_keeping_pace": _highest(engine["steps"], PACE_LAG_MS),
+            },
+            "ratio_to_reference": _ratio(held, engine_held),
+            "stopped_by": _stopped_by(risk["steps"]),
+            "steps": [_step(step, risk=True) for step in risk["steps"]],
+            **disturbed,
+            "warm_up_tenants_s": risk.get("warm_up_tenants_s"),
+            "engine_process": risk["process"],
+            "risk_service_process": risk["risk_service_process"],
+            "slow_consumers_on_server": risk.get("slow_consumers_on_server"),
+        },
+    ]
+
+
+def _assessed_share(mix: dict[str, Any]) -> float | None:
+    """Of the sampled signals risk management had to judge, the share the service assessed."""
+    statuses: dict[str, int] = mix["risk_statuses"]
+    judged = sum(statuses.values())
+    return round(statuses.get("assessed", 0) / judged, 4) if judged else None
 
 
 def _latency(phase: dict[str, Any]) -> dict[str, float]:
@@ -1009,7 +1179,7 @@ def _achieved(steps: list[dict[str, Any]]) -> int:
     return round(max(rates, default=0.0) * THROUGHPUT_BATCH)
 
 
-def _step(step: dict[str, Any]) -> dict[str, object]:
+def _step(step: dict[str, Any], risk: bool = False) -> dict[str, object]:
     summary = {
         key: value
         for key, value in step.items()
@@ -1020,6 +1190,9 @@ def _step(step: dict[str, Any]) -> dict[str, object]:
     if step.get("mix"):
         summary["dispositions"] = step["mix"]["dispositions"]
         summary["reasons"] = step["mix"]["reasons"]
+        if risk:
+            summary["assessed_share"] = _assessed_share(step["mix"])
+            summary["risk_statuses"] = step["mix"]["risk_statuses"]
     return summary
 
 
