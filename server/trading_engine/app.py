@@ -50,7 +50,11 @@ class Application:
         self.verifier = token_verifier(settings)
         self.store = open_store(settings.resolved_store_url)
         self.strategies = StrategyService(self.store, self.clock, settings.strategy_poll_seconds)
-        self.history_writer = HistoryWriter(self.store, settings.history_flush_seconds)
+        self.history_writer = HistoryWriter(
+            self.store,
+            settings.history_flush_seconds,
+            keep_batches=settings.history_keep_predictions,
+        )
         # Trading states, open positions and stop-outs, which the decision core reads.
         self.protections = Protections(self.store, self.clock)
         self.engine = DecisionEngine(

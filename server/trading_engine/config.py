@@ -72,6 +72,11 @@ class EngineSettings:
         0.2,
         "how often decided signals are written to history; a crash loses at most this much",
     )
+    history_keep_predictions: bool = setting(
+        True,
+        "keep each prediction batch with its signals, so ExplainSignal shows the prediction; "
+        "off, history writes about a tenth of the bytes less and a busy engine keeps more CPU",
+    )
     history_retention_days: float = setting(
         90.0, "signal history older than this is deleted (checked hourly)"
     )

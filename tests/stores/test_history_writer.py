@@ -6,9 +6,11 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import pytest
+
 from tests.stores.builders import NOW_NS, signal
 from tests.stores.conftest import Backend
-from trading_engine.stores.base import SignalQuery, SignalRecord, Store
+from trading_engine.stores.base import PredictionBatchRecord, SignalQuery, SignalRecord, Store
 from trading_engine.stores.history import HistoryWriter
 
 
@@ -121,3 +123,19 @@ async def test_signals_wait_out_a_store_failure_and_are_written_after_it(
 
     assert (writer.written, writer.last_error) == (20, None)
     assert (await _stored(store), await _stored(store, "bob")) == (10, 10)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+async def test_prediction_batches_are_written_before_their_signals_unless_switched_off(
+    backend: Backend, keep: bool
+) -> None:
+    store = await backend.opened()
+    writer = HistoryWriter(store, flush_interval_s=60, keep_batches=keep)
+    batch = PredictionBatchRecord("acme", "batch-1", "alice", NOW_NS, b"\x0a\x07batch-1")
+    writer.keep_batch(batch)
+    writer.submit(_batches(1)[0])
+
+    await writer.flush()
+
+    assert await store.prediction_batch("acme", "batch-1") == (batch if keep else None)
+    assert await _stored(store) == 10

@@ -38,6 +38,7 @@ class HistoryWriter:
         flush_interval_s: float = 0.2,
         max_batch: int = 5_000,
         max_pending: int = 1_000_000,
+        keep_batches: bool = True,
     ) -> None:
         if flush_interval_s <= 0 or max_batch < 1 or max_pending < 1:
             raise ValueError("flush_interval_s, max_batch and max_pending must be positive")
@@ -45,6 +46,8 @@ class HistoryWriter:
         self._interval = flush_interval_s
         self._max_batch = max_batch
         self._max_pending = max_pending
+        # Off, prediction batches are not kept: ExplainSignal then shows no prediction.
+        self._keep_batches = keep_batches
         self._pending: collections.deque[SignalRecord] = collections.deque()
         # Written before the signals decided from them, so a stored signal finds its prediction.
         self._batches: collections.deque[PredictionBatchRecord] = collections.deque()
@@ -94,7 +97,7 @@ class HistoryWriter:
 
     def keep_batch(self, record: PredictionBatchRecord) -> None:
         """Queue a prediction batch for writing; dropped (not counted) when the queue is full."""
-        if not self._closed and len(self._batches) < self._max_pending:
+        if self._keep_batches and not self._closed and len(self._batches) < self._max_pending:
             self._batches.append(record)
 
     async def start(self) -> None:
