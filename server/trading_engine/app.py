@@ -26,6 +26,7 @@ from trading_engine.executions import ExecutionTracker
 from trading_engine.explain import SignalAudit
 from trading_engine.health import ComponentReport, ComponentState, HealthMonitor
 from trading_engine.history import SignalHistory
+from trading_engine.live import LiveSignals
 from trading_engine.manual_signals import ManualSignals
 from trading_engine.metrics import EngineCollector, MetricsServer
 from trading_engine.pipeline import SignalPipeline
@@ -92,11 +93,12 @@ class Application:
             if settings.risk_service_address
             else None
         )
-        self.pipeline = SignalPipeline(self.engine, self.risk)
+        self.live = LiveSignals()
+        self.pipeline = SignalPipeline(self.engine, self.risk, self.live)
         self.bus = Bus(settings, self.pipeline, self.strategies, self.clock, self.executions)
         self._grpc_health = HealthServicer()
         manual_signals = ManualSignals(
-            self.engine, self.strategies, self.store, self.history_writer, self.clock
+            self.engine, self.strategies, self.store, self.history_writer, self.live, self.clock
         )
         self._servicer = TradingEngineServicer(
             self.health,
@@ -108,6 +110,7 @@ class Application:
             self.analytics,
             self.protections,
             SignalAudit(self.store, self.history_writer),
+            self.live,
             self.clock,
         )
         self.metrics = MetricsServer(

@@ -92,8 +92,3 @@ class Unavailable(EngineError):
 
     default_reason = "UNAVAILABLE"
 
-
-class NotYetAvailable(EngineError):
-    """The operation is part of the contract but not built yet."""
-
-    default_reason = "NOT_YET_AVAILABLE"

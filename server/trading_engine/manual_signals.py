@@ -14,6 +14,7 @@ from trading_engine import errors
 from trading_engine.clock import Clock
 from trading_engine.core.manual import ManualOrder
 from trading_engine.engine import DecisionEngine, HistorySink, history_record
+from trading_engine.live import LiveSignals
 from trading_engine.stores.base import AuditRecord, ManualSignal, Store
 from trading_engine.strategies import StrategyService
 from trading_engine.tenancy import Caller, require_admin, subject_user
@@ -28,8 +29,10 @@ class ManualSignals:
         strategies: StrategyService,
         store: Store,
         history: HistorySink,
+        live: LiveSignals,
         clock: Clock,
     ) -> None:
+        self._live = live
         self._engine = engine
         self._strategies = strategies
         self._store = store
@@ -81,6 +84,7 @@ class ManualSignals:
         self._history.submit(
             [history_record(caller.company_id, subject_id, now_ns, decision, payload)]
         )
+        self._live.publish_signal(caller.company_id, subject_id, payload)
         await self._store.append_audit(
             AuditRecord(
                 company_id=caller.company_id,

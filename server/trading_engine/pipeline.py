@@ -13,14 +13,21 @@ import asyncio
 import weakref
 
 from trading_engine.engine import DecidedBatch, DecisionEngine
+from trading_engine.live import LiveSignals
 from trading_engine.risk.gate import RiskGate
 from trading_engine.tenancy import Caller
 
 
 class SignalPipeline:
-    def __init__(self, engine: DecisionEngine, risk: RiskGate | None = None) -> None:
+    def __init__(
+        self,
+        engine: DecisionEngine,
+        risk: RiskGate | None = None,
+        live: LiveSignals | None = None,
+    ) -> None:
         self.engine = engine
         self.risk = risk
+        self.live = live or LiveSignals()
         # A user's turn: kept only while some batch of the user holds or awaits it. A batch is
         # always the caller's own (tenancy.check_batch_tenant), so the caller names the user.
         self._turns: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
@@ -28,7 +35,15 @@ class SignalPipeline:
         )
 
     async def decide(self, data: bytes, now_ns: int, caller: Caller) -> DecidedBatch:
-        """Decide a serialized MLPredictionBatch; raises as `DecisionEngine.draft` does."""
+        """Decide a serialized MLPredictionBatch; raises as `DecisionEngine.draft` does.
+
+        The signals also go to the user's live watchers (`StreamSignals`).
+        """
+        decided = await self._decide(data, now_ns, caller)
+        self.live.publish(decided)
+        return decided
+
+    async def _decide(self, data: bytes, now_ns: int, caller: Caller) -> DecidedBatch:
         engine, risk = self.engine, self.risk
         if risk is None:
             return engine.seal(engine.draft(data, now_ns, caller))

@@ -30,6 +30,7 @@ from trading_engine.executions import ExecutionTracker
 from trading_engine.explain import SignalAudit
 from trading_engine.health import ComponentState, HealthMonitor, HealthReport, ServingState
 from trading_engine.history import HistoryRequest, SignalHistory
+from trading_engine.live import LiveSignals, filter_violations, filtered_signals
 from trading_engine.manual_signals import ManualSignals
 from trading_engine.pipeline import SignalPipeline
 from trading_engine.protections import Protections
@@ -53,23 +54,6 @@ _COMPONENT_STATE = {
 }
 
 
-class _Refusal(AsyncIterator[Any]):
-    """A response stream that fails with `error` before sending anything."""
-
-    def __init__(self, error: errors.EngineError) -> None:
-        self._error = error
-
-    async def __anext__(self) -> Any:
-        raise self._error
-
-
-def _not_yet(rpc: str, lands_with: str) -> errors.NotYetAvailable:
-    return errors.NotYetAvailable(
-        f"{rpc} is part of the contract but not available in this build yet; "
-        f"it lands with {lands_with}."
-    )
-
-
 class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     """Thin gRPC adapter over the engine's components."""
 
@@ -84,8 +68,10 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         analytics: PerformanceAnalytics,
         protections: Protections,
         audit: SignalAudit,
+        live: LiveSignals,
         clock: Clock,
     ) -> None:
+        self._live = live
         self._health = health
         self._pipeline = pipeline
         self._strategies = strategies
@@ -136,10 +122,32 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         )
         return _SIGNAL_BATCH_FIELD + varint(len(decided.payload)) + decided.payload
 
-    def StreamSignals(
+    async def StreamSignals(
         self, request_iterator: AsyncIterator[service_pb2.StreamSignalsRequest], context: Context
     ) -> AsyncIterator[service_pb2.StreamSignalsResponse]:
-        return _Refusal(_not_yet("StreamSignals", "the live signal feed of the developer stack"))
+        caller = current_caller()
+        filters: asyncio.Queue[service_pb2.SignalFilter | BaseException | None] = asyncio.Queue()
+
+        async def read_filters() -> None:
+            async for request in request_iterator:
+                violations = filter_violations(request.filter)
+                if violations:
+                    filters.put_nowait(errors.invalid("the signal filter is invalid", violations))
+                    return
+                filters.put_nowait(request.filter)
+            filters.put_nowait(None)
+
+        # Watching starts before the first filter is read: no signal falls between the two.
+        with self._live.watch(caller.company_id, caller.user_id) as watcher:
+            reader = asyncio.create_task(read_filters())
+            try:
+                async for event in filtered_signals(watcher, filters):
+                    if isinstance(event, service_pb2.SignalFilter):
+                        yield service_pb2.StreamSignalsResponse(filter_applied=event)
+                    else:
+                        yield service_pb2.StreamSignalsResponse(signal=event)
+            finally:
+                reader.cancel()
 
     async def ManageStrategies(
         self, request_iterator: AsyncIterator[service_pb2.ManageStrategiesRequest], context: Context

@@ -37,7 +37,6 @@ _CODES: dict[type[errors.EngineError], int] = {
     errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
     errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     errors.Unavailable: code_pb2.UNAVAILABLE,
-    errors.NotYetAvailable: code_pb2.UNIMPLEMENTED,
 }
 
 
