@@ -33,8 +33,8 @@ install: $(VENV)/.installed  ## create .venv and install the engine with its dev
 
 build: $(VENV)/.compiled  ## recompile the hot path (mypyc and the C codec) after editing it
 
-run: build  ## install, then run the engine and its REST gateway on loopback
-	$(BIN)/trading-engine dev
+run: build  ## install, then run the whole stack on loopback with a demo feed
+	$(BIN)/trading-engine dev --demo
 
 test: check-contracts lint typecheck unit  ## everything CI runs (.ci/run)
 

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import time
 import urllib.error
@@ -30,6 +29,7 @@ from trading_engine.app import Application
 from trading_engine.auth.configured import signing_secret, token_policy
 from trading_engine.auth.tokens import mint_development_token
 from trading_engine.config import EngineSettings, GatewaySettings
+from trading_engine.devstack.brokers import free_port
 from trading_engine.gateway.envoy import EnvoyGateway
 from trading_engine.tenancy import Caller
 from trading_engine_client.auth import bearer_token
@@ -75,13 +75,6 @@ def example_batch_request() -> bytes:
     return EXAMPLE_BATCH.read_bytes().replace(b"@NOW@", now.encode())
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def http_json(
     method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, Any]:
@@ -111,6 +104,12 @@ async def rest_gateway(engine: Application) -> AsyncIterator[EnvoyGateway]:
         yield envoy
     finally:
         await envoy.stop()
+
+
+def http_text(url: str) -> str:
+    """The body of a GET, as text (a /metrics page, say)."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
 
 
 async def http_json_async(

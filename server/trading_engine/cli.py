@@ -16,16 +16,25 @@ import grpc
 from google.protobuf import json_format
 
 from tradeflow.common.v1 import risk_level_pb2, tier_pb2
+from tradeflow.trading.v1 import signal_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
-from trading_engine import __version__, explain_text
+from trading_engine import __version__
 from trading_engine.app import Application, run_until_signalled
 from trading_engine.auth.configured import signing_secret, token_policy
 from trading_engine.auth.tokens import KeyConfigurationError, mint_development_token, parse_tier
-from trading_engine.config import EngineSettings, GatewaySettings, add_arguments, from_arguments
+from trading_engine.config import (
+    DevStackSettings,
+    EngineSettings,
+    GatewaySettings,
+    add_arguments,
+    from_arguments,
+)
+from trading_engine.devstack.stack import DevStack, Endpoints
 from trading_engine.gateway.envoy import EnvoyGateway, render_config
 from trading_engine.risk.reference import RiskBehaviour, serve
 from trading_engine.tenancy import Caller
+from trading_engine.terminal import explanation, signal_table
 
 _SERVE_EXAMPLES = """\
 examples:
@@ -44,8 +53,10 @@ examples:
 
 _DEV_EXAMPLES = """\
 examples:
-  trading-engine dev
+  trading-engine dev --demo                    # everything, and predictions flowing
+  trading-engine dev --demo --demo-rate 200
   trading-engine dev --grpc-port 50061 --http-port 8091 --envoy-admin-port 9911
+  trading-engine dev --bus-nats-url nats://127.0.0.1:4222   # an external NATS instead
 """
 
 _TOKEN_EXAMPLES = """\
@@ -61,6 +72,14 @@ examples:
   export TOKEN=$(trading-engine token --user trader-1 --company acme --tier pro)
   trading-engine explain 3f9c2a...            # the engine on 127.0.0.1:50051
   trading-engine explain 3f9c2a... --address 10.0.0.5:50051 --json
+"""
+
+_WATCH_EXAMPLES = """\
+examples:
+  export TOKEN=$(trading-engine token --user trader-1 --company acme --tier pro)
+  trading-engine watch                          # the engine on 127.0.0.1:50051
+  trading-engine watch --symbol EURUSD --symbol USDJPY --type BUY --type SELL
+  trading-engine watch --all                    # HOLD, rejected and suppressed too, with why
 """
 
 _RISK_SERVICE_EXAMPLES = """\
@@ -107,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`watch | head`): nothing more to say, and nowhere to say it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return status
 
 
@@ -116,7 +139,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Turns ML predictions into explained, risk-checked trading signals.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        title="commands", dest="command", required=True, metavar="COMMAND"
+    )
 
     serve = _command(commands, "serve", "run the engine's gRPC server", _SERVE_EXAMPLES)
     add_arguments(serve, EngineSettings)
@@ -144,6 +169,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_arguments(dev.add_argument_group("engine"), EngineSettings)
     add_arguments(dev.add_argument_group("gateway"), GatewaySettings, exclude=_DEV_DERIVED)
+    stack = dev.add_argument_group("stack")
+    add_arguments(stack, DevStackSettings, exclude=("demo",))
+    stack.add_argument(
+        "--demo",
+        action="store_true",
+        help="publish a synthetic ML feed for 10 currency pairs, so signals flow at once",
+    )
     dev.set_defaults(run=_dev)
 
     token = _command(
@@ -179,18 +211,31 @@ def _parser() -> argparse.ArgumentParser:
         _EXPLAIN_EXAMPLES,
     )
     explain.add_argument("signal_id", metavar="SIGNAL_ID", help="the signal's id")
-    explain.add_argument(
-        "--address",
-        default="127.0.0.1:50051",
-        help="the engine's gRPC address (default %(default)s)",
-    )
-    explain.add_argument(
-        "--token",
-        default=os.environ.get("TOKEN", ""),
-        help="bearer token of the signal's user or a company admin (default: $TOKEN)",
-    )
+    _add_engine_call_arguments(explain)
     explain.add_argument("--json", action="store_true", help="print the response as JSON")
     explain.set_defaults(run=_explain)
+
+    watch = _command(
+        commands,
+        "watch",
+        "show your live signals as a table as the engine decides them",
+        _WATCH_EXAMPLES,
+    )
+    _add_engine_call_arguments(watch)
+    watch.add_argument(
+        "--symbol", action="append", default=[], help="only this symbol; may be repeated"
+    )
+    watch.add_argument(
+        "--type",
+        action="append",
+        default=[],
+        type=_signal_type_argument,
+        help="only this signal type (BUY, SELL, WEAK_BUY, WEAK_SELL, HOLD); may be repeated",
+    )
+    watch.add_argument(
+        "--all", action="store_true", help="also HOLD, rejected, suppressed and invalid decisions"
+    )
+    watch.set_defaults(run=_watch)
 
     risk = _command(
         commands,
@@ -295,32 +340,87 @@ async def _run_gateway(settings: GatewaySettings) -> int:
         await gateway.stop()
 
 
+def _add_engine_call_arguments(parser: argparse.ArgumentParser) -> None:
+    """--address and --token, for commands that call a running engine."""
+    parser.add_argument(
+        "--address",
+        default="127.0.0.1:50051",
+        help="the engine's gRPC address (default %(default)s)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("TOKEN", ""),
+        help="bearer token (default: $TOKEN; `trading-engine token --help` mints one)",
+    )
+
+
+def _token_metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...] | None:
+    """The call's authorization, or None after telling the user how to get a token."""
+    if args.token:
+        return (("authorization", f"Bearer {args.token}"),)
+    print(
+        f"trading-engine {args.command}: no token; pass --token or export TOKEN "
+        "(`trading-engine token --help` mints a development one)",
+        file=sys.stderr,
+    )
+    return None
+
+
+def _call_failed(args: argparse.Namespace, error: grpc.RpcError) -> int:
+    print(f"trading-engine {args.command}: {error.code().name}: {error.details()}", file=sys.stderr)
+    return 1
+
+
 def _explain(args: argparse.Namespace) -> int:
-    if not args.token:
-        print(
-            "trading-engine explain: no token; pass --token or export TOKEN "
-            "(`trading-engine token --help` mints a development one)",
-            file=sys.stderr,
-        )
+    metadata = _token_metadata(args)
+    if metadata is None:
         return 2
     with grpc.insecure_channel(args.address) as channel:
         stub = service_grpc.TradingEngineServiceStub(channel)
         try:
             response = stub.ExplainSignal(
                 service_pb2.ExplainSignalRequest(signal_id=args.signal_id),
-                metadata=(("authorization", f"Bearer {args.token}"),),
+                metadata=metadata,
                 timeout=10.0,
             )
         except grpc.RpcError as error:
-            print(
-                f"trading-engine explain: {error.code().name}: {error.details()}",
-                file=sys.stderr,
-            )
-            return 1
+            return _call_failed(args, error)
     print(
-        json_format.MessageToJson(response) if args.json else explain_text.render(response), end=""
+        json_format.MessageToJson(response) if args.json else explanation.render(response), end=""
     )
     return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    metadata = _token_metadata(args)
+    if metadata is None:
+        return 2
+    signal_filter = service_pb2.SignalFilter(
+        symbols=args.symbol, signal_types=args.type, include_non_actionable=args.all
+    )
+    with grpc.insecure_channel(args.address) as channel:
+        stub = service_grpc.TradingEngineServiceStub(channel)
+        stream = stub.StreamSignals(
+            iter([service_pb2.StreamSignalsRequest(filter=signal_filter)]), metadata=metadata
+        )
+        try:
+            for event in stream:
+                if event.HasField("filter_applied"):
+                    print(signal_table.header(), flush=True)
+                else:
+                    print(signal_table.row(event.signal), flush=True)
+        except grpc.RpcError as error:
+            return _call_failed(args, error)
+    return 0
+
+
+def _signal_type_argument(text: str) -> int:
+    known = signal_pb2.SignalType.DESCRIPTOR.values_by_name.get(
+        "SIGNAL_TYPE_" + text.strip().upper()
+    )
+    if known is None or known.number == signal_pb2.SIGNAL_TYPE_UNSPECIFIED:
+        raise argparse.ArgumentTypeError(f"{text!r} is not BUY, SELL, WEAK_BUY, WEAK_SELL or HOLD")
+    return int(known.number)
 
 
 def _tier_argument(text: str) -> int:
@@ -396,45 +496,41 @@ def _fraction(text: str) -> float:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    asyncio.run(
-        _run_dev(from_arguments(EngineSettings, args), from_arguments(GatewaySettings, args))
+    engine_settings = from_arguments(EngineSettings, args)
+    stack = DevStack(
+        engine_settings,
+        from_arguments(GatewaySettings, args),
+        from_arguments(DevStackSettings, args),
     )
+
+    async def start() -> None:
+        await stack.start()
+        assert stack.endpoints is not None  # start() set them
+        token = _development_token(engine_settings, _DEV_CALLER, _DEV_TOKEN_LIFETIME_S)
+        print(_dev_banner(stack.endpoints, token, args.demo), flush=True)
+
+    asyncio.run(run_until_signalled(start, stack.stop))
     return 0
 
 
-async def _run_dev(engine_settings: EngineSettings, gateway_settings: GatewaySettings) -> None:
-    application = Application(engine_settings)
-    gateway: EnvoyGateway | None = None
-
-    async def start() -> None:
-        nonlocal gateway
-        await application.start()
-        gateway = EnvoyGateway(
-            dataclasses.replace(
-                gateway_settings,
-                upstream_host=engine_settings.grpc_host,
-                upstream_port=application.grpc_port,
-            )
-        )
-        await gateway.start()
-        token = _development_token(engine_settings, _DEV_CALLER, _DEV_TOKEN_LIFETIME_S)
-        print(_dev_banner(application.grpc_address, gateway.base_url, token), flush=True)
-
-    async def stop() -> None:
-        if gateway is not None:
-            await gateway.stop()
-        await application.stop()
-
-    await run_until_signalled(start, stop)
-
-
-def _dev_banner(grpc_address: str, rest_url: str, token: str) -> str:
+def _dev_banner(endpoints: Endpoints, token: str, demo: bool) -> str:
     service = "tradeflow.trading.v1.TradingEngineService"
     caller = _DEV_CALLER
+    grpc_address, rest_url = endpoints.grpc, endpoints.rest
+    feed = (
+        "The demo feed publishes predictions for trader-1, trader-2, quant-1 and quant-2 of acme."
+        if demo
+        else "No predictions flow yet: restart with --demo for a synthetic feed."
+    )
     return f"""
 Trading engine {__version__} is running.
-  gRPC  {grpc_address}  (server reflection on)
-  REST  {rest_url}  (Envoy gRPC-JSON transcoding)
+  gRPC     {grpc_address}  (server reflection on)
+  REST     {rest_url}  (Envoy gRPC-JSON transcoding)
+  NATS     {endpoints.nats}  (predictions in, signals out)
+  Kafka    {endpoints.kafka}
+  risk     {endpoints.risk}  (reference risk service)
+  metrics  {endpoints.metrics}
+{feed}
 
 A development token for user {caller.user_id} of company {caller.company_id} ({caller.tier_name}),
 valid for {_DEV_TOKEN_LIFETIME_S // 3600} hours (`trading-engine token --help` mints others):
@@ -448,6 +544,8 @@ Try, from another terminal (grpcurl is in .venv/bin):
   grpcurl -plaintext -H "authorization: Bearer $TOKEN" {grpc_address} {service}/GetStrategy
   curl -s {rest_url}/api/v1/health
   curl -s -H "authorization: Bearer $TOKEN" {rest_url}/api/v1/strategy
+  curl -s -H "authorization: Bearer $TOKEN" "{rest_url}/api/v1/signals/history?page_size=5"
+  trading-engine watch --address {grpc_address}
 
 Press Ctrl-C to stop everything this command started.
 """

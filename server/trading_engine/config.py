@@ -193,6 +193,26 @@ class GatewaySettings:
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class DevStackSettings:
+    """What `trading-engine dev` runs around the engine; a port of 0 is a free one."""
+
+    nats_port: int = setting(0, "port of the private nats-server (not started with --bus-nats-url)")
+    kafka_port: int = setting(
+        0, "port of the private Kafka-protocol broker (not started with --bus-kafka-bootstrap)"
+    )
+    risk_port: int = setting(
+        0, "port of the reference risk service (not started with --risk-service-address)"
+    )
+    metrics_port: int = setting(0, "port of /metrics (unless --metrics-address names one)")
+    demo: bool = setting(False, "publish a synthetic ML feed for 10 currency pairs")
+    demo_rate: float = setting(20.0, "predictions per second the demo feed publishes")
+
+    def __post_init__(self) -> None:
+        if self.demo_rate <= 0:
+            raise ValueError(f"demo_rate must be positive, not {self.demo_rate}")
+
+
 def add_arguments(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     settings_type: type[Any],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.brokers import KafkaBroker, NatsServer
+from trading_engine.devstack.brokers import KafkaBroker, NatsServer
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import NodeNotReadyError
 from nats.js.errors import KeyWrongLastSequenceError
 
-from tests.brokers import KafkaBroker, NatsServer
+from trading_engine.devstack.brokers import KafkaBroker, NatsServer
 
 
 async def test_nats_delivers_bytes_with_headers(nats_server: NatsServer) -> None:

@@ -15,7 +15,6 @@ import pytest
 from google.protobuf import duration_pb2
 
 from tests import factories
-from tests.brokers import KafkaBroker, NatsServer
 from tests.bus.busclient import (
     ALL_TOPICS,
     BusClient,
@@ -35,6 +34,7 @@ from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine.app import Application
 from trading_engine.bus import names
 from trading_engine.config import EngineSettings
+from trading_engine.devstack.brokers import KafkaBroker, NatsServer
 from trading_engine.health import ComponentState
 
 pytestmark = pytest.mark.timeout(90)

@@ -15,15 +15,16 @@ from tests.support import (
     BIN,
     children_of,
     example_batch_request,
-    free_port,
     health_watch,
     http_json_async,
+    http_text,
     pid_alive,
     running,
 )
 from tradeflow.common.v1 import tier_pb2
 from trading_engine.auth.configured import token_verifier
 from trading_engine.config import EngineSettings
+from trading_engine.devstack.brokers import free_port
 from trading_engine.tenancy import Caller
 
 
@@ -70,12 +71,13 @@ async def test_serve_reports_a_busy_port_and_what_to_do(tmp_path: Path) -> None:
     assert "--grpc-port" in result.stderr
 
 
-async def test_dev_runs_engine_and_gateway_prints_commands_and_leaves_nothing_behind(
+async def test_dev_runs_the_whole_stack_with_a_demo_feed_and_leaves_nothing_behind(
     tmp_path: Path,
 ) -> None:
     grpc_port, http_port, admin_port = free_port(), free_port(), free_port()
     async with running(
         "dev",
+        "--demo",
         "--grpc-port", str(grpc_port),
         "--http-port", str(http_port),
         "--envoy-admin-port", str(admin_port),
@@ -85,14 +87,43 @@ async def test_dev_runs_engine_and_gateway_prints_commands_and_leaves_nothing_be
         banner = "".join(dev.output)
         assert f"grpcurl -plaintext 127.0.0.1:{grpc_port} list" in banner
         assert f"curl -s http://127.0.0.1:{http_port}/api/v1/health" in banner
+        for part in ("NATS     nats://127.0.0.1:", "Kafka    127.0.0.1:", "risk     127.0.0.1:"):
+            assert part in banner, banner
+        metrics = re.search(r"metrics  (\S+)", banner)
+        assert metrics is not None, banner
+
+        # The demo feed's signals, assessed by the reference risk service, are
+        # visible to the banner's token at once: live, and in history.
+        token = re.search(r"export TOKEN=(\S+)", banner)
+        assert token is not None, banner
+        watch = await asyncio.create_subprocess_exec(
+            str(BIN / "trading-engine"), "watch", "--address", f"127.0.0.1:{grpc_port}",
+            "--token", token.group(1),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert watch.stdout is not None
+        async with asyncio.timeout(20):
+            header = (await watch.stdout.readline()).decode()
+            first = (await watch.stdout.readline()).decode()
+        watch.terminate()
+        await watch.wait()
+        assert header.split()[:3] == ["time", "symbol", "type"]
+        assert "ASSESSED" in first, first
+        status, pages = await http_json_async(
+            "GET",
+            f"http://127.0.0.1:{http_port}/api/v1/signals/history",
+            headers={"authorization": f"Bearer {token.group(1)}"},
+        )
+        assert status == 200, pages
+        assert any(page.get("signals") for page in pages)
+        scraped = await asyncio.to_thread(http_text, metrics.group(1))
+        assert 'trading_engine_risk_breaker_state{state="closed"} 1.0' in scraped
 
         status, body = await http_json_async("GET", f"http://127.0.0.1:{http_port}/api/v1/health")
         assert status == 200
         assert body["status"] == "SERVING_STATUS_SERVING"
 
         # The banner's token works for the README's example batch.
-        token = re.search(r"export TOKEN=(\S+)", banner)
-        assert token is not None, banner
         status, body = await http_json_async(
             "POST",
             f"http://127.0.0.1:{http_port}/api/v1/predictions:process",
@@ -104,14 +135,15 @@ async def test_dev_runs_engine_and_gateway_prints_commands_and_leaves_nothing_be
 
         assert dev.process is not None
         started = children_of(dev.process.pid)
-        assert started, "dev should run Envoy as a child process"
+        # Envoy, nats-server and Tansu.
+        assert len(started) == 3, started
         assert await dev.signal_and_wait(signal.SIGINT) == 0
     assert not [pid for pid in started if pid_alive(pid)]
     assert "trading engine stopped" in "".join(dev.output)
 
 
 def test_help_shows_examples_for_every_command() -> None:
-    for command in ("serve", "gateway", "dev", "token", "risk-service", "explain"):
+    for command in ("serve", "gateway", "dev", "token", "risk-service", "explain", "watch"):
         result = subprocess.run(
             [str(BIN / "trading-engine"), command, "--help"],
             capture_output=True,

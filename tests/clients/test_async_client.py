@@ -5,10 +5,10 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from tests.support import free_port
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from trading_engine import __version__
 from trading_engine.app import Application
+from trading_engine.devstack.brokers import free_port
 from trading_engine_client import AsyncTradingEngineClient, TradingEngineError, UnavailableError
 from trading_engine_client.errors import NotFoundError, from_rpc_error
 

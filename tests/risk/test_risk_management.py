@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import itertools
 import math
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from tests.factories import NOW_NS, batch, prediction
-from tests.support import Tokens
+from tests.support import Tokens, http_text
 from tradeflow.common.v1 import risk_level_pb2, tier_pb2
 from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import signal_pb2, strategy_pb2
@@ -289,8 +288,7 @@ async def test_with_the_service_stopped_signals_keep_coming_conservatively_and_r
 
 def _metrics(engine: Application) -> dict[str, float]:
     """The engine's /metrics samples by name and labels, e.g. 'x_total{how="assessed"}'."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{engine.metrics.port}/metrics") as response:
-        text = response.read().decode()
+    text = http_text(f"http://127.0.0.1:{engine.metrics.port}/metrics")
     return {
         name: float(value)
         for name, _, value in (line.rpartition(" ") for line in text.splitlines())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port
+from trading_engine.devstack.brokers import free_port
 from trading_engine.stores.base import StoreError
 from trading_engine.stores.postgres import PostgresStore
 from trading_engine.stores.sqlite import SqliteStore

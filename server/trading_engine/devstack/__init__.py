@@ -1,0 +1,1 @@
+"""The developer stack: private brokers, the reference risk service and a demo feed."""

@@ -1,0 +1,1 @@
+"""What the command-line tools print: explanations and live signal tables."""
