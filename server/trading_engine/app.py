@@ -114,7 +114,7 @@ class Application:
             self.clock,
         )
         self.metrics = MetricsServer(
-            EngineCollector(self.engine.stats, self.history_writer, self.risk, self.clock)
+            EngineCollector(self.engine.stats, self.history_writer, self.risk, self.bus, self.clock)
         )
         # Built in start(): a grpc.aio server belongs to the loop that creates it.
         self._server: grpc.aio.Server | None = None

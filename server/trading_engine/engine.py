@@ -281,7 +281,9 @@ class DecisionEngine:
         payload = encoder.encode_batch(signal_context, payloads, counts)
         self._housekeeping(now_ns, draft.strategy)
         elapsed_ns = draft.elapsed_ns + time.perf_counter_ns() - started
-        self.stats.record(len(payloads), counts[0], elapsed_ns, now_ns)
+        self.stats.record(
+            len(payloads), counts[0], elapsed_ns, now_ns, batch.produced_ns, draft.fresh
+        )
         return DecidedBatch(
             payload,
             batch.batch_id,

@@ -7,32 +7,50 @@ writer's queue, the risk gate's counts and breaker) at scrape time.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterable
 from wsgiref.simple_server import WSGIServer
 
+from google.protobuf.descriptor import EnumDescriptor
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from tradeflow.trading.v1 import signal_pb2
+from trading_engine.bus.bridge import BusBridge
+from trading_engine.bus.service import Bus
 from trading_engine.clock import Clock
 from trading_engine.risk.breaker import BreakerState
 from trading_engine.risk.gate import RiskGate
-from trading_engine.stats import DecisionStats
+from trading_engine.stats import DecisionStats, Histogram
 from trading_engine.stores.history import HistoryWriter
+from trading_engine.terminal.enums import short_name
 
 
 class EngineCollector(Collector):
     def __init__(
-        self, stats: DecisionStats, history: HistoryWriter, risk: RiskGate | None, clock: Clock
+        self,
+        stats: DecisionStats,
+        history: HistoryWriter,
+        risk: RiskGate | None,
+        bus: Bus,
+        clock: Clock,
     ) -> None:
         self._stats = stats
         self._history = history
         self._risk = risk
+        self._bus = bus
         self._clock = clock
 
     def collect(self) -> Iterable[Metric]:
-        figures = self._stats.figures(self._clock.now_ns())
+        stats = self._stats
+        figures = stats.figures(self._clock.now_ns())
         yield CounterMetricFamily(
             "trading_engine_predictions_decided",
             "Predictions decided since start.",
@@ -43,6 +61,31 @@ class EngineCollector(Collector):
             "Mean decision time per prediction over the last minute.",
             value=figures.average_decision_time_us,
         )
+        yield _histogram(
+            "trading_engine_batch_decision_seconds",
+            "Time to decide one prediction batch, decode to encode.",
+            stats.batch_seconds,
+        )
+        yield _histogram(
+            "trading_engine_batch_age_seconds",
+            "Age of a batch when decided, from when ML-Processing produced it (bus lag included).",
+            stats.age_seconds,
+        )
+        decided = CounterMetricFamily(
+            "trading_engine_signals",
+            "Decisions by disposition, signal type and reason.",
+            labels=["disposition", "type", "reason"],
+        )
+        for (disposition, signal_type, reason), count in sorted(stats.outcomes.items()):
+            decided.add_metric(
+                [
+                    _label(signal_pb2.SignalDisposition.DESCRIPTOR, disposition),
+                    _label(signal_pb2.SignalType.DESCRIPTOR, signal_type),
+                    _label(signal_pb2.DispositionReason.DESCRIPTOR, reason),
+                ],
+                count,
+            )
+        yield decided
         yield GaugeMetricFamily(
             "trading_engine_history_pending_signals",
             "Decided signals waiting to be written to history.",
@@ -55,6 +98,48 @@ class EngineCollector(Collector):
         )
         if self._risk is not None:
             yield from _risk_metrics(self._risk)
+        if self._bus.enabled:
+            yield from _bus_metrics(self._bus.bridge)
+
+
+def _label(enum: EnumDescriptor, value: int) -> str:
+    return short_name(enum, value).lower()
+
+
+def _histogram(name: str, documentation: str, histogram: Histogram) -> Metric:
+    cumulative = list(itertools.accumulate(histogram.counts))
+    # The last count is everything above the last bound.
+    bounds = [f"{bound:g}" for bound in histogram.bounds] + ["+Inf"]
+    return HistogramMetricFamily(
+        name,
+        documentation,
+        buckets=list(zip(bounds, cumulative, strict=True)),
+        sum_value=histogram.total,
+    )
+
+
+def _bus_metrics(bridge: BusBridge) -> Iterable[Metric]:
+    counts = bridge.counts
+    messages = CounterMetricFamily(
+        "trading_engine_bus_messages",
+        "Bus messages taken in, by what became of them.",
+        labels=["outcome"],
+    )
+    messages.add_metric(["decided"], counts.batches_decided)
+    messages.add_metric(["duplicate"], counts.duplicates)
+    messages.add_metric(["execution_result"], counts.executions)
+    yield messages
+    dead = CounterMetricFamily(
+        "trading_engine_bus_dead_letters", "Messages sent to the dead letters.", labels=["reason"]
+    )
+    for reason, count in sorted(counts.dead_letters.items()):
+        dead.add_metric([reason.lower()], count)
+    yield dead
+    yield CounterMetricFamily(
+        "trading_engine_bus_sequence_gaps",
+        "Producer sequence numbers seen missing.",
+        value=bridge.sequences.gaps,
+    )
 
 
 def _risk_metrics(risk: RiskGate) -> Iterable[Metric]:

@@ -118,6 +118,11 @@ async def test_dev_runs_the_whole_stack_with_a_demo_feed_and_leaves_nothing_behi
         assert any(page.get("signals") for page in pages)
         scraped = await asyncio.to_thread(http_text, metrics.group(1))
         assert 'trading_engine_risk_breaker_state{state="closed"} 1.0' in scraped
+        decided = re.search(
+            r'trading_engine_bus_messages_total\{outcome="decided"\} (\S+)', scraped
+        )
+        assert decided is not None, scraped
+        assert float(decided.group(1)) > 0
 
         status, body = await http_json_async("GET", f"http://127.0.0.1:{http_port}/api/v1/health")
         assert status == 200

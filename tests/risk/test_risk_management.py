@@ -306,6 +306,15 @@ async def test_the_breaker_state_and_fallbacks_are_on_the_metrics_endpoint(
     assert before['trading_engine_risk_breaker_state{state="open"}'] == 0.0
     assert before['trading_engine_risk_signals_total{how="assessed"}'] == 2.0
     assert before["trading_engine_predictions_decided_total"] == 2.0
+    assert before["trading_engine_batch_decision_seconds_count"] == 1.0
+    assert before['trading_engine_batch_decision_seconds_bucket{le="+Inf"}'] == 1.0
+    # The fixed clock stands 0.1 s after the batch was produced: inside the 0.5 s bucket.
+    assert before['trading_engine_batch_age_seconds_bucket{le="0.05"}'] == 0.0
+    assert before['trading_engine_batch_age_seconds_bucket{le="0.1"}'] == 1.0
+    actionable_buys = (
+        'trading_engine_signals_total{disposition="actionable",reason="unspecified",type="buy"}'
+    )
+    assert before[actionable_buys] == 2.0
 
     await risk_service.stop()
     for symbol in ("USDJPY", "EURUSD"):  # two failed calls open the breaker
