@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import logging
 import math
 import os
 import sys
@@ -19,7 +18,7 @@ from tradeflow.common.v1 import risk_level_pb2, tier_pb2
 from tradeflow.trading.v1 import signal_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
-from trading_engine import __version__
+from trading_engine import __version__, logs
 from trading_engine.app import Application, run_until_signalled
 from trading_engine.auth.configured import signing_secret, token_policy
 from trading_engine.auth.tokens import KeyConfigurationError, mint_development_token, parse_tier
@@ -114,10 +113,8 @@ _RISK_LEVELS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=(getattr(args, "log_level", None) or "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    logs.configure(
+        getattr(args, "log_level", None) or "INFO", getattr(args, "log_format", None) or "text"
     )
     try:
         status: int = args.run(args)

@@ -20,6 +20,7 @@ DEVELOPMENT = "development"
 PRODUCTION = "production"
 # How instances agree on who decides a message (see bus/claims.py).
 BUS_CLAIMS = ("local", "nats")
+LOG_FORMATS = ("text", "json")
 
 _T = TypeVar("_T")
 
@@ -39,6 +40,9 @@ class EngineSettings:
         10.0, "seconds in-flight calls get to finish after SIGTERM before they are cancelled"
     )
     log_level: str = setting("INFO", "logging level: DEBUG, INFO, WARNING or ERROR")
+    log_format: str = setting(
+        "text", "text (for people) or json (one object per line, with tenant and ids)"
+    )
     max_batch_size: int = setting(
         500, "predictions decided per batch; the rest of a larger batch are answered INVALID"
     )
@@ -133,6 +137,8 @@ class EngineSettings:
     )
 
     def __post_init__(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {LOG_FORMATS}, not {self.log_format!r}")
         if self.environment not in (DEVELOPMENT, PRODUCTION):
             raise ValueError(
                 f"environment must be {DEVELOPMENT!r} or {PRODUCTION!r}, not {self.environment!r}"

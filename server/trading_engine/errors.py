@@ -91,4 +91,3 @@ class Unavailable(EngineError):
     """A dependency is down; retrying later may succeed."""
 
     default_reason = "UNAVAILABLE"
-

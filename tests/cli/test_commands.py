@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import subprocess
@@ -44,6 +45,18 @@ async def test_serve_listens_and_exits_cleanly_on_sigterm(tmp_path: Path) -> Non
             update = await asyncio.wait_for(watch.read(), timeout=5)
             assert isinstance(update, health_pb2.HealthCheckResponse)
             assert update.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert await asyncio.wait_for(engine.process.wait(), timeout=10) == 0
+
+
+async def test_serve_logs_json_lines_when_asked(tmp_path: Path) -> None:
+    async with running(
+        "serve", "--grpc-port", "0", "--data-dir", str(tmp_path), "--log-format", "json"
+    ) as engine:
+        match = await engine.wait_for_line(r'^\{.*"message": "trading engine .* serving gRPC')
+        line = json.loads(match.string)
+        assert (line["level"], line["logger"]) == ("INFO", "trading_engine.app")
+        assert engine.process is not None
+        engine.process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(engine.process.wait(), timeout=10) == 0
 
 

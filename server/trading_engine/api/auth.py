@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from trading_engine import errors
+from trading_engine import errors, logs
 from trading_engine.api.handlers import Behaviour, rewrap
 from trading_engine.api.status import abort_with_error
 from trading_engine.auth.tokens import TokenVerifier, bearer_token
@@ -69,6 +69,11 @@ def _authorization(details: grpc.HandlerCallDetails) -> list[str]:
     return [str(value) for key, value in metadata if key == "authorization"]
 
 
+def _run_as(caller: Caller) -> None:
+    _caller.set(caller)
+    logs.bind(company_id=caller.company_id, user_id=caller.user_id)
+
+
 def _bind(handler: Handler, outcome: Caller | errors.Unauthenticated) -> Handler:
     """The same handler, run as `outcome`'s caller, or failing with `outcome`."""
 
@@ -76,13 +81,13 @@ def _bind(handler: Handler, outcome: Caller | errors.Unauthenticated) -> Handler
         async def unary(request: Any, context: Context) -> Any:
             if isinstance(outcome, errors.Unauthenticated):
                 await abort_with_error(context, outcome)
-            _caller.set(outcome)
+            _run_as(outcome)
             return await behaviour(request, context)
 
         async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
             if isinstance(outcome, errors.Unauthenticated):
                 await abort_with_error(context, outcome)
-            _caller.set(outcome)
+            _run_as(outcome)
             async for response in behaviour(request, context):
                 yield response
 

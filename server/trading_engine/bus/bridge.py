@@ -41,6 +41,7 @@ from trading_engine.bus.names import (
 from trading_engine.bus.outbox import KafkaOutput
 from trading_engine.clock import Clock
 from trading_engine.errors import UNDECODABLE, EngineError, InvalidArgument, PermissionDenied
+from trading_engine.logs import log_context
 from trading_engine.pipeline import SignalPipeline
 from trading_engine.stores.base import StoreError
 from trading_engine.strategies import StrategyService
@@ -107,6 +108,15 @@ class BusBridge:
             return
         if not await self._first_copy(envelope, inbound):
             return
+        with log_context(
+            company_id=envelope.company_id,
+            user_id=envelope.user_id,
+            message_id=envelope.message_id,
+            correlation_id=envelope.correlation_id,
+        ):
+            await self._decide_and_publish(envelope, inbound)
+
+    async def _decide_and_publish(self, envelope: Envelope, inbound: Inbound) -> None:
         try:
             outbound = await self._decide(envelope)
         except Rejected as rejection:
@@ -130,7 +140,13 @@ class BusBridge:
             await self._dead_letter(inbound, rejection)
             return
         try:
-            await self._executions.record(result)
+            with log_context(
+                company_id=envelope.company_id,
+                user_id=envelope.user_id,
+                message_id=envelope.message_id,
+                signal_id=result.signal_id,
+            ):
+                await self._executions.record(result)
         except EngineError as error:
             # Refused for good, with the engine's reason (e.g. no such signal of that user).
             refusal = Rejected(
