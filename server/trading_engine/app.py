@@ -37,6 +37,7 @@ from trading_engine.stores.base import StoreError
 from trading_engine.stores.history import HistoryWriter
 from trading_engine.stores.urls import open_store
 from trading_engine.strategies import StrategyService
+from trading_engine.tracing import Tracing
 
 _log = logging.getLogger(__name__)
 _RETENTION_CHECK_S = 3600.0
@@ -45,7 +46,9 @@ _RETENTION_CHECK_S = 3600.0
 class Application:
     """The engine process: its components, started and stopped together."""
 
-    def __init__(self, settings: EngineSettings, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: EngineSettings, clock: Clock | None = None, tracing: Tracing | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.verifier = token_verifier(settings)
@@ -93,9 +96,14 @@ class Application:
             if settings.risk_service_address
             else None
         )
+        self.tracing = tracing or Tracing.configured(
+            settings.tracing_exporter, settings.tracing_otlp_endpoint
+        )
         self.live = LiveSignals()
-        self.pipeline = SignalPipeline(self.engine, self.risk, self.live)
-        self.bus = Bus(settings, self.pipeline, self.strategies, self.clock, self.executions)
+        self.pipeline = SignalPipeline(self.engine, self.risk, self.live, self.tracing)
+        self.bus = Bus(
+            settings, self.pipeline, self.strategies, self.clock, self.executions, self.tracing
+        )
         self._grpc_health = HealthServicer()
         manual_signals = ManualSignals(
             self.engine, self.strategies, self.store, self.history_writer, self.live, self.clock
@@ -144,7 +152,9 @@ class Application:
             asyncio.create_task(self.strategies.follow_changes()),
             asyncio.create_task(self._retain_history()),
         ]
-        self._server = build_server(self._servicer, self._grpc_health, self.verifier)
+        self._server = build_server(
+            self._servicer, self._grpc_health, self.verifier, self.tracing.provider
+        )
         try:
             self.grpc_port = self._server.add_insecure_port(self.settings.grpc_address)
         except RuntimeError as error:
@@ -181,6 +191,7 @@ class Application:
         if self.risk is not None:
             await self.risk.close()
         self.metrics.stop()
+        self.tracing.shutdown()
         if self._store_open:
             # Decisions made until the server stopped are written before the store closes.
             await self.history_writer.close()

@@ -21,6 +21,7 @@ PRODUCTION = "production"
 # How instances agree on who decides a message (see bus/claims.py).
 BUS_CLAIMS = ("local", "nats")
 LOG_FORMATS = ("text", "json")
+TRACING_EXPORTERS = ("off", "console", "otlp")
 
 _T = TypeVar("_T")
 
@@ -126,6 +127,12 @@ class EngineSettings:
     risk_breaker_reset_seconds: float = setting(
         10.0, "how long the breaker stays open before one trial call is let through"
     )
+    tracing_exporter: str = setting(
+        "off", "off, console (spans printed) or otlp (to --tracing-otlp-endpoint)"
+    )
+    tracing_otlp_endpoint: str = setting(
+        "http://127.0.0.1:4317", "OTLP gRPC endpoint spans are exported to"
+    )
     metrics_address: str = setting(
         "", "host:port of the Prometheus /metrics endpoint (port 0: any free port); empty: off"
     )
@@ -137,6 +144,11 @@ class EngineSettings:
     )
 
     def __post_init__(self) -> None:
+        if self.tracing_exporter not in TRACING_EXPORTERS:
+            raise ValueError(
+                f"tracing_exporter must be one of {TRACING_EXPORTERS}, "
+                f"not {self.tracing_exporter!r}"
+            )
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log_format must be one of {LOG_FORMATS}, not {self.log_format!r}")
         if self.environment not in (DEVELOPMENT, PRODUCTION):

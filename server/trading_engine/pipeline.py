@@ -16,6 +16,7 @@ from trading_engine.engine import DecidedBatch, DecisionEngine
 from trading_engine.live import LiveSignals
 from trading_engine.risk.gate import RiskGate
 from trading_engine.tenancy import Caller
+from trading_engine.tracing import CLIENT, Tracing
 
 
 class SignalPipeline:
@@ -24,10 +25,12 @@ class SignalPipeline:
         engine: DecisionEngine,
         risk: RiskGate | None = None,
         live: LiveSignals | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.engine = engine
         self.risk = risk
         self.live = live or LiveSignals()
+        self._tracing = tracing or Tracing()
         # A user's turn: kept only while some batch of the user holds or awaits it. A batch is
         # always the caller's own (tenancy.check_batch_tenant), so the caller names the user.
         self._turns: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
@@ -39,7 +42,8 @@ class SignalPipeline:
 
         The signals also go to the user's live watchers (`StreamSignals`).
         """
-        decided = await self._decide(data, now_ns, caller)
+        with self._tracing.span("decide batch"):
+            decided = await self._decide(data, now_ns, caller)
         self.live.publish(decided)
         return decided
 
@@ -53,5 +57,6 @@ class SignalPipeline:
             turn = self._turns[key] = asyncio.Lock()
         async with turn:
             draft = engine.draft(data, now_ns, caller)
-            await risk.review(draft)
+            with self._tracing.span("assess risk", CLIENT):
+                await risk.review(draft)
             return engine.seal(draft)

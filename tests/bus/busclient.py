@@ -23,6 +23,7 @@ from trading_engine.app import Application
 from trading_engine.bus import names
 from trading_engine.bus.kafka_link import stop_client
 from trading_engine.config import EngineSettings
+from trading_engine.tracing import Tracing
 
 Envelope = envelope_pb2.TradingProcessingEnvelope
 ALL_TOPICS = (
@@ -207,8 +208,10 @@ def bus_settings(
 
 
 @contextlib.asynccontextmanager
-async def running_engine(settings: EngineSettings) -> AsyncIterator[Application]:
-    application = Application(settings)
+async def running_engine(
+    settings: EngineSettings, tracing: Tracing | None = None
+) -> AsyncIterator[Application]:
+    application = Application(settings, tracing=tracing)
     await application.start()
     try:
         yield application

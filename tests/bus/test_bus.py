@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import duration_pb2
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests import factories
 from tests.bus.busclient import (
@@ -36,6 +37,7 @@ from trading_engine.bus import names
 from trading_engine.config import EngineSettings
 from trading_engine.devstack.brokers import KafkaBroker, NatsServer
 from trading_engine.health import ComponentState
+from trading_engine.tracing import Tracing
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -490,3 +492,47 @@ async def test_losing_results_on_the_bus_change_the_users_strategy_version(
     assert strategy.adaptive_version > 0
     assert strategy.version == strategy.adaptive_version
     assert strategy.config.min_confidence_threshold == 0.75
+
+
+async def test_one_trace_follows_a_batch_from_its_producer_through_the_engine_to_its_signals(
+    tmp_path: Path, nats_server: NatsServer, kafka_broker: KafkaBroker, topics: None,
+    client: BusClient,
+) -> None:  # fmt: skip
+    spans = InMemorySpanExporter()
+    tracing = Tracing.exporting(spans)
+    settings = bus_settings(str(tmp_path / "engine"), nats_server.url, kafka_broker.bootstrap)
+    async with running_engine(settings, tracing) as engine:
+        await bus_ready(engine)
+        message = prediction_envelope("traced")
+        producer = Envelope.FromString(message).trace_context.traceparent
+        _, trace_id, producer_span, _ = producer.split("-")
+        await client.to_kafka(message)
+        await eventually(lambda: len(signal_outputs(client)[0]) == 1, what="the signals out")
+        assert tracing.provider is not None
+        tracing.provider.force_flush()
+
+    by_name = {span.name: span for span in spans.get_finished_spans()}
+    process = by_name[f"{names.KAFKA_PREDICTIONS} process"]
+    decide = by_name["decide batch"]
+    publish = by_name[f"{names.NATS_SIGNALS} publish"]
+    # All in the producer's trace: the engine's span is the producer span's child, and
+    # deciding and publishing are the engine span's.
+    assert {format(s.context.trace_id, "032x") for s in (process, decide, publish)} == {trace_id}
+    assert process.parent is not None
+    assert format(process.parent.span_id, "016x") == producer_span
+    assert decide.parent is not None
+    assert publish.parent is not None
+    assert decide.parent.span_id == publish.parent.span_id == process.context.span_id
+    # Both transports' signals carry the publish span on, for the consumer's span to follow.
+    for envelope in (
+        client.nats[names.NATS_SIGNALS].envelopes[0],
+        client.kafka[names.KAFKA_SIGNALS].envelopes[0],
+    ):
+        _, carried_trace, carried_parent, _ = envelope.trace_context.traceparent.split("-")
+        assert (carried_trace, carried_parent) == (
+            trace_id,
+            format(publish.context.span_id, "016x"),
+        )
+    assert client.nats[names.NATS_SIGNALS].headers[0]["traceparent"] == (
+        client.nats[names.NATS_SIGNALS].envelopes[0].trace_context.traceparent
+    )

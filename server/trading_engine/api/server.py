@@ -6,6 +6,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.sdk.trace import TracerProvider
 
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
@@ -22,10 +24,18 @@ def build_server(
     servicer: service_grpc.TradingEngineServiceServicer,
     health: HealthServicer,
     verifier: TokenVerifier,
+    tracer_provider: TracerProvider | None = None,
 ) -> grpc.aio.Server:
+    # The first interceptor is the outermost: a traced call is traced even when refused,
+    # and without a token there is no other answer.
+    tracing = (
+        # The instrumentation package ships no type hints.
+        [aio_server_interceptor(tracer_provider=tracer_provider)]  # type: ignore[no-untyped-call]
+        if tracer_provider
+        else []
+    )
     server = grpc.aio.server(
-        # The first interceptor is the outermost: no token, no other answer.
-        interceptors=[AuthInterceptor(verifier), ErrorMappingInterceptor()],
+        interceptors=[*tracing, AuthInterceptor(verifier), ErrorMappingInterceptor()],
         # gRPC sets SO_REUSEPORT by default, so a second engine on the same port
         # would silently share it; fail loudly instead.
         options=[("grpc.so_reuseport", 0)],

@@ -40,12 +40,14 @@ from trading_engine.bus.names import (
 )
 from trading_engine.bus.outbox import KafkaOutput
 from trading_engine.clock import Clock
+from trading_engine.engine import DecidedBatch
 from trading_engine.errors import UNDECODABLE, EngineError, InvalidArgument, PermissionDenied
 from trading_engine.logs import log_context
 from trading_engine.pipeline import SignalPipeline
 from trading_engine.stores.base import StoreError
 from trading_engine.strategies import StrategyService
 from trading_engine.tenancy import Caller
+from trading_engine.tracing import CONSUMER, PRODUCER, Tracing
 
 _log = logging.getLogger(__name__)
 
@@ -88,7 +90,9 @@ class BusBridge:
         kafka: KafkaOutput | None,
         deliveries: DeliveryLog,
         executions: ExecutionSink,
+        tracing: Tracing,
     ) -> None:
+        self._tracing = tracing
         self._pipeline = pipeline
         self._strategies = strategies
         self._clock = clock
@@ -117,17 +121,28 @@ class BusBridge:
             await self._decide_and_publish(envelope, inbound)
 
     async def _decide_and_publish(self, envelope: Envelope, inbound: Inbound) -> None:
-        try:
-            outbound = await self._decide(envelope)
-        except Rejected as rejection:
-            # Refused for good: another copy would be refused the same way.
-            await self._dead_letter(inbound, rejection)
-            return
-        except BaseException:
-            # Not decided: a later copy may be.
-            self._deliveries.forget(envelope.message_id)
-            raise
-        await self._publish(NATS_SIGNALS, KAFKA_SIGNALS, outbound, inbound)
+        tracing = self._tracing
+        with tracing.span(
+            f"{inbound.source} process",
+            CONSUMER,
+            envelope.trace_context,
+            **{"messaging.system": inbound.transport, "messaging.message.id": envelope.message_id},
+        ):
+            try:
+                decided, now_ns = await self._decide(envelope)
+            except Rejected as rejection:
+                # Refused for good: another copy would be refused the same way.
+                await self._dead_letter(inbound, rejection)
+                return
+            except BaseException:
+                # Not decided: a later copy may be.
+                self._deliveries.forget(envelope.message_id)
+                raise
+            with tracing.span(f"{NATS_SIGNALS} publish", PRODUCER):
+                outbound = seal_signals(
+                    decided, envelope, now_ns, tracing.carried(envelope.trace_context)
+                )
+                await self._publish(NATS_SIGNALS, KAFKA_SIGNALS, outbound, inbound)
         self.counts.batches_decided += 1
 
     async def on_execution(self, inbound: Inbound) -> None:
@@ -174,7 +189,8 @@ class BusBridge:
         self._handed_off(inbound)
         return False
 
-    async def _decide(self, envelope: Envelope) -> Outbound:
+    async def _decide(self, envelope: Envelope) -> tuple[DecidedBatch, int]:
+        """The decided batch and the instant it was decided at."""
         # On the bus the envelope names the tenant and the batch states its tier.
         caller = Caller(envelope.user_id, envelope.company_id, _UNSPECIFIED_TIER)
         await self._load_strategy(envelope)
@@ -203,7 +219,7 @@ class BusBridge:
         except StoreError as error:
             # Only an admin listing is late; the decision stands.
             _log.warning("cannot record the tier of user %s: %s", decided.user_id, error)
-        return seal_signals(decided, envelope, now_ns)
+        return decided, now_ns
 
     async def _load_strategy(self, envelope: Envelope) -> None:
         for attempt in range(1, _STRATEGY_ATTEMPTS + 1):

@@ -14,7 +14,7 @@ from typing import Final
 
 from google.protobuf.message import DecodeError
 
-from tradeflow.common.v1 import dead_letter_pb2, envelope_pb2
+from tradeflow.common.v1 import dead_letter_pb2, envelope_pb2, trace_pb2
 from trading_engine.bus.names import SERVICE_NAME
 from trading_engine.engine import DecidedBatch
 
@@ -94,8 +94,10 @@ def open_envelope(data: bytes, expected_type: envelope_pb2.MessageType.ValueType
     return envelope
 
 
-def seal_signals(decided: DecidedBatch, inbound: Envelope, now_ns: int) -> Outbound:
-    """The signal batch in an envelope that carries the input's trace context on."""
+def seal_signals(
+    decided: DecidedBatch, inbound: Envelope, now_ns: int, trace_context: trace_pb2.TraceContext
+) -> Outbound:
+    """The signal batch in an envelope carrying `trace_context` (the input's, or its child's)."""
     envelope = Envelope(
         message_type=SIGNALS,
         user_id=decided.user_id,
@@ -106,7 +108,7 @@ def seal_signals(decided: DecidedBatch, inbound: Envelope, now_ns: int) -> Outbo
         message_id=f"{inbound.message_id}:signals",
     )
     envelope.timestamp.FromNanoseconds(now_ns)
-    envelope.trace_context.CopyFrom(inbound.trace_context)
+    envelope.trace_context.CopyFrom(trace_context)
     envelope.strategy_info.strategy_version = decided.strategy_version
     return Outbound(
         envelope.message_id,

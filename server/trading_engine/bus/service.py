@@ -28,6 +28,7 @@ from trading_engine.config import EngineSettings
 from trading_engine.health import ComponentReport, ComponentState
 from trading_engine.pipeline import SignalPipeline
 from trading_engine.strategies import StrategyService
+from trading_engine.tracing import Tracing
 
 _log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Bus:
         strategies: StrategyService,
         clock: Clock,
         executions: ExecutionSink,
+        tracing: Tracing | None = None,
     ) -> None:
         self.enabled = bool(settings.bus_nats_url or settings.bus_kafka_bootstrap)
         shared = (
@@ -88,6 +90,7 @@ class Bus:
             self.output,
             DeliveryLog(settings.bus_dedupe_window),
             executions,
+            tracing or Tracing(),
         )
         if self.nats is not None:
             self.nats.route(NATS_PREDICTIONS, self.bridge.on_predictions)
