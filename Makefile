@@ -46,6 +46,8 @@ check-contracts: install  ## buf format/lint/breaking, stale gen/ and descriptor
 generate: install  ## regenerate gen/ and the Envoy descriptor set from proto/
 	buf generate
 	buf build --exclude-source-info -o envoy/trading_engine.binpb
+	$(BIN)/python tools/strategy_reference.py
+	$(BIN)/python tools/settings_reference.py
 
 format: install  ## format contracts and Python in place
 	buf format -w
