@@ -82,7 +82,13 @@ class Application:
             self.store, self.history_writer, self.clock, self.engine.account, self.protections,
             after_close=self.adaptation.review,
         )  # fmt: skip
-        self.health = HealthMonitor(__version__, self.clock, self.engine.stats)
+        self.health = HealthMonitor(
+            __version__,
+            self.clock,
+            self.engine.stats,
+            self.strategies.in_force,
+            lambda: (self.executions.closed, self.executions.wins),
+        )
         self.risk = (
             RiskGate(
                 self.engine,

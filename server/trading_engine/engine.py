@@ -262,6 +262,8 @@ class DecisionEngine:
             fresh.append(payload)
             if slot.prediction_id and slot.reason != REASON_INVALID_PREDICTION:
                 self._remember(slot.signal_id, payload, slot.disposition)
+        # Encoding the signals, their replay memory included: the health report's serialisation.
+        encode_ns = time.perf_counter_ns() - started
         batch = draft.batch
         now_ns = signal_context.decided_at_ns
         if self.history is not None and fresh:
@@ -282,8 +284,9 @@ class DecisionEngine:
         self._housekeeping(now_ns, draft.strategy)
         elapsed_ns = draft.elapsed_ns + time.perf_counter_ns() - started
         self.stats.record(
-            len(payloads), counts[0], elapsed_ns, now_ns, batch.produced_ns, draft.fresh
-        )
+            len(payloads), counts[0], elapsed_ns, now_ns, batch.produced_ns, draft.fresh,
+            (batch.company_id, batch.user_id), encode_ns,
+        )  # fmt: skip
         return DecidedBatch(
             payload,
             batch.batch_id,

@@ -84,6 +84,9 @@ class ExecutionTracker:
         self._open: set[str] = set()
         self.changes = UserChanges()
         self._after_close = after_close
+        # Signals closed through this instance since start, and how many won.
+        self.closed = 0
+        self.wins = 0
 
     async def start(self) -> None:
         """Rebuild the open positions and the last day's stop-outs from the store."""
@@ -154,8 +157,11 @@ class ExecutionTracker:
             )
         await self.changes.bump(key)
         closed = outcome.result.outcome in _CLOSED_OUTCOMES
-        if new and closed and self._after_close is not None:
-            await self._after_close(*key)
+        if new and closed:
+            self.closed += 1
+            self.wins += outcome.result.outcome == WIN
+            if self._after_close is not None:
+                await self._after_close(*key)
         return performance
 
     def _opened(

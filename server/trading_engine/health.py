@@ -44,6 +44,11 @@ class HealthReport:
     checked_at_ns: int
     components: tuple[ComponentReport, ...]
     decisions: DecisionFigures
+    # Distinct user strategies in force (built from their layers) in this instance.
+    active_strategies: int
+    # Signals closed since start, and how many of them won.
+    signals_closed: int
+    wins: int
 
     @property
     def uptime_ns(self) -> int:
@@ -53,10 +58,19 @@ class HealthReport:
 class HealthMonitor:
     """Collects component probes and turns them into one health report."""
 
-    def __init__(self, version: str, clock: Clock, stats: DecisionStats) -> None:
+    def __init__(
+        self,
+        version: str,
+        clock: Clock,
+        stats: DecisionStats,
+        strategies_in_force: Callable[[], int] = lambda: 0,
+        closed_and_won: Callable[[], tuple[int, int]] = lambda: (0, 0),
+    ) -> None:
         self._version = version
         self._clock = clock
         self._stats = stats
+        self._strategies_in_force = strategies_in_force
+        self._closed_and_won = closed_and_won
         self._started_at_ns = clock.now_ns()
         self._probes: list[Probe] = []
         self._shutting_down = False
@@ -70,6 +84,7 @@ class HealthMonitor:
     def report(self) -> HealthReport:
         components = tuple(probe() for probe in self._probes)
         now_ns = self._clock.now_ns()
+        closed, wins = self._closed_and_won()
         return HealthReport(
             status=self._overall(components),
             version=self._version,
@@ -77,6 +92,9 @@ class HealthMonitor:
             checked_at_ns=now_ns,
             components=components,
             decisions=self._stats.figures(now_ns),
+            active_strategies=self._strategies_in_force(),
+            signals_closed=closed,
+            wins=wins,
         )
 
     def _overall(self, components: tuple[ComponentReport, ...]) -> ServingState:

@@ -13,6 +13,8 @@ from trading_engine.core.decision import Decision
 _NANOS_PER_SECOND: Final = 1_000_000_000
 _NANOS_PER_DAY: Final = 86_400 * _NANOS_PER_SECOND
 _WINDOW_SECONDS: Final = 60
+# A user is active while their last batch is this recent.
+_ACTIVE_NS: Final = 300 * _NANOS_PER_SECOND
 # Upper bounds, in seconds, of the time to decide one batch (decode to encode). Not Final:
 # mypyc leaves a Final tuple of floats unset at run time.
 BATCH_SECONDS_BOUNDS: tuple[float, ...] = (
@@ -49,6 +51,10 @@ class DecisionFigures:
     decisions_per_second: float
     # Actionable signals since midnight UTC.
     signals_today: int
+    # Users with a batch decided in the last 5 minutes.
+    active_users: int
+    # Mean time to encode one signal over the last minute; 0 when nothing was encoded.
+    average_serialization_time_us: float
 
 
 class DecisionStats:
@@ -56,7 +62,7 @@ class DecisionStats:
 
     def __init__(self) -> None:
         self.predictions_decided = 0
-        # second -> [predictions, elapsed nanoseconds]
+        # second -> [predictions, elapsed nanoseconds, signals encoded, encoding nanoseconds]
         self._seconds: collections.OrderedDict[int, list[int]] = collections.OrderedDict()
         self._day = 0
         self._signals_today = 0
@@ -64,6 +70,8 @@ class DecisionStats:
         self.age_seconds = Histogram(AGE_SECONDS_BOUNDS)
         # (disposition, signal type, reason) -> decisions.
         self.outcomes: dict[tuple[int, int, int], int] = {}
+        # (company, user) -> when their last batch was decided.
+        self._last_batch_ns: dict[tuple[str, str], int] = {}
 
     def record(
         self,
@@ -73,8 +81,14 @@ class DecisionStats:
         now_ns: int,
         produced_ns: int = 0,
         decisions: Sequence[Decision] = (),
+        tenant: tuple[str, str] = ("", ""),
+        encode_ns: int = 0,
     ) -> None:
-        """One batch: `decisions` are those made now; `produced_ns` 0 when the batch has no time."""
+        """One batch: `decisions` are those made now (and encoded in `encode_ns`), for `tenant`.
+
+        `produced_ns` is 0 when the batch says nothing of when it was produced.
+        """
+        self._last_batch_ns[tenant] = now_ns
         self.batch_seconds.observe(elapsed_ns / _NANOS_PER_SECOND)
         if produced_ns:
             self.age_seconds.observe(max(now_ns - produced_ns, 0) / _NANOS_PER_SECOND)
@@ -86,11 +100,17 @@ class DecisionStats:
         second = now_ns // _NANOS_PER_SECOND
         bucket = self._seconds.get(second)
         if bucket is None:
-            bucket = self._seconds[second] = [0, 0]
+            bucket = self._seconds[second] = [0, 0, 0, 0]
             while len(self._seconds) > _WINDOW_SECONDS + 1:
                 self._seconds.popitem(last=False)
+            # Once a second: forget users gone quiet, so the map stays the size of the active.
+            quiet = now_ns - _ACTIVE_NS
+            for idle in [t for t, at in self._last_batch_ns.items() if at < quiet]:
+                del self._last_batch_ns[idle]
         bucket[0] += predictions
         bucket[1] += elapsed_ns
+        bucket[2] += len(decisions)
+        bucket[3] += encode_ns
         day = now_ns // _NANOS_PER_DAY
         if day != self._day:
             self._day, self._signals_today = day, 0
@@ -98,14 +118,21 @@ class DecisionStats:
 
     def figures(self, now_ns: int) -> DecisionFigures:
         since = now_ns // _NANOS_PER_SECOND - _WINDOW_SECONDS
-        predictions = elapsed = 0
-        for second, (count, nanos) in self._seconds.items():
+        predictions = elapsed = encoded = encoding = 0
+        # Snapshots: /metrics reads these from its own thread while batches are recorded.
+        for second, bucket in list(self._seconds.items()):
             if second > since:
-                predictions += count
-                elapsed += nanos
+                predictions += bucket[0]
+                elapsed += bucket[1]
+                encoded += bucket[2]
+                encoding += bucket[3]
+        active_since = now_ns - _ACTIVE_NS
+        active = sum(1 for at in list(self._last_batch_ns.values()) if at >= active_since)
         return DecisionFigures(
             self.predictions_decided,
             elapsed / predictions / 1_000 if predictions else 0.0,
             predictions / _WINDOW_SECONDS,
             self._signals_today if now_ns // _NANOS_PER_DAY == self._day else 0,
+            active,
+            encoding / encoded / 1_000 if encoded else 0.0,
         )

@@ -160,6 +160,10 @@ class StrategyService:
         strategy = self._applied[key] = effective.strategy()
         return strategy
 
+    def in_force(self) -> int:
+        """Distinct user strategies built for the hot path (dropped when their layers change)."""
+        return len(self._applied)
+
     async def start(self) -> None:
         """Begin following changes from now on."""
         self._seen_version = await self._store.latest_version()

@@ -276,6 +276,10 @@ async def test_health_check_counts_what_was_decided(fixed_stub: Stub) -> None:
     assert health.predictions_decided == 2
     assert health.signals_today == 2
     assert health.average_decision_time_us > 0
+    # Encoding is part of deciding.
+    assert 0 < health.average_serialization_time_us < health.average_decision_time_us
+    assert (health.active_users, health.active_strategies) == (1, 1)
+    assert (health.signals_closed, health.strategy_accuracy) == (0, 0.0)
 
 
 @pytest.mark.parametrize(

@@ -394,6 +394,8 @@ async def test_explain_returns_prediction_decision_risk_and_executions(stubs_: S
     ]
     assert chain.performance.outcome == E.SIGNAL_OUTCOME_WIN
     assert chain.performance.profit_loss_pips == pytest.approx(30.0)
+    health = await trader.HealthCheck(SVC.HealthCheckRequest())
+    assert (health.signals_closed, health.strategy_accuracy) == (1, 1.0)
 
 
 async def test_explain_is_tenant_scoped(stubs_: Stubs) -> None:

@@ -434,4 +434,9 @@ def health_report_to_proto(report: HealthReport) -> service_pb2.HealthCheckRespo
         decision_rate_per_second=report.decisions.decisions_per_second,
         predictions_decided=report.decisions.predictions_decided,
         signals_today=report.decisions.signals_today,
+        active_users=report.decisions.active_users,
+        active_strategies=report.active_strategies,
+        signals_closed=report.signals_closed,
+        strategy_accuracy=report.wins / report.signals_closed if report.signals_closed else 0.0,
+        average_serialization_time_us=report.decisions.average_serialization_time_us,
     )

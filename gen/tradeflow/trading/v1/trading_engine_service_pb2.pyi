@@ -1469,6 +1469,11 @@ class HealthCheckResponse(_message.Message):
     DECISION_RATE_PER_SECOND_FIELD_NUMBER: _builtins.int
     PREDICTIONS_DECIDED_FIELD_NUMBER: _builtins.int
     SIGNALS_TODAY_FIELD_NUMBER: _builtins.int
+    ACTIVE_USERS_FIELD_NUMBER: _builtins.int
+    ACTIVE_STRATEGIES_FIELD_NUMBER: _builtins.int
+    SIGNALS_CLOSED_FIELD_NUMBER: _builtins.int
+    STRATEGY_ACCURACY_FIELD_NUMBER: _builtins.int
+    AVERAGE_SERIALIZATION_TIME_US_FIELD_NUMBER: _builtins.int
     status: Global___ServingStatus.ValueType
     """Overall state."""
     version: _builtins.str
@@ -1481,6 +1486,16 @@ class HealthCheckResponse(_message.Message):
     """Predictions decided since start."""
     signals_today: _builtins.int
     """Actionable signals produced since midnight UTC."""
+    active_users: _builtins.int
+    """Users with a prediction batch decided in the last 5 minutes."""
+    active_strategies: _builtins.int
+    """Distinct user strategies in force in this instance (tier, user and company layers merged)."""
+    signals_closed: _builtins.int
+    """Signals closed (win, loss or breakeven) since start, from execution results."""
+    strategy_accuracy: _builtins.float
+    """Share of `signals_closed` that won, in [0, 1]; 0 when none closed."""
+    average_serialization_time_us: _builtins.float
+    """Mean time to encode one signal over the last minute, in microseconds; 0 when nothing was encoded."""
     @_builtins.property
     def uptime(self) -> _duration_pb2.Duration:
         """Time since the engine started."""
@@ -1510,10 +1525,15 @@ class HealthCheckResponse(_message.Message):
         decision_rate_per_second: _builtins.float = ...,
         predictions_decided: _builtins.int = ...,
         signals_today: _builtins.int = ...,
+        active_users: _builtins.int = ...,
+        active_strategies: _builtins.int = ...,
+        signals_closed: _builtins.int = ...,
+        strategy_accuracy: _builtins.float = ...,
+        average_serialization_time_us: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "started_at", b"started_at", "uptime", b"uptime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_decision_time_us", b"average_decision_time_us", "checked_at", b"checked_at", "components", b"components", "decision_rate_per_second", b"decision_rate_per_second", "predictions_decided", b"predictions_decided", "signals_today", b"signals_today", "started_at", b"started_at", "status", b"status", "uptime", b"uptime", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_strategies", b"active_strategies", "active_users", b"active_users", "average_decision_time_us", b"average_decision_time_us", "average_serialization_time_us", b"average_serialization_time_us", "checked_at", b"checked_at", "components", b"components", "decision_rate_per_second", b"decision_rate_per_second", "predictions_decided", b"predictions_decided", "signals_closed", b"signals_closed", "signals_today", b"signals_today", "started_at", b"started_at", "status", b"status", "strategy_accuracy", b"strategy_accuracy", "uptime", b"uptime", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
