@@ -13,8 +13,9 @@ from trading_engine.core.decision import Decision
 _NANOS_PER_SECOND: Final = 1_000_000_000
 _NANOS_PER_DAY: Final = 86_400 * _NANOS_PER_SECOND
 _WINDOW_SECONDS: Final = 60
-# A user is active while their last batch is this recent.
-_ACTIVE_NS: Final = 300 * _NANOS_PER_SECOND
+# A user is active with a batch in the current minute or the 5 before it.
+_NANOS_PER_MINUTE: Final = 60 * _NANOS_PER_SECOND
+_ACTIVE_MINUTES: Final = 5
 # Upper bounds, in seconds, of the time to decide one batch (decode to encode). Not Final:
 # mypyc leaves a Final tuple of floats unset at run time.
 BATCH_SECONDS_BOUNDS: tuple[float, ...] = (
@@ -51,7 +52,7 @@ class DecisionFigures:
     decisions_per_second: float
     # Actionable signals since midnight UTC.
     signals_today: int
-    # Users with a batch decided in the last 5 minutes.
+    # Users with a batch decided in the current minute or the 5 before it.
     active_users: int
     # Mean time to encode one signal over the last minute; 0 when nothing was encoded.
     average_serialization_time_us: float
@@ -70,8 +71,11 @@ class DecisionStats:
         self.age_seconds = Histogram(AGE_SECONDS_BOUNDS)
         # (disposition, signal type, reason) -> decisions.
         self.outcomes: dict[tuple[int, int, int], int] = {}
-        # (company, user) -> when their last batch was decided.
-        self._last_batch_ns: dict[tuple[str, str], int] = {}
+        # minute -> the users with a batch decided in it, for the last few minutes. Whole
+        # minutes: forgetting the oldest is one drop a minute, not a scan over every user.
+        self._users_by_minute: collections.OrderedDict[int, set[tuple[str, str]]] = (
+            collections.OrderedDict()
+        )
 
     def record(
         self,
@@ -88,7 +92,13 @@ class DecisionStats:
 
         `produced_ns` is 0 when the batch says nothing of when it was produced.
         """
-        self._last_batch_ns[tenant] = now_ns
+        minute = now_ns // _NANOS_PER_MINUTE
+        users = self._users_by_minute.get(minute)
+        if users is None:
+            users = self._users_by_minute[minute] = set()
+            while len(self._users_by_minute) > _ACTIVE_MINUTES + 1:
+                self._users_by_minute.popitem(last=False)
+        users.add(tenant)
         self.batch_seconds.observe(elapsed_ns / _NANOS_PER_SECOND)
         if produced_ns:
             self.age_seconds.observe(max(now_ns - produced_ns, 0) / _NANOS_PER_SECOND)
@@ -103,10 +113,6 @@ class DecisionStats:
             bucket = self._seconds[second] = [0, 0, 0, 0]
             while len(self._seconds) > _WINDOW_SECONDS + 1:
                 self._seconds.popitem(last=False)
-            # Once a second: forget users gone quiet, so the map stays the size of the active.
-            quiet = now_ns - _ACTIVE_NS
-            for idle in [t for t, at in self._last_batch_ns.items() if at < quiet]:
-                del self._last_batch_ns[idle]
         bucket[0] += predictions
         bucket[1] += elapsed_ns
         bucket[2] += len(decisions)
@@ -126,13 +132,16 @@ class DecisionStats:
                 elapsed += bucket[1]
                 encoded += bucket[2]
                 encoding += bucket[3]
-        active_since = now_ns - _ACTIVE_NS
-        active = sum(1 for at in list(self._last_batch_ns.values()) if at >= active_since)
+        first_minute = now_ns // _NANOS_PER_MINUTE - _ACTIVE_MINUTES
+        active: set[tuple[str, str]] = set()
+        for minute, users in list(self._users_by_minute.items()):
+            if minute >= first_minute:
+                active |= users
         return DecisionFigures(
             self.predictions_decided,
             elapsed / predictions / 1_000 if predictions else 0.0,
             predictions / _WINDOW_SECONDS,
             self._signals_today if now_ns // _NANOS_PER_DAY == self._day else 0,
-            active,
+            len(active),
             encoding / encoded / 1_000 if encoded else 0.0,
         )

@@ -1487,7 +1487,7 @@ class HealthCheckResponse(_message.Message):
     signals_today: _builtins.int
     """Actionable signals produced since midnight UTC."""
     active_users: _builtins.int
-    """Users with a prediction batch decided in the last 5 minutes."""
+    """Users with a prediction batch decided in the current minute or the 5 before it."""
     active_strategies: _builtins.int
     """Distinct user strategies in force in this instance (tier, user and company layers merged)."""
     signals_closed: _builtins.int
