@@ -1,9 +1,10 @@
-"""Fixtures: a real engine on a loopback port, channels to it, and a real Envoy in front."""
+"""Fixtures: a real engine on a loopback port, channels to it, a real Envoy in front, and private
+brokers (nats-server, Tansu) for the tests that use the bus."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -13,6 +14,7 @@ from tests.support import BIN, Stubs, Tokens, rest_gateway
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine.app import Application
 from trading_engine.config import EngineSettings
+from trading_engine.devstack.brokers import KafkaBroker, NatsServer
 from trading_engine.gateway.envoy import EnvoyGateway
 
 # Tools the tests spawn (buf, grpcurl, trading-engine) come from the venv that runs pytest.
@@ -68,3 +70,21 @@ def stub(channel: grpc.aio.Channel) -> service_grpc.TradingEngineServiceAsyncStu
 async def gateway(engine: Application) -> AsyncIterator[EnvoyGateway]:
     async with rest_gateway(engine) as envoy:
         yield envoy
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server with JetStream, stopped after the test whatever its outcome."""
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def kafka_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A Tansu broker (memory storage; starts in ~20 ms, so one per test is cheap)."""
+    broker = KafkaBroker(tmp_path / "kafka")
+    broker.start()
+    yield broker
+    broker.stop()

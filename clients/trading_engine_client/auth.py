@@ -1,4 +1,4 @@
-"""Sends a bearer token with every call of a channel."""
+"""Bearer tokens: the call metadata the clients send, and interceptors for raw channels."""
 
 from __future__ import annotations
 
@@ -8,6 +8,17 @@ from typing import Any
 import grpc
 
 Token = str | Callable[[], str]
+
+
+def bearer_metadata(token: Token | None) -> tuple[tuple[str, str], ...]:
+    """The call metadata carrying `token`, asked afresh from a callable on every call.
+
+    Empty without a token: HealthCheck needs none.
+    """
+    if token is None:
+        return ()
+    current = token() if callable(token) else token
+    return (("authorization", f"Bearer {current}"),)
 
 
 def bearer_token(token: Token) -> list[grpc.aio.ClientInterceptor]:
@@ -30,9 +41,9 @@ class _WithToken:
         self._token = token
 
     def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        token = self._token() if callable(self._token) else self._token
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
-        metadata["authorization"] = f"Bearer {token}"
+        for key, value in bearer_metadata(self._token):
+            metadata[key] = value
         return grpc.aio.ClientCallDetails(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )

@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from google.protobuf import json_format
@@ -29,11 +30,13 @@ from trading_engine.config import (
     add_arguments,
     from_arguments,
 )
+from trading_engine.devstack import recordings
 from trading_engine.devstack.stack import DevStack, Endpoints
 from trading_engine.gateway.envoy import EnvoyGateway, render_config
 from trading_engine.risk.reference import RiskBehaviour, serve
 from trading_engine.tenancy import Caller
 from trading_engine.terminal import explanation, signal_table
+from trading_engine_client import PredictionPublisher
 
 _SERVE_EXAMPLES = """\
 examples:
@@ -79,6 +82,13 @@ examples:
   trading-engine watch                          # the engine on 127.0.0.1:50051
   trading-engine watch --symbol EURUSD --symbol USDJPY --type BUY --type SELL
   trading-engine watch --all                    # HOLD, rejected and suppressed too, with why
+"""
+
+_PUBLISH_EXAMPLES = """\
+examples:
+  trading-engine publish batches.jsonl --nats-url nats://127.0.0.1:4222
+  trading-engine publish batches.jsonl --kafka-bootstrap 127.0.0.1:9092 --restamp
+  trading-engine publish batches.jsonl --nats-url URL --kafka-bootstrap SERVERS   # both at once
 """
 
 _RISK_SERVICE_EXAMPLES = """\
@@ -201,38 +211,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.set_defaults(run=_token)
 
-    explain = _command(
-        commands,
-        "explain",
-        "show why a signal was decided as it was: prediction, rules, risk and executions",
-        _EXPLAIN_EXAMPLES,
-    )
-    explain.add_argument("signal_id", metavar="SIGNAL_ID", help="the signal's id")
-    _add_engine_call_arguments(explain)
-    explain.add_argument("--json", action="store_true", help="print the response as JSON")
-    explain.set_defaults(run=_explain)
-
-    watch = _command(
-        commands,
-        "watch",
-        "show your live signals as a table as the engine decides them",
-        _WATCH_EXAMPLES,
-    )
-    _add_engine_call_arguments(watch)
-    watch.add_argument(
-        "--symbol", action="append", default=[], help="only this symbol; may be repeated"
-    )
-    watch.add_argument(
-        "--type",
-        action="append",
-        default=[],
-        type=_signal_type_argument,
-        help="only this signal type (BUY, SELL, WEAK_BUY, WEAK_SELL, HOLD); may be repeated",
-    )
-    watch.add_argument(
-        "--all", action="store_true", help="also HOLD, rejected, suppressed and invalid decisions"
-    )
-    watch.set_defaults(run=_watch)
+    _explain_command(commands)
+    _watch_command(commands)
+    _publish_command(commands)
 
     risk = _command(
         commands,
@@ -293,6 +274,62 @@ def _parser() -> argparse.ArgumentParser:
     )
     risk.set_defaults(run=_risk_service)
     return parser
+
+
+def _explain_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    explain = _command(
+        commands,
+        "explain",
+        "show why a signal was decided as it was: prediction, rules, risk and executions",
+        _EXPLAIN_EXAMPLES,
+    )
+    explain.add_argument("signal_id", metavar="SIGNAL_ID", help="the signal's id")
+    _add_engine_call_arguments(explain)
+    explain.add_argument("--json", action="store_true", help="print the response as JSON")
+    explain.set_defaults(run=_explain)
+
+
+def _watch_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    watch = _command(
+        commands,
+        "watch",
+        "show your live signals as a table as the engine decides them",
+        _WATCH_EXAMPLES,
+    )
+    _add_engine_call_arguments(watch)
+    watch.add_argument(
+        "--symbol", action="append", default=[], help="only this symbol; may be repeated"
+    )
+    watch.add_argument(
+        "--type",
+        action="append",
+        default=[],
+        type=_signal_type_argument,
+        help="only this signal type (BUY, SELL, WEAK_BUY, WEAK_SELL, HOLD); may be repeated",
+    )
+    watch.add_argument(
+        "--all", action="store_true", help="also HOLD, rejected, suppressed and invalid decisions"
+    )
+    watch.set_defaults(run=_watch)
+
+
+def _publish_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    publish = _command(
+        commands,
+        "publish",
+        "publish recorded prediction batches (one JSON object per line) on the bus",
+        _PUBLISH_EXAMPLES,
+    )
+    publish.add_argument("file", type=Path, metavar="FILE", help="MLPredictionBatch JSON lines")
+    publish.add_argument("--nats-url", default="", help="NATS server, e.g. nats://127.0.0.1:4222")
+    publish.add_argument("--kafka-bootstrap", default="", help="Kafka bootstrap servers")
+    publish.add_argument(
+        "--restamp",
+        action="store_true",
+        help="stamp each batch and its predictions with the time it is sent (old recordings "
+        "would otherwise be refused as stale)",
+    )
+    publish.set_defaults(run=_publish)
 
 
 def _command(
@@ -409,6 +446,43 @@ def _watch(args: argparse.Namespace) -> int:
         except grpc.RpcError as error:
             return _call_failed(args, error)
     return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    if not (args.nats_url or args.kafka_bootstrap):
+        print(
+            "trading-engine publish: name where to publish: --nats-url, --kafka-bootstrap "
+            "or both (`trading-engine dev` prints its addresses)",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.file.is_file():
+        print(f"trading-engine publish: {args.file} is not a file", file=sys.stderr)
+        return 2
+    summary = asyncio.run(_publish_file(args))
+    print(
+        f"\rpublished {summary.batches} batches ({summary.predictions} predictions) "
+        f"in {summary.seconds:.1f} s; {len(summary.skipped)} lines skipped",
+        file=sys.stderr,
+    )
+    for number, why in summary.skipped:
+        print(f"  line {number}: {why}", file=sys.stderr)
+    return 1 if summary.skipped else 0
+
+
+async def _publish_file(args: argparse.Namespace) -> recordings.PublishSummary:
+    def progress(summary: recordings.PublishSummary) -> None:
+        rate = summary.batches / summary.seconds if summary.seconds else 0.0
+        print(f"\r{summary.batches} batches published ({rate:.0f}/s)", end="", file=sys.stderr)
+
+    async with PredictionPublisher(
+        nats_url=args.nats_url or None,
+        kafka_bootstrap=args.kafka_bootstrap or None,
+        service_source="trading-engine-publish",
+    ) as publisher:
+        return await recordings.publish_file(
+            args.file, publisher, stamp_now=args.restamp, progress=progress
+        )
 
 
 def _signal_type_argument(text: str) -> int:

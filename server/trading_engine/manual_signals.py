@@ -55,10 +55,10 @@ class ManualSignals:
                     )
                 ],
             )
+        subject_id = subject_user(caller, user_id)
         earlier = await self._store.manual_signal(caller.company_id, request_id)
         if earlier is not None:
-            return earlier.payload
-        subject_id = subject_user(caller, user_id)
+            return _replayed(earlier, subject_id, request_id)
         subject = Caller(
             subject_id, caller.company_id, await self._strategies.tier_of(caller, subject_id)
         )
@@ -80,7 +80,7 @@ class ManualSignals:
         )
         if stored.payload != payload:
             # Another call with this request id got there first: its signal stands.
-            return stored.payload
+            return _replayed(stored, subject_id, request_id)
         self._history.submit(
             [history_record(caller.company_id, subject_id, now_ns, decision, payload)]
         )
@@ -104,3 +104,14 @@ class ManualSignals:
             )
         )
         return payload
+
+
+def _replayed(earlier: ManualSignal, subject_id: str, request_id: str) -> bytes:
+    """The signal a request id already made, if it was for the same user."""
+    if earlier.user_id != subject_id:
+        raise errors.FailedPrecondition(
+            f"request_id {request_id!r} was already used for a signal of another user; "
+            "send this one with a new request_id",
+            reason="REQUEST_ID_REUSED",
+        )
+    return earlier.payload

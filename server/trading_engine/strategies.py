@@ -371,6 +371,14 @@ class StrategyService:
         except VersionConflict as conflict:
             raise _conflict(conflict) from None
         revision = appended.revision
+        if appended.replayed and revision.key != key:
+            # Request ids are unique per company: answering with that revision would show
+            # another layer (perhaps another user's) and drop this change unsaid.
+            raise errors.FailedPrecondition(
+                f"request_id {request_id!r} was already used for another strategy layer of the "
+                "company; send this change with a new request_id",
+                reason="REQUEST_ID_REUSED",
+            )
         if not appended.replayed:
             self._cache(key, CachedLayer.of(revision))
             await self._store.append_audit(

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from tests.factories import batch, live, prediction
-from tests.support import ADMIN, RIVAL_ADMIN, TRADER, Stubs, Tokens, http_json_async, rpc_failure
+from tests.support import (
+    ADMIN,
+    FREE_USER,
+    RIVAL_ADMIN,
+    TRADER,
+    Stubs,
+    Tokens,
+    http_json_async,
+    rpc_failure,
+)
 from tradeflow.trading.v1 import signal_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from trading_engine.app import Application
@@ -92,6 +101,18 @@ async def test_a_retry_returns_the_first_signal_and_publishes_nothing_again(
     pages = [p async for p in admin.GetSignalHistory(request)]
     assert sum(len(page.signals) for page in pages) == 1
     assert [r.action for r in await engine.store.list_audit("acme", 10)] == ["signal.inject"]
+
+
+@pytest.mark.usefixtures("known_trader")
+async def test_a_request_id_used_for_another_user_is_refused(stubs: Stubs) -> None:
+    admin = stubs.as_(ADMIN)
+    await stubs.as_(FREE_USER).GetStrategy(service_pb2.GetStrategyRequest())
+    await admin.InjectManualSignal(order())
+
+    reused = await rpc_failure(admin.InjectManualSignal(order(user_id="free-1")))
+
+    assert isinstance(reused, FailedPreconditionError)
+    assert reused.reason == "REQUEST_ID_REUSED"
 
 
 @pytest.mark.usefixtures("known_trader")

@@ -228,6 +228,22 @@ async def test_a_retried_update_with_its_request_id_changes_nothing_twice(stubs:
     assert [v.version for v in listed.versions] == [first.version.version]
 
 
+async def test_a_request_id_another_user_used_is_refused_not_answered_with_their_change(
+    stubs: Stubs,
+) -> None:
+    await stubs.as_().UpdateStrategy(update(stop_loss_pips=25.0, request_id="req-1"))
+
+    reused = await rpc_failure(
+        stubs.as_(FREE_USER).UpdateStrategy(update(stop_loss_pips=30.0, request_id="req-1"))
+    )
+
+    assert isinstance(reused, FailedPreconditionError)
+    assert reused.reason == "REQUEST_ID_REUSED"
+    assert "trader-1" not in reused.message
+    mine = await stubs.as_(FREE_USER).GetStrategy(service_pb2.GetStrategyRequest())
+    assert mine.strategy.user_version == 0
+
+
 async def test_company_overrides_win_and_only_admins_set_them(stubs: Stubs) -> None:
     trader, admin = stubs.as_(), stubs.as_(ADMIN)
     await trader.UpdateStrategy(update(min_confidence_threshold=0.75, stop_loss_pips=25.0))

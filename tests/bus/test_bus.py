@@ -313,7 +313,7 @@ async def test_kafka_killed_nats_carries_on_and_the_outbox_flushes_exactly_once_
     await eventually(lambda: output.pending == 20, what="Kafka output waits in the outbox")
     assert engine.bus.probe().state is ComponentState.DEGRADED
 
-    # Tansu keeps topics in memory: they come back empty (tests/brokers.py).
+    # Tansu keeps topics in memory: they come back empty (trading_engine/devstack/brokers.py).
     kafka_broker.restart()
     await eventually(lambda: output.pending == 0, within=30, what="the outbox flushes")
     # The restarted broker holds exactly what the outbox sent: all 20, once, in order.

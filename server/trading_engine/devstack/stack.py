@@ -14,13 +14,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import nats
-
-from tradeflow.common.v1 import envelope_pb2
+from tradeflow.common.v1 import trace_pb2
 from trading_engine.app import Application
 from trading_engine.bus import names
 from trading_engine.config import DevStackSettings, EngineSettings, GatewaySettings
@@ -28,6 +25,8 @@ from trading_engine.devstack.brokers import KafkaBroker, NatsServer, free_port
 from trading_engine.devstack.demo import DemoFeed
 from trading_engine.gateway.envoy import EnvoyGateway
 from trading_engine.risk.reference import ReferenceRiskServicer, RiskBehaviour, start_server
+from trading_engine.tracing import PRODUCER, Tracing
+from trading_engine_client import PredictionPublisher
 
 _log = logging.getLogger(__name__)
 _KAFKA_TOPICS = (
@@ -135,7 +134,10 @@ class DevStack:
         return f"127.0.0.1:{port}"
 
     async def _start_demo(self, nats_url: str) -> None:
-        task = asyncio.create_task(run_demo(nats_url, self._stack.demo_rate), name="demo-feed")
+        assert self.application is not None  # the feed starts after the engine
+        task = asyncio.create_task(
+            run_demo(nats_url, self._stack.demo_rate, self.application.tracing), name="demo-feed"
+        )
 
         async def stop() -> None:
             task.cancel()
@@ -145,39 +147,23 @@ class DevStack:
         self._stops.append(stop)
 
 
-async def run_demo(nats_url: str, predictions_per_second: float) -> None:
+async def run_demo(nats_url: str, predictions_per_second: float, tracing: Tracing) -> None:
     """Publish the demo feed's batches on NATS until cancelled, at about the given rate.
 
-    Each batch goes in an ML-Processing envelope with its own message id and
-    the feed's increasing sequence number, as a real producer sends them.
+    Through the client package's PredictionPublisher, as ML-Processing publishes;
+    with tracing on, each batch starts a trace with a producer span of its own.
     """
-    client = await nats.connect(nats_url, name="demo-feed")
-    producer_id = f"demo-feed-{uuid.uuid4().hex[:8]}"
-    loop = asyncio.get_running_loop()
-    due = loop.time()
-    try:
-        for sequence, batch in enumerate(DemoFeed().batches(), start=1):
-            message_id = f"{producer_id}-{sequence}"
-            envelope = envelope_pb2.TradingProcessingEnvelope(
-                message_type=envelope_pb2.MESSAGE_TYPE_ML_PREDICTION_BATCH,
-                user_id=batch.user_context.user_id,
-                company_id=batch.user_context.company_id,
-                correlation_id=batch.correlation_id,
-                payload=batch.SerializeToString(),
-                service_source="demo-feed",
-                message_id=message_id,
-                producer_id=producer_id,
-                sequence=sequence,
-            )
-            await client.publish(
-                names.NATS_PREDICTIONS,
-                envelope.SerializeToString(),
-                headers={"message-id": message_id},
-            )
+    async with PredictionPublisher(nats_url=nats_url, service_source="demo-feed") as publisher:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        for batch in DemoFeed().batches():
+            with tracing.span(f"{names.NATS_PREDICTIONS} publish", PRODUCER):
+                trace = tracing.carried(trace_pb2.TraceContext())
+                await publisher.publish(
+                    batch, traceparent=trace.traceparent, tracestate=trace.tracestate
+                )
             due += len(batch.predictions) / predictions_per_second
             await asyncio.sleep(max(0.0, due - loop.time()))
-    finally:
-        await client.close()
 
 
 def _async(stop: Callable[[], None]) -> Callable[[], Awaitable[None]]:

@@ -1,0 +1,307 @@
+"""Blocking client for tradeflow.trading.v1.TradingEngineService, for code without asyncio."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Generic, Protocol, Self, TypeVar
+
+import grpc
+
+from tradeflow.ml.v1 import prediction_pb2
+from tradeflow.trading.v1 import execution_pb2, performance_pb2, signal_pb2, strategy_pb2
+from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
+from trading_engine_client import rpcs
+from trading_engine_client.auth import Token
+from trading_engine_client.calls import CallSettings
+from trading_engine_client.errors import from_rpc_error
+from trading_engine_client.retry import DEFAULT_RETRY, RetryPolicy
+from trading_engine_client.rpcs import Item, Request, Response, Result
+
+S = service_pb2
+_Response_co = TypeVar("_Response_co", covariant=True)
+
+
+class TradingEngineClient:
+    """The blocking twin of `AsyncTradingEngineClient`: the same methods, token, deadlines,
+    retries and exceptions; use as `with TradingEngineClient(target) as client`.
+
+    A stream helper returns a `ResponseStream`, an iterator whose `cancel()`
+    ends the call from any thread. Bidirectional helpers read their input
+    iterable from a gRPC thread, so it may block until the next item is ready.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: Token | None = None,
+        default_timeout: float = 5.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+    ) -> None:
+        self.target = target
+        self._calls = CallSettings(token, default_timeout, retry)
+        self._channel = grpc.insecure_channel(target, options=retry.channel_options())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel, cancelling calls still running."""
+        self._channel.close()
+
+    def health_check(
+        self, request: S.HealthCheckRequest | None = None, *, timeout: float | None = None
+    ) -> S.HealthCheckResponse:
+        """The engine's health report: status, version, uptime and components. Retried."""
+        return self._unary(rpcs.HEALTH_CHECK, request, timeout)
+
+    def process_prediction_batch(
+        self, request: S.ProcessPredictionBatchRequest, *, timeout: float | None = None
+    ) -> signal_pb2.TradingSignalBatch:
+        """One signal per prediction, in input order. Not retried: it has no idempotency key."""
+        return self._unary(rpcs.PROCESS_PREDICTION_BATCH, request, timeout)
+
+    def update_strategy(
+        self, request: S.UpdateStrategyRequest, *, timeout: float | None = None
+    ) -> S.UpdateStrategyResponse:
+        """The new revision and the strategy it makes. Retried only with a `request_id`."""
+        return self._unary(rpcs.UPDATE_STRATEGY, request, timeout)
+
+    def get_strategy(
+        self, request: S.GetStrategyRequest | None = None, *, timeout: float | None = None
+    ) -> strategy_pb2.EffectiveStrategy:
+        """The caller's effective strategy (or `request.user_id`'s, for an admin). Retried."""
+        return self._unary(rpcs.GET_STRATEGY, request, timeout)
+
+    def list_strategy_versions(
+        self, request: S.ListStrategyVersionsRequest, *, timeout: float | None = None
+    ) -> S.ListStrategyVersionsResponse:
+        """One page of a layer's revisions, newest first. Retried."""
+        return self._unary(rpcs.LIST_STRATEGY_VERSIONS, request, timeout)
+
+    def reset_strategy(
+        self, request: S.ResetStrategyRequest, *, timeout: float | None = None
+    ) -> S.ResetStrategyResponse:
+        """The revision the reset made. Retried only with a `request_id`."""
+        return self._unary(rpcs.RESET_STRATEGY, request, timeout)
+
+    def inject_manual_signal(
+        self, request: S.InjectManualSignalRequest, *, timeout: float | None = None
+    ) -> signal_pb2.TradingSignal:
+        """The injected signal (admins only). Retried: its `request_id` is required."""
+        return self._unary(rpcs.INJECT_MANUAL_SIGNAL, request, timeout)
+
+    def record_execution_result(
+        self, request: S.RecordExecutionResultRequest, *, timeout: float | None = None
+    ) -> execution_pb2.SignalPerformance:
+        """The signal's performance with this result. Retried: the engine applies an
+        `execution_id` once."""
+        return self._unary(rpcs.RECORD_EXECUTION_RESULT, request, timeout)
+
+    def explain_signal(
+        self, request: S.ExplainSignalRequest, *, timeout: float | None = None
+    ) -> S.ExplainSignalResponse:
+        """A signal's audit chain: prediction, decision trace, executions. Retried."""
+        return self._unary(rpcs.EXPLAIN_SIGNAL, request, timeout)
+
+    def analyze_signal_performance(
+        self,
+        request: S.AnalyzeSignalPerformanceRequest | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> S.AnalyzeSignalPerformanceResponse:
+        """Performance broken down by symbol, type, strength and hour. Retried."""
+        return self._unary(rpcs.ANALYZE_SIGNAL_PERFORMANCE, request, timeout)
+
+    def get_performance_summary(
+        self,
+        request: S.GetPerformanceSummaryRequest | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> performance_pb2.PerformanceSummary:
+        """Performance figures over one window (default: all time). Retried."""
+        return self._unary(rpcs.GET_PERFORMANCE_SUMMARY, request, timeout)
+
+    def set_trading_state(
+        self, request: S.SetTradingStateRequest, *, timeout: float | None = None
+    ) -> S.TradingStateSetting:
+        """The setting as stored (admins only). Not retried: it has no idempotency key."""
+        return self._unary(rpcs.SET_TRADING_STATE, request, timeout)
+
+    def get_trading_state(
+        self, request: S.GetTradingStateRequest | None = None, *, timeout: float | None = None
+    ) -> S.GetTradingStateResponse:
+        """The trading state in force and the settings it comes from. Retried."""
+        return self._unary(rpcs.GET_TRADING_STATE, request, timeout)
+
+    def process_predictions(
+        self,
+        batches: Iterable[prediction_pb2.MLPredictionBatch],
+        *,
+        timeout: float | None = None,
+    ) -> ResponseStream[signal_pb2.TradingSignalBatch]:
+        """One signal batch per prediction batch, in order, as the batches are sent."""
+        return self._bidi(rpcs.PROCESS_PREDICTIONS, batches, timeout)
+
+    def stream_signals(
+        self,
+        filters: Iterable[S.SignalFilter],
+        *,
+        timeout: float | None = None,
+    ) -> ResponseStream[S.StreamSignalsResponse]:
+        """The caller's live signals: each filter sent is acknowledged, then applies.
+
+        The stream goes on after the last filter, until cancelled. Engines
+        built before the live signal feed answer UNIMPLEMENTED, raised as
+        `UnimplementedError`.
+        """
+        return self._bidi(rpcs.STREAM_SIGNALS, filters, timeout)
+
+    def manage_strategies(
+        self,
+        operations: Iterable[S.ManageStrategiesRequest],
+        *,
+        timeout: float | None = None,
+    ) -> ResponseStream[S.ManageStrategiesResponse]:
+        """One response per operation, in order; a failed operation answers with `error`
+        (`raise from_status(response.error)` makes it the typed exception)."""
+        return self._bidi(rpcs.MANAGE_STRATEGIES, operations, timeout)
+
+    def stream_analytics(
+        self,
+        subscriptions: Iterable[S.AnalyticsSubscription],
+        *,
+        timeout: float | None = None,
+    ) -> ResponseStream[performance_pb2.PerformanceSummary]:
+        """Live figures: at once, then whenever they change; each subscription replaces
+        the last, and the stream goes on after the last one, until cancelled."""
+        return self._bidi(rpcs.STREAM_ANALYTICS, subscriptions, timeout)
+
+    def signal_history(
+        self, request: S.GetSignalHistoryRequest | None = None, *, timeout: float | None = None
+    ) -> ResponseStream[S.GetSignalHistoryResponse]:
+        """Stored signals, oldest first, a page at a time; resume with `next_page_token`."""
+        return self._server_stream(rpcs.GET_SIGNAL_HISTORY, request, timeout)
+
+    def strategy_performance(
+        self,
+        request: S.GetStrategyPerformanceRequest | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ResponseStream[performance_pb2.PerformanceSummary]:
+        """One summary per requested window (default: all time)."""
+        return self._server_stream(rpcs.GET_STRATEGY_PERFORMANCE, request, timeout)
+
+    def _unary(
+        self,
+        rpc: rpcs.Unary[Request, Response, Result],
+        request: Request | None,
+        timeout: float | None,
+    ) -> Result:
+        message = request if request is not None else rpc.request()
+        call: grpc.UnaryUnaryMultiCallable[Request, Response] = self._channel.unary_unary(
+            rpc.path, rpcs.serialize, rpc.response.FromString
+        )
+        attempt = 1
+        while True:
+            try:
+                response = call(
+                    message, timeout=self._calls.deadline(timeout), metadata=self._calls.metadata()
+                )
+            except grpc.RpcError as failure:
+                error = from_rpc_error(failure)
+            else:
+                return rpc.result(response)
+            delay = self._calls.backoff(rpc, message, attempt, error)
+            if delay is None:
+                raise error
+            time.sleep(delay)
+            attempt += 1
+
+    def _server_stream(
+        self,
+        rpc: rpcs.ServerStream[Request, Response, Result],
+        request: Request | None,
+        timeout: float | None,
+    ) -> ResponseStream[Result]:
+        call: grpc.UnaryStreamMultiCallable[Request, Response] = self._channel.unary_stream(
+            rpc.path, rpcs.serialize, rpc.response.FromString
+        )
+        responses = call(
+            request if request is not None else rpc.request(),
+            timeout=timeout,
+            metadata=self._calls.metadata(),
+        )
+        return ResponseStream(responses, rpc.result)
+
+    def _bidi(
+        self,
+        rpc: rpcs.BidiStream[Item, Request, Response, Result],
+        items: Iterable[Item],
+        timeout: float | None,
+    ) -> ResponseStream[Result]:
+        call: grpc.StreamStreamMultiCallable[Request, Response] = self._channel.stream_stream(
+            rpc.path, rpcs.serialize, rpc.response.FromString
+        )
+        requests = (rpc.wrap(item) for item in items)
+        responses = call(requests, timeout=timeout, metadata=self._calls.metadata())
+        return ResponseStream(responses, rpc.result)
+
+
+class _StreamCall(Protocol[_Response_co]):
+    """A call answering with a stream, either kind."""
+
+    def __iter__(self) -> Iterator[_Response_co]: ...
+
+    def __next__(self) -> _Response_co: ...
+
+    def cancel(self) -> bool: ...
+
+
+class ResponseStream(Generic[Result]):
+    """What a streaming call's responses carry, as an iterator.
+
+    `cancel()` ends the call from any thread, and the iteration with it; so
+    does leaving a `with` block around the stream.
+    """
+
+    def __init__(self, call: _StreamCall[Response], result: Callable[[Response], Result]) -> None:
+        self._next: Callable[[], Result] = lambda: result(next(call))
+        self._cancel = call.cancel
+        self._cancelled = False
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> Result:
+        try:
+            return self._next()
+        except grpc.RpcError as failure:
+            if self._cancelled and failure.code() == grpc.StatusCode.CANCELLED:
+                raise StopIteration from None
+            raise from_rpc_error(failure) from None
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._cancel()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.cancel()
