@@ -472,8 +472,15 @@ def _publish(args: argparse.Namespace) -> int:
 
 async def _publish_file(args: argparse.Namespace) -> recordings.PublishSummary:
     def progress(summary: recordings.PublishSummary) -> None:
+        done = summary.batches + len(summary.skipped)
+        filled = 30 * done // max(summary.lines, 1)
         rate = summary.batches / summary.seconds if summary.seconds else 0.0
-        print(f"\r{summary.batches} batches published ({rate:.0f}/s)", end="", file=sys.stderr)
+        print(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{summary.lines} lines, "
+            f"{rate:.0f} batches/s",
+            end="",
+            file=sys.stderr,
+        )
 
     async with PredictionPublisher(
         nats_url=args.nats_url or None,

@@ -161,7 +161,8 @@ async def test_dev_runs_the_whole_stack_with_a_demo_feed_and_leaves_nothing_behi
 
 
 def test_help_shows_examples_for_every_command() -> None:
-    for command in ("serve", "gateway", "dev", "token", "risk-service", "explain", "watch"):
+    commands = ("serve", "gateway", "dev", "token", "risk-service", "explain", "watch", "publish")
+    for command in commands:
         result = subprocess.run(
             [str(BIN / "trading-engine"), command, "--help"],
             capture_output=True,

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.support import ROOT, TRADER, Tokens
+from tests.support import BIN, ROOT, TRADER, Tokens
 from trading_engine.gateway.envoy import EnvoyGateway
 
 GUIDE = ROOT / "docs" / "user-guide.md"
@@ -33,7 +33,14 @@ def test_the_guide_has_examples_for_each_area() -> None:
 async def test_the_example_works_as_written(
     command: str, gateway: EnvoyGateway, tokens: Tokens
 ) -> None:
-    environment = {**os.environ, "REST": gateway.base_url, "TOKEN": tokens.token(TRADER)}
+    environment = {
+        **os.environ,
+        # grpcurl is installed beside this Python.
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "REST": gateway.base_url,
+        "GRPC": f"127.0.0.1:{gateway.settings.upstream_port}",
+        "TOKEN": tokens.token(TRADER),
+    }
     done = await asyncio.to_thread(
         subprocess.run,
         ["bash", "-o", "pipefail", "-c", command],

@@ -22,6 +22,8 @@ from trading_engine_client import PredictionPublisher, PublishError
 
 @dataclasses.dataclass
 class PublishSummary:
+    # Non-empty lines in the file.
+    lines: int = 0
     batches: int = 0
     predictions: int = 0
     # (line number, why) of each line not published.
@@ -61,7 +63,8 @@ async def publish_file(
     progress: Callable[[PublishSummary], None],
 ) -> PublishSummary:
     """Publish every batch of the file in order; what was published and what was not."""
-    summary = PublishSummary()
+    with path.open(encoding="utf-8") as counted:
+        summary = PublishSummary(lines=sum(1 for line in counted if line.strip()))
     started = time.monotonic()
     for number, read in read_batches(path):
         if isinstance(read, str):
