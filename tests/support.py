@@ -152,7 +152,6 @@ class CommandProcess:
         self.args = args
         self.process: asyncio.subprocess.Process | None = None
         self.output: list[str] = []
-        self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
@@ -180,33 +179,16 @@ class CommandProcess:
                 if match := compiled.search(line):
                     return match
 
-    def keep_reading(self) -> None:
-        """Read the output in the background from now on: a chatty process (spans printed to the
-        console) must never block on a full pipe while the test does something else."""
-        assert self.process is not None
-        assert self.process.stdout is not None
-        stdout = self.process.stdout
-
-        async def read() -> None:
-            while raw := await stdout.readline():
-                self.output.append(raw.decode())
-
-        self._reader = asyncio.create_task(read())
-
     async def signal_and_wait(self, signum: int = signal.SIGTERM) -> int:
         """Send a signal; wait (at most 20 s) for the exit status, keeping the output."""
         assert self.process is not None
         self.process.send_signal(signum)
         async with asyncio.timeout(20):
-            if self._reader is not None:
-                await self._reader
-            elif self.process.stdout is not None:
-                self.output.append((await self.process.stdout.read()).decode())
+            rest = await self.process.stdout.read() if self.process.stdout else b""
+            self.output.append(rest.decode())
             return await self.process.wait()
 
     async def kill(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
             await self.process.wait()
