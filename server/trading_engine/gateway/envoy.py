@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from trading_engine.config import GatewaySettings
+from trading_engine.runtime import DIE_WITH_PARENT
 
 CONFIG_TEMPLATE = "envoy.yaml"
 DESCRIPTOR_SET = "trading_engine.binpb"
@@ -65,6 +66,7 @@ class EnvoyGateway:
         config_path = Path(self._workdir.name) / "envoy.yaml"
         config_path.write_text(render_config(self.settings))
         self._process = await asyncio.create_subprocess_exec(
+            *DIE_WITH_PARENT,
             str(envoy_binary()),
             "--config-path",
             str(config_path),
