@@ -35,8 +35,8 @@ class Watcher:
             try:
                 self._queue.put_nowait(signal)
             except asyncio.QueueFull:
+                # The reader learns of it once it has read what the queue holds.
                 self.overrun = True
-                # Wake the reader so it learns at once.
                 return
 
     async def next(self) -> signal_pb2.TradingSignal:

@@ -164,5 +164,5 @@ async def test_a_watcher_that_falls_behind_is_told_instead_of_silently_skipping(
         with pytest.raises(errors.ResourceExhausted) as raised:
             await watcher.next()
     assert raised.value.reason == "STREAM_OVERRUN"
-    # Nobody watches any more: publishing costs nothing and keeps nothing.
-    feed.publish_signal("acme", "trader-1", b"")
+    # Nobody watches any more: the signal is not even parsed (these bytes would not parse).
+    feed.publish_signal("acme", "trader-1", b"\xff\xff")
