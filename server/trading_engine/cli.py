@@ -128,15 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         status: int = args.run(args)
+    except BrokenPipeError:
+        # The reader went away (`watch | head`): nothing more to say, and nowhere to say it.
+        # Before OSError, of which it is one.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (OSError, TimeoutError, RuntimeError, KeyConfigurationError) as error:
         print(f"trading-engine: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # The reader went away (`watch | head`): nothing more to say, and nowhere to say it.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     return status
 
 
