@@ -103,6 +103,7 @@ from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.bus.names import NATS_DEAD_LETTER, NATS_PREDICTIONS, NATS_SIGNALS
 from trading_engine.runtime import tune_runtime
+from trading_engine_client.transports import server_has_read
 
 VOID_SUBJECT: Final = "bench.void"
 LOOPBACK_SUBJECT: Final = "bench.loopback"
@@ -586,7 +587,7 @@ class Generator:
             pending_bytes_limit=4 * 1024**3,
         )
         await self._client.subscribe(NATS_DEAD_LETTER, cb=self._on_dead_letter)
-        await self._client.flush()
+        await server_has_read(self._client)
 
     def begin(self, keep_every: int = 0) -> None:
         """Forget the previous phase; keep every `keep_every`th output for decoding."""
@@ -680,7 +681,7 @@ class Generator:
             await publish(VOID_SUBJECT, data)
             if index % 32 == 0:
                 await asyncio.sleep(0)
-        await self._client.flush()
+        await server_has_read(self._client)
         return len(messages) / (time.perf_counter() - started)
 
     async def loopback(self, data: Sequence[tuple[str, bytes]], batch_rate: float) -> list[int]:
@@ -692,7 +693,7 @@ class Generator:
             latencies.append(time.perf_counter_ns() - sent[msg.data[:16]])
 
         subscription = await self._client.subscribe(LOOPBACK_SUBJECT, cb=on_message)
-        await self._client.flush()
+        await server_has_read(self._client)
         start_ns = time.perf_counter_ns()
         for index, (_, payload) in enumerate(data):
             target_ns = start_ns + int(index * 1e9 / batch_rate)
@@ -702,7 +703,7 @@ class Generator:
             key = f"{index:016d}".encode()
             sent[key] = time.perf_counter_ns()
             await self._client.publish(LOOPBACK_SUBJECT, key + payload)
-        await self._client.flush()
+        await server_has_read(self._client)
         await asyncio.sleep(0.1)
         await subscription.unsubscribe()
         return sorted(latencies)

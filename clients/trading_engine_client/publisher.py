@@ -9,6 +9,7 @@ second decision, and a batch still arrives when one broker is away.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import time
@@ -29,6 +30,7 @@ from trading_engine_client.transports import (
     FAILURES,
     close_nats,
     connect_nats,
+    server_has_read,
     start_kafka,
     stop_kafka,
 )
@@ -234,8 +236,7 @@ class _NatsSender:
         if self._client is None:
             raise _NotStarted
         await self._client.publish(NATS_PREDICTIONS, sealed.data, headers=dict(sealed.headers))
-        # A PING answered after the publish proves the server read it.
-        return self._client.flush
+        return functools.partial(server_has_read, self._client)
 
     async def close(self) -> None:
         client, self._client = self._client, None

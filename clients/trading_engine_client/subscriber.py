@@ -27,6 +27,7 @@ from trading_engine_client.errors import TransportError
 from trading_engine_client.transports import (
     close_nats,
     connect_nats,
+    server_has_read,
     start_kafka,
     stop_kafka,
 )
@@ -136,8 +137,7 @@ class SignalSubscriber:
                     self._nats_url, "signal-subscriber", self._connect_timeout
                 )
                 await self._nats.subscribe(NATS_SIGNALS, cb=self._on_nats)
-                # The server has the subscription once it answers a PING sent after it.
-                await self._nats.flush()
+                await server_has_read(self._nats)
             if self._kafka_bootstrap:
                 self._kafka = await self._kafka_from_the_end(self._kafka_bootstrap)
                 self._consuming = asyncio.create_task(self._consume(self._kafka))

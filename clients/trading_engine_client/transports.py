@@ -49,6 +49,19 @@ async def connect_nats(url: str, name: str, timeout: float) -> Client:
         raise TransportError(NATS, f"cannot connect to {url}: {error!r}") from error
 
 
+async def server_has_read(client: Client) -> None:
+    """Return once the NATS server has read everything this client wrote before.
+
+    nats-py 2.16's flush() writes its PING straight to the socket, ahead of the
+    commands still queued for its flusher task, so the PONG can arrive before the
+    server has read them: a SUB not yet in force, a PUB not yet received. The first
+    flush also wakes the flusher, which writes the queue before that PONG can be
+    read; the second PING follows everything queued.
+    """
+    await client.flush()
+    await client.flush()
+
+
 async def close_nats(client: Client) -> None:
     """Close a NATS connection, also one that is reconnecting.
 

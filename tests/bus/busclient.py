@@ -24,6 +24,7 @@ from trading_engine.bus import names
 from trading_engine.bus.kafka_link import stop_client
 from trading_engine.config import EngineSettings
 from trading_engine.tracing import Tracing
+from trading_engine_client.transports import server_has_read
 
 Envelope = envelope_pb2.TradingProcessingEnvelope
 ALL_TOPICS = (
@@ -102,7 +103,7 @@ class BusClient:
         )
         for subject in (names.NATS_SIGNALS, names.NATS_DEAD_LETTER):
             await self._client.subscribe(subject, cb=self._on_nats)
-        await self._client.flush()
+        await server_has_read(self._client)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=False
         )
@@ -132,7 +133,7 @@ class BusClient:
     async def to_nats(self, data: bytes, subject: str = names.NATS_PREDICTIONS) -> None:
         assert self._client is not None
         await self._client.publish(subject, data)
-        await self._client.flush()
+        await server_has_read(self._client)
 
     async def to_kafka(self, data: bytes, topic: str = names.KAFKA_PREDICTIONS) -> None:
         assert self._producer is not None

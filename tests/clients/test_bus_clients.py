@@ -29,6 +29,7 @@ from trading_engine_client import (
 )
 from trading_engine_client import bus_names as names
 from trading_engine_client.subscriber import RecentIds
+from trading_engine_client.transports import server_has_read
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -114,7 +115,7 @@ async def test_the_envelope_carries_what_the_engine_checks(nats_server: NatsServ
     listener = await nats.connect(nats_server.url)
     try:
         await listener.subscribe(names.NATS_PREDICTIONS, cb=keep)
-        await listener.flush()
+        await server_has_read(listener)
         tokens = iter(["jwt-1", "jwt-2"])
         async with PredictionPublisher(
             nats_url=nats_server.url, token=lambda: next(tokens)

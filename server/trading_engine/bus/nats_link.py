@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 from trading_engine.bus.claims import SharedClaims
 from trading_engine.bus.envelope import Inbound, Outbound
 from trading_engine.bus.names import NATS
+from trading_engine_client.transports import server_has_read
 
 _log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ class NatsLink:
                 pending_msgs_limit=options.pending_messages,
                 pending_bytes_limit=options.pending_bytes,
             )
+        # Ready means subscribed: a batch published the moment after is not missed.
+        await server_has_read(client)
         self._client = client
         await self._on_reconnected()
         _log.info("NATS connected to %s (queue group %s)", options.url, options.queue_group)
