@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -146,46 +147,49 @@ def _state(pid: int) -> str:
 
 
 class CommandProcess:
-    """A `trading-engine` subcommand run as a user would run it."""
+    """A `trading-engine` subcommand run as a user would run it.
 
-    def __init__(self, *args: str) -> None:
+    Its output goes to a file, not a pipe: a chatty process (spans printed to the
+    console) never blocks on a pipe the test is not reading at that moment.
+    """
+
+    def __init__(self, log: Path, *args: str) -> None:
         self.args = args
+        self.log = log
         self.process: asyncio.subprocess.Process | None = None
-        self.output: list[str] = []
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            str(BIN / "trading-engine"),
-            *self.args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL,
-        )
+        with self.log.open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                str(BIN / "trading-engine"),
+                *self.args,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
 
-    async def wait_for_line(self, pattern: str) -> re.Match[str]:
-        """Read output until a line matches (for at most 20 s); return the match."""
+    async def wait_for_line(self, pattern: str, within: float = 20) -> re.Match[str]:
+        """Wait until a line of output matches; return the match."""
         assert self.process is not None
-        assert self.process.stdout is not None
-        compiled = re.compile(pattern)
-        async with asyncio.timeout(20):
-            while True:
-                raw = await self.process.stdout.readline()
-                if not raw:
+        compiled = re.compile(pattern, re.MULTILINE)
+        async with asyncio.timeout(within):
+            while not (match := compiled.search(self.output)):
+                if self.process.returncode is not None:
                     raise AssertionError(
-                        f"process exited before printing {pattern!r}:\n" + "".join(self.output)
+                        f"process exited before printing {pattern!r}:\n{self.output}"
                     )
-                line = raw.decode()
-                self.output.append(line)
-                if match := compiled.search(line):
-                    return match
+                await asyncio.sleep(0.05)
+        return match
 
     async def signal_and_wait(self, signum: int = signal.SIGTERM) -> int:
-        """Send a signal; wait (at most 20 s) for the exit status, keeping the output."""
+        """Send a signal; wait (at most 20 s) for the exit status."""
         assert self.process is not None
         self.process.send_signal(signum)
         async with asyncio.timeout(20):
-            rest = await self.process.stdout.read() if self.process.stdout else b""
-            self.output.append(rest.decode())
             return await self.process.wait()
 
     async def kill(self) -> None:
@@ -196,12 +200,14 @@ class CommandProcess:
 
 @contextlib.asynccontextmanager
 async def running(*args: str) -> AsyncIterator[CommandProcess]:
-    command = CommandProcess(*args)
-    await command.start()
-    try:
-        yield command
-    finally:
-        await command.kill()
+    """Run a subcommand; its output stays readable after it ends, until the test ends."""
+    with tempfile.TemporaryDirectory(prefix="command-") as folder:
+        command = CommandProcess(Path(folder) / "output.txt", *args)
+        await command.start()
+        try:
+            yield command
+        finally:
+            await command.kill()
 
 
 async def health_status(channel: grpc.aio.Channel, service: str) -> int:

@@ -3,9 +3,14 @@
 Ten currency pairs random-walk from realistic prices on the live clock; each
 batch is one demo trader's view of the pairs their tier may trade, from a
 three- or four-model ensemble that mostly agrees, some with a chart pattern.
-The prices move enough that a trader's repeated views are not all suppressed
-as duplicates, and the views disagree enough that some are rejected: what the
-watcher sees is the engine deciding, not a replay of one answer.
+The views disagree enough that some are rejected: what the watcher sees is the
+engine deciding, not a replay of one answer.
+
+At a realistic volatility a pair moves about five pips in five minutes, so with
+the default duplicate window a trader's views would become signals once per
+pair and direction every few minutes and a watcher would soon see nothing. The
+demo traders start with a 20-second window instead (their user layer, visible
+and changeable like any strategy).
 """
 
 from __future__ import annotations
@@ -15,12 +20,17 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 from tradeflow.common.v1 import tier_pb2
 from tradeflow.ml.v1 import prediction_pb2
+from tradeflow.trading.v1 import strategy_pb2
+from trading_engine import errors
 from trading_engine.core import instruments
+from trading_engine.stores.base import USER_LAYER
+from trading_engine.strategies import StrategyService
+from trading_engine.tenancy import Caller
 
 # Mid prices to start from.
 PAIRS: Final[dict[str, float]] = {
@@ -67,14 +77,47 @@ TRADERS: Final = (
 )
 
 
+_DUPLICATE_WINDOW_S: Final = 20
+
+
+async def set_up_demo_strategies(strategies: StrategyService) -> None:
+    """Give each demo trader the demo's duplicate window, once: a trader who changed the
+    strategy since (or a restart on the same data) keeps what is there."""
+    values = strategy_pb2.StrategyConfig()
+    values.duplicate_window.FromSeconds(_DUPLICATE_WINDOW_S)
+    for trader in TRADERS:
+        try:
+            await strategies.update(
+                Caller(trader.user_id, trader.company_id, trader.tier),
+                USER_LAYER,
+                trader.user_id,
+                values,
+                ["duplicate_window"],
+                expected_version=0,
+                request_id=f"demo-strategy-{trader.user_id}",
+                reason=f"the demo feed: duplicates suppressed for {_DUPLICATE_WINDOW_S} s, "
+                "not 5 minutes, so signals keep coming",
+            )
+        except errors.FailedPrecondition as error:
+            if error.reason != "VERSION_CONFLICT":
+                raise
+            # The layer has revisions already: leave them.
+
+
 class DemoFeed:
     """Prediction batches on the live clock, one trader after the other."""
 
-    def __init__(self, traders: Sequence[DemoTrader] = TRADERS, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        traders: Sequence[DemoTrader] = TRADERS,
+        seed: int | None = None,
+        now_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
         self._traders = itertools.cycle(traders)
         self._rng = random.Random(seed)
+        self._now_ns = now_ns
         self._mids = dict(PAIRS)
-        self._last_ns = time.time_ns()
+        self._last_ns = now_ns()
         self._numbers = itertools.count(1)
 
     def batches(self) -> Iterator[prediction_pb2.MLPredictionBatch]:
@@ -82,7 +125,7 @@ class DemoFeed:
             yield self.next_batch()
 
     def next_batch(self) -> prediction_pb2.MLPredictionBatch:
-        now_ns = time.time_ns()
+        now_ns = self._now_ns()
         self._walk(now_ns)
         trader = next(self._traders)
         number = next(self._numbers)

@@ -22,7 +22,7 @@ from trading_engine.app import Application
 from trading_engine.bus import names
 from trading_engine.config import DevStackSettings, EngineSettings, GatewaySettings
 from trading_engine.devstack.brokers import KafkaBroker, NatsServer, free_port
-from trading_engine.devstack.demo import DemoFeed
+from trading_engine.devstack.demo import DemoFeed, set_up_demo_strategies
 from trading_engine.gateway.envoy import EnvoyGateway
 from trading_engine.risk.reference import ReferenceRiskServicer, RiskBehaviour, start_server
 from trading_engine.tracing import PRODUCER, Tracing
@@ -135,6 +135,7 @@ class DevStack:
 
     async def _start_demo(self, nats_url: str) -> None:
         assert self.application is not None  # the feed starts after the engine
+        await set_up_demo_strategies(self.application.strategies)
         task = asyncio.create_task(
             run_demo(nats_url, self._stack.demo_rate, self.application.tracing), name="demo-feed"
         )

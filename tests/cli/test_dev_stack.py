@@ -1,0 +1,227 @@
+"""End to end: `trading-engine dev --demo` as a newcomer runs it, read from every side."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+from tests.support import (
+    BIN,
+    CommandProcess,
+    children_of,
+    example_batch_request,
+    http_json_async,
+    http_text,
+    pid_alive,
+    running,
+)
+from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
+from trading_engine.devstack.brokers import free_port
+from trading_engine_client import AsyncTradingEngineClient, SignalDelivery, SignalSubscriber
+
+
+class Banner:
+    """What `dev` prints before "Press Ctrl-C": endpoints, a token, commands to paste."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.nats = self._field(r"NATS     (\S+)")
+        self.kafka = self._field(r"Kafka    (\S+)")
+        self.metrics = self._field(r"metrics  (\S+)")
+        self.token = self._field(r"export TOKEN=(\S+)")
+        offered = [line.strip() for line in text.partition("Try,")[2].splitlines()]
+        self.queries = [line for line in offered if line.startswith(("grpcurl ", "curl "))]
+        self.watch = self._field(r"^  (trading-engine watch .*)$")
+
+    def _field(self, pattern: str) -> str:
+        found = re.search(pattern, self.text, re.MULTILINE)
+        assert found is not None, f"{pattern!r} not in the banner:\n{self.text}"
+        return found.group(1)
+
+
+async def test_a_newcomer_sees_demo_signals_everywhere_traced_and_nothing_is_left_behind(
+    tmp_path: Path,
+) -> None:
+    grpc_port, http_port = free_port(), free_port()
+    rest = f"http://127.0.0.1:{http_port}"
+    async with running(
+        "dev", "--demo", "--tracing-exporter", "console",
+        "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+        "--envoy-admin-port", str(free_port()), "--data-dir", str(tmp_path),
+    ) as dev:  # fmt: skip
+        await dev.wait_for_line(r"Press Ctrl-C")
+        banner = Banner(dev.output)
+        assert f"grpcurl -plaintext 127.0.0.1:{grpc_port} list" in banner.text
+        assert f"curl -s {rest}/api/v1/health" in banner.text
+        assert "risk     127.0.0.1:" in banner.text
+        auth = {"authorization": f"Bearer {banner.token}"}
+
+        # trader-1's signal batches arrive on NATS and on Kafka, the same on both.
+        on_nats, on_kafka = await asyncio.gather(
+            _signal_batches(nats_url=banner.nats), _signal_batches(kafka_bootstrap=banner.kafka)
+        )
+        on_both = on_nats.keys() & on_kafka.keys()
+        assert on_both, (list(on_nats), list(on_kafka))
+        assert all(on_nats[each].batch == on_kafka[each].batch for each in on_both)
+        deliveries = list(on_nats.values())
+        assert {d.batch.user_id for d in deliveries} == {"trader-1"}
+
+        # The same signals through gRPC and through REST.
+        signal_ids = {s.signal_id for d in deliveries for s in d.batch.signals}
+        async with AsyncTradingEngineClient(f"127.0.0.1:{grpc_port}", token=banner.token) as client:
+            explained = await client.explain_signal(
+                service_pb2.ExplainSignalRequest(signal_id=min(signal_ids))
+            )
+        assert explained.signal.signal_id == min(signal_ids)
+        assert explained.signal.user_id == "trader-1"
+        # History is written behind the bus, a moment later: ask until it shows them
+        # (another process's state, so nothing here to wait on but the answer).
+        async with asyncio.timeout(10):
+            while not signal_ids <= await _history_ids(rest, auth):  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+
+        await _every_query_works_as_pasted(banner)
+
+        # What the banner's `watch` shows: live signals, assessed by the reference risk service.
+        header, first = await _first_watched_row(banner)
+        assert header.split()[:3] == ["time", "symbol", "type"]
+        assert "ASSESSED" in first, first
+
+        scraped = await asyncio.to_thread(http_text, banner.metrics)
+        assert 'trading_engine_risk_breaker_state{state="closed"} 1.0' in scraped
+        decided = re.search(r'bus_messages_total\{outcome="decided"\} (\S+)', scraped)
+        assert decided is not None, scraped
+        assert float(decided.group(1)) > 0
+
+        # The banner's token works for the README's example batch.
+        status, body = await http_json_async(
+            "POST", f"{rest}/api/v1/predictions:process", example_batch_request(), auth
+        )
+        assert status == 200, body
+        assert len(body["signalBatch"]["signals"]) == 3
+
+        started = _children(dev)
+        assert len(started) == 3, started  # Envoy, nats-server and Tansu.
+        assert await dev.signal_and_wait(signal.SIGINT) == 0
+        assert not [pid for pid in started if pid_alive(pid)]
+        output = dev.output
+        assert "trading engine stopped" in output
+
+    _each_trace_runs_from_the_producer_to_the_consumer(_spans(output), deliveries)
+
+
+async def _every_query_works_as_pasted(banner: Banner) -> None:
+    """Each grpcurl and curl line the banner offers, run with the token it exported."""
+    assert len(banner.queries) == 8, banner.text
+    for query in banner.queries:
+        answer = await _shell(query, banner.token)
+        if query.startswith("curl "):
+            assert "code" not in json.loads(answer), (query, answer)
+        if "signals/history" in query:
+            assert any(page.get("signals") for page in json.loads(answer)), answer
+
+
+def _each_trace_runs_from_the_producer_to_the_consumer(
+    spans: list[dict[str, Any]], deliveries: list[SignalDelivery]
+) -> None:
+    """The trace each consumer received began at the demo producer's publish span, and
+    the engine's consumer span is that span's child."""
+    traces = {d.trace_context.traceparent.split("-")[1] for d in deliveries}
+    producers = {
+        _trace_id(s): s["context"]["span_id"]
+        for s in spans
+        if s["name"] == "trading-engine.ml-predictions publish"
+    }
+    assert traces <= producers.keys()
+    consumers = [
+        s for s in spans
+        if s["name"].endswith("ml-predictions process") and _trace_id(s) in traces
+    ]  # fmt: skip
+    assert {_trace_id(s) for s in consumers} == traces
+    assert all(s["parent_id"] == producers[_trace_id(s)] for s in consumers)
+
+
+async def _signal_batches(
+    nats_url: str | None = None, kafka_bootstrap: str | None = None
+) -> dict[str, SignalDelivery]:
+    """trader-1's next eight signal batches on one transport, by message id."""
+    batches: dict[str, SignalDelivery] = {}
+    async with SignalSubscriber(
+        nats_url=nats_url, kafka_bootstrap=kafka_bootstrap, user_ids=("trader-1",)
+    ) as subscriber:
+        async with asyncio.timeout(30):
+            async for delivery in subscriber:
+                batches[delivery.message_id] = delivery
+                if len(batches) == 8:
+                    return batches
+    raise AssertionError(f"the subscription to {nats_url or kafka_bootstrap} ended")
+
+
+async def _history_ids(rest: str, auth: dict[str, str]) -> set[str]:
+    status, pages = await http_json_async(
+        "GET", f"{rest}/api/v1/signals/history?include_non_actionable=true", headers=auth
+    )
+    assert status == 200, pages
+    return {s["signalId"] for page in pages for s in page.get("signals", [])}
+
+
+def _as_pasted(token: str) -> dict[str, str]:
+    """A terminal after `export TOKEN=...`, with the project's tools on its PATH."""
+    return {**os.environ, "TOKEN": token, "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+
+async def _shell(command: str, token: str) -> str:
+    pasted = await asyncio.create_subprocess_shell(
+        command,
+        env=_as_pasted(token),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        out, err = await pasted.communicate()
+    assert pasted.returncode == 0, (command, err.decode())
+    assert out.strip(), command
+    return out.decode()
+
+
+async def _first_watched_row(banner: Banner) -> tuple[str, str]:
+    watch = await asyncio.create_subprocess_shell(
+        f"exec {banner.watch}",
+        env=_as_pasted(banner.token),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert watch.stdout is not None
+    try:
+        async with asyncio.timeout(20):
+            header = (await watch.stdout.readline()).decode()
+            first = (await watch.stdout.readline()).decode()
+    finally:
+        watch.terminate()
+        await watch.wait()
+    return header, first
+
+
+def _children(command: CommandProcess) -> list[int]:
+    assert command.process is not None
+    return children_of(command.process.pid)
+
+
+def _spans(output: str) -> list[dict[str, Any]]:
+    """The spans the console exporter printed, each a JSON object starting with its name."""
+    decoder, spans, at = json.JSONDecoder(), [], 0
+    while (start := output.find('{\n    "name"', at)) >= 0:
+        span, length = decoder.raw_decode(output[start:])
+        spans.append(span)
+        at = start + length
+    return spans
+
+
+def _trace_id(span: dict[str, Any]) -> str:
+    context: dict[str, str] = span["context"]
+    return context["trace_id"].removeprefix("0x")
