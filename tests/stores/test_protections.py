@@ -289,3 +289,31 @@ async def test_a_database_from_before_protections_is_migrated(
     await new.append_prediction_batches([batch()])
     assert await new.trading_states() == [trading_state()]
     assert await new.prediction_batch("acme", "batch-1") == batch()
+
+
+async def test_a_companys_batches_are_read_in_decision_order_page_by_page(store: Store) -> None:
+    # Stored in the order decided; two share an instant, as batches of one tick do.
+    decided = [
+        batch("b-1", NOW_NS),
+        batch("b-3", NOW_NS + SECOND_NS),
+        batch("b-2", NOW_NS + SECOND_NS, user_id="bob"),
+        batch("b-4", NOW_NS + 2 * SECOND_NS),
+        batch("rival-1", NOW_NS + SECOND_NS, company_id="rival"),
+    ]
+    for record in decided:
+        await store.append_prediction_batches([record])
+
+    async def read(start_ns: int, end_ns: int, limit: int = 10) -> list[str]:
+        read_ids, after = [], None
+        while page := await store.prediction_batches("acme", start_ns, end_ns, after, limit):
+            read_ids += [arrived.record.batch_id for arrived in page]
+            after = page[-1].position
+        return read_ids
+
+    # Ties keep the order they were decided in (b-3 before b-2), whatever their ids.
+    assert await read(NOW_NS, NOW_NS + 3 * SECOND_NS) == ["b-1", "b-3", "b-2", "b-4"]
+    assert await read(NOW_NS, NOW_NS + 3 * SECOND_NS, limit=1) == ["b-1", "b-3", "b-2", "b-4"]
+    # The end is exclusive, the start inclusive; another company's batches are never read.
+    assert await read(NOW_NS + SECOND_NS, NOW_NS + 2 * SECOND_NS) == ["b-3", "b-2"]
+    arrived = (await store.prediction_batches("acme", NOW_NS, NOW_NS + 1, None, 10))[0]
+    assert arrived.record == decided[0]

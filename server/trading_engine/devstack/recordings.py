@@ -1,8 +1,7 @@
-"""Recorded prediction batches, one JSON object per line, published on the bus like ML-Processing.
+"""Recorded prediction batches (trading_engine.recordings) published on the bus like ML-Processing.
 
-A line is an `MLPredictionBatch` in its JSON form (as `json_format` or
-`grpcurl` write it). A line that is not one is reported with its number and
-skipped; the others are still published. With `restamp`, each batch and its
+A line that is not a batch is reported with its number and skipped; the
+others are still published. With `restamp`, each batch and its
 predictions are stamped with the time it is sent, so an old recording is not
 refused as stale.
 """
@@ -11,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-from google.protobuf import json_format
-
 from tradeflow.ml.v1 import prediction_pb2
+from trading_engine.recordings import read_batches
 from trading_engine_client import PredictionPublisher, PublishError
 
 
@@ -29,24 +27,6 @@ class PublishSummary:
     # (line number, why) of each line not published.
     skipped: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
-
-
-def read_batches(path: Path) -> Iterator[tuple[int, prediction_pb2.MLPredictionBatch | str]]:
-    """(line number, batch) for each line, or (line number, why it is not one)."""
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            batch = prediction_pb2.MLPredictionBatch()
-            try:
-                json_format.Parse(line, batch)
-            except json_format.ParseError as error:
-                yield number, f"not an MLPredictionBatch: {error}"
-                continue
-            if not (batch.user_context.user_id and batch.user_context.company_id):
-                yield number, "the batch names no user_context.user_id and company_id"
-                continue
-            yield number, batch
 
 
 def restamp(batch: prediction_pb2.MLPredictionBatch, now_ns: int) -> None:

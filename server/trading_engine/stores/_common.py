@@ -13,7 +13,9 @@ from typing import Any, Final, Protocol
 
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from trading_engine.stores.base import (
+    ArrivedBatch,
     AuditRecord,
+    BatchPosition,
     ExecutionRecord,
     LayerKey,
     ManualSignal,
@@ -353,6 +355,32 @@ def prediction_batch_values(record: PredictionBatchRecord) -> tuple[str, str, st
 def prediction_batch_from_row(row: Row) -> PredictionBatchRecord:
     """A PredictionBatchRecord from a row of PREDICTION_BATCH_COLUMNS."""
     return PredictionBatchRecord(row[0], row[1], row[2], row[3], bytes(row[4]))
+
+
+def prediction_batches_sql(placeholder: Placeholder, arrival: str) -> str:
+    """SELECT of a company's batches in decision order: company, start, end, after time,
+    after arrival, limit. `arrival` names the backend's insertion-order column."""
+    p = placeholder
+    return (
+        f"SELECT {PREDICTION_BATCH_COLUMNS}, {arrival} FROM prediction_batches "
+        f"WHERE company_id = {p(1)} AND received_at_ns >= {p(2)} AND received_at_ns < {p(3)} "
+        f"AND (received_at_ns, {arrival}) > ({p(4)}, {p(5)}) "
+        f"ORDER BY received_at_ns, {arrival} LIMIT {p(6)}"
+    )
+
+
+def prediction_batches_values(
+    company_id: str, start_ns: int, end_ns: int, after: BatchPosition | None, limit: int
+) -> tuple[str, int, int, int, int, int]:
+    """The parameters of prediction_batches_sql; without `after`, from before the start."""
+    after = after or BatchPosition(start_ns - 1, 0)
+    return company_id, start_ns, end_ns, after.received_at_ns, after.arrival, check_limit(limit)
+
+
+def arrived_batch_from_row(row: Row) -> ArrivedBatch:
+    """An ArrivedBatch from a row of prediction_batches_sql."""
+    record = prediction_batch_from_row(row)
+    return ArrivedBatch(record, BatchPosition(record.received_at_ns, int(row[5])))
 
 
 def signal_type_counts(rows: Iterable[Row]) -> dict[int, int]:

@@ -230,6 +230,20 @@ class PredictionBatchRecord:
     payload: bytes
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class BatchPosition:
+    """Where a batch stands in a company's decision order: its decision time, then arrival."""
+
+    received_at_ns: int
+    arrival: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ArrivedBatch:
+    record: PredictionBatchRecord
+    position: BatchPosition
+
+
 class Store(Protocol):
     """Persistence for strategies, signals and their batches, executions, states and audit.
 
@@ -382,6 +396,13 @@ class Store(Protocol):
     async def prediction_batch(
         self, company_id: str, batch_id: str
     ) -> PredictionBatchRecord | None: ...
+
+    async def prediction_batches(
+        self, company_id: str, start_ns: int, end_ns: int, after: BatchPosition | None, limit: int
+    ) -> list[ArrivedBatch]:
+        """The company's batches decided in [start_ns, end_ns), in the order they were decided
+        (decision time, then arrival), strictly after `after` when given."""
+        ...
 
     # Manual signals and audit.
 

@@ -38,6 +38,7 @@ from trading_engine.stores._common import (
     SIGNAL_COLUMNS,
     TRADING_STATES_SQL,
     append_prediction_batch_sql,
+    arrived_batch_from_row,
     audit_from_row,
     audit_values,
     check_limit,
@@ -55,6 +56,8 @@ from trading_engine.stores._common import (
     outcomes_sql,
     prediction_batch_from_row,
     prediction_batch_values,
+    prediction_batches_sql,
+    prediction_batches_values,
     put_outcome_sql,
     put_trading_state_sql,
     record_execution_sql,
@@ -72,7 +75,9 @@ from trading_engine.stores._common import (
 )
 from trading_engine.stores.base import (
     AppendedRevision,
+    ArrivedBatch,
     AuditRecord,
+    BatchPosition,
     ExecutionRecord,
     LayerKey,
     ManualSignal,
@@ -109,6 +114,7 @@ _RECORD_EXECUTION: Final = record_execution_sql(_placeholder)
 _PUT_OUTCOME: Final = put_outcome_sql(_placeholder)
 _PUT_TRADING_STATE: Final = put_trading_state_sql(_placeholder)
 _APPEND_PREDICTION_BATCH: Final = append_prediction_batch_sql(_placeholder)
+_PREDICTION_BATCHES: Final = prediction_batches_sql(_placeholder, "rowid")
 
 
 class SqliteStore:
@@ -310,6 +316,16 @@ class SqliteStore:
         )
         rows = await self._fetch("read a prediction batch", sql, (company_id, batch_id))
         return prediction_batch_from_row(rows[0]) if rows else None
+
+    async def prediction_batches(
+        self, company_id: str, start_ns: int, end_ns: int, after: BatchPosition | None, limit: int
+    ) -> list[ArrivedBatch]:
+        rows = await self._fetch(
+            "read prediction batches",
+            _PREDICTION_BATCHES,
+            prediction_batches_values(company_id, start_ns, end_ns, after, limit),
+        )
+        return [arrived_batch_from_row(row) for row in rows]
 
     # Manual signals and audit.
 

@@ -1,0 +1,1 @@
+"""Replay and backtest: recorded predictions through the same engine, compared and simulated."""

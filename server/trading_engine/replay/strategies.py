@@ -1,0 +1,175 @@
+"""The strategies a replay decides with: as they were in force, or a candidate over them.
+
+In force: a signal records the strategy version that decided it, and versions
+are numbered across every layer in the order they were made, so the version
+a batch was decided at names, for each layer (user, adaptive, company), its
+newest revision up to that version. With nothing stored (a replay of a file),
+every user has their tier's defaults.
+
+A candidate is a StrategyConfig in JSON whose fields are the change to try,
+e.g. `{"minConfidenceThreshold": 0.75}`: it is checked as a user-layer
+update would be and applied over every layer, so the question "what if my
+threshold had been 0.75" is answered for exactly that field. Signals decided
+with a candidate carry strategy version 0: no stored version decided them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import json
+from pathlib import Path
+from typing import Final
+
+from google.protobuf import json_format
+
+from tradeflow.trading.v1 import strategy_pb2
+from trading_engine.core import tiers
+from trading_engine.core.strategy import Strategy, from_config
+from trading_engine.core.strategy_layers import (
+    ADAPTIVE,
+    EMPTY_LAYER,
+    Layer,
+    apply_update,
+    layer_from_stored,
+    merge,
+    parse_mask,
+    validate_effective,
+    validate_values,
+)
+from trading_engine.stores.base import COMPANY_LAYER, USER_LAYER, LayerKey, Store
+from trading_engine.tenancy import Caller
+
+_PAGE: Final = 200
+
+
+class CandidateError(ValueError):
+    """A candidate strategy that cannot be applied; names each bad field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    # The file it came from, to name it in reports.
+    name: str
+    change: Layer
+
+    @classmethod
+    def from_file(cls, path: Path) -> Candidate:
+        text = path.read_text(encoding="utf-8")
+        try:
+            document = json.loads(text)
+            values = json_format.Parse(text, strategy_pb2.StrategyConfig())
+        except (json.JSONDecodeError, json_format.ParseError) as error:
+            raise CandidateError(f"{path}: not a StrategyConfig in JSON: {error}") from None
+        if not isinstance(document, dict) or not document:
+            raise CandidateError(f"{path}: name at least one field of StrategyConfig to change")
+        paths, violations = parse_mask(_field_paths(document))
+        violations += validate_values(values, paths, None)
+        if violations:
+            problems = "; ".join(f"{v.field}: {v.description}" for v in violations)
+            raise CandidateError(f"{path}: {problems}")
+        return cls(path.name, apply_update(EMPTY_LAYER, values, paths))
+
+
+def _field_paths(document: dict[str, object]) -> list[str]:
+    """Field paths of the JSON keys given, JSON names or proto names alike."""
+    fields = strategy_pb2.StrategyConfig.DESCRIPTOR.fields
+    names = {field.json_name: field.name for field in fields} | {f.name: f.name for f in fields}
+    paths = []
+    for key, value in document.items():
+        name = names.get(key, key)
+        if name == "features" and isinstance(value, dict):
+            feature_fields = strategy_pb2.TierFeatures.DESCRIPTOR.fields
+            flags = {f.json_name: f.name for f in feature_fields} | {
+                f.name: f.name for f in feature_fields
+            }
+            paths += [f"features.{flags.get(flag, flag)}" for flag in value]
+        else:
+            paths.append(name)
+    return paths
+
+
+@dataclasses.dataclass(frozen=True)
+class LayersInForce:
+    user: Layer = EMPTY_LAYER
+    adaptive: Layer = EMPTY_LAYER
+    company: Layer = EMPTY_LAYER
+    version: int = 0
+
+
+NO_LAYERS: Final = LayersInForce()
+
+
+class ReplayStrategies:
+    """The engine's StrategySource for a replay: the layers in force for the batch being
+    decided (set before each batch), and the candidate over them when there is one."""
+
+    def __init__(self, candidate: Candidate | None = None) -> None:
+        self.candidate = candidate
+        self.layers = NO_LAYERS
+        # By tier, user and version: a version names the user's layers.
+        self._built: dict[tuple[int, str, str, int], Strategy] = {}
+
+    def strategy_for(self, caller: Caller) -> Strategy:
+        key = (caller.tier, caller.company_id, caller.user_id, self.layers.version)
+        strategy = self._built.get(key)
+        if strategy is None:
+            strategy = self._built[key] = self._build(caller.tier, self.layers)
+        return strategy
+
+    def _build(self, tier: int, layers: LayersInForce) -> Strategy:
+        policy = tiers.policy_for(tier)
+        company, version = layers.company, layers.version
+        if self.candidate is not None:
+            change = self.candidate.change
+            company = apply_update(company, change.config, sorted(change.fields))
+            version = 0
+        merged = merge(policy, layers.user, company, layers.adaptive)
+        violations = validate_effective(merged.config)
+        if violations:
+            problems = "; ".join(f"{v.field}: {v.description}" for v in violations)
+            raise CandidateError(f"{self.candidate_name}: {problems}")
+        return from_config(merged.config, policy, version)
+
+    @property
+    def candidate_name(self) -> str:
+        return self.candidate.name if self.candidate is not None else "the stored strategy"
+
+
+class StoredVersions:
+    """Each user's layers at any version, read from the store once per layer."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        # Per layer: versions ascending, and the layer each left.
+        self._layers: dict[LayerKey, tuple[list[int], list[Layer]]] = {}
+
+    async def at(self, company_id: str, user_id: str, version: int) -> LayersInForce:
+        if not version:
+            return NO_LAYERS
+        user = await self._newest(LayerKey(company_id, user_id, USER_LAYER), version)
+        adaptive = await self._newest(LayerKey(company_id, user_id, ADAPTIVE), version)
+        company = await self._newest(LayerKey(company_id, "", COMPANY_LAYER), version)
+        return LayersInForce(user, adaptive, company, version)
+
+    async def _newest(self, key: LayerKey, version: int) -> Layer:
+        versions, layers = await self._history(key)
+        index = bisect.bisect_right(versions, version)
+        return layers[index - 1] if index else EMPTY_LAYER
+
+    async def _history(self, key: LayerKey) -> tuple[list[int], list[Layer]]:
+        history = self._layers.get(key)
+        if history is None:
+            revisions: list[tuple[int, Layer]] = []
+            before: int | None = None
+            while page := await self._store.list_revisions(key, before, _PAGE):
+                revisions += [
+                    (r.version, layer_from_stored(r.layer_fields, r.layer_config)) for r in page
+                ]
+                before = page[-1].version
+            revisions.sort(key=lambda revision: revision[0])
+            history = self._layers[key] = (
+                [version for version, _ in revisions],
+                [layer for _, layer in revisions],
+            )
+        return history
