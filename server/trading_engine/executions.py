@@ -22,7 +22,7 @@ from trading_engine import errors
 from trading_engine.clock import Clock
 from trading_engine.core import instruments
 from trading_engine.core.decision import SIDE
-from trading_engine.core.outcomes import Outcome, SignalFacts, outcome_of
+from trading_engine.core.outcomes import Outcome, facts_of, outcome_of
 from trading_engine.core.performance import BREAKEVEN, LOSS, WIN
 from trading_engine.engine import DEFAULT_CURRENCY
 from trading_engine.protections import Protections
@@ -142,7 +142,7 @@ class ExecutionTracker:
         instrument = instruments.lookup(signal.symbol)
         assert instrument is not None  # the engine signals only instruments it knows
         _, currency = self._account(*key) or (0.0, DEFAULT_CURRENCY)
-        outcome = outcome_of(_facts(signal), results, instrument, currency)
+        outcome = outcome_of(facts_of(signal), results, instrument, currency)
         performance = _performance(signal, outcome)
         await self._store.put_outcome(_outcome_record(signal, outcome, performance, self._clock))
         side = SIDE[signal.signal_type]
@@ -234,19 +234,6 @@ def result_violations(result: execution_pb2.ExecutionResult) -> list[errors.Fiel
         need(result.HasField("closed_at"), "closed_at", "required for a close")
     need(result.commission >= 0.0, "commission", "must be >= 0")
     return violations
-
-
-def _facts(signal: signal_pb2.TradingSignal) -> SignalFacts:
-    return SignalFacts(
-        signal_id=signal.signal_id,
-        symbol=signal.symbol,
-        signal_type=signal.signal_type,
-        strength=signal.strength,
-        confidence=signal.confidence,
-        generated_ns=signal.generated_at.ToNanoseconds(),
-        entry_price=signal.entry.entry_price,
-        pip_value=signal.entry.pip_value,
-    )
 
 
 def _performance(

@@ -41,6 +41,20 @@ class SignalFacts:
         return 1 if self.signal_type in _LONG else -1
 
 
+def facts_of(signal: signal_pb2.TradingSignal) -> SignalFacts:
+    """The facts of an actionable signal (one with an entry)."""
+    return SignalFacts(
+        signal_id=signal.signal_id,
+        symbol=signal.symbol,
+        signal_type=signal.signal_type,
+        strength=signal.strength,
+        confidence=signal.confidence,
+        generated_ns=signal.generated_at.ToNanoseconds(),
+        entry_price=signal.entry.entry_price,
+        pip_value=signal.entry.pip_value,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     result: SignalResult

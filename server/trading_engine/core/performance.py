@@ -149,10 +149,7 @@ def summarize(results: Iterable[SignalResult], starting_equity: float) -> Perfor
     ids the figures do not depend on the order the rows arrive in.
     """
     rows = tuple(results)
-    closed = sorted(
-        (result for result in rows if result.outcome in _CLOSED),
-        key=lambda result: (result.closed_ns, result.signal_id),
-    )
+    closed = closed_in_curve_order(rows)
     outcomes = Counter(result.outcome for result in closed)
     slippages = [result.slippage_pips for result in rows if result.slippage_pips is not None]
     latencies = [
@@ -183,6 +180,14 @@ def summarize(results: Iterable[SignalResult], starting_equity: float) -> Perfor
         average_slippage_pips=_ratio(math.fsum(slippages), len(slippages)),
         average_execution_latency_ns=sum(latencies) // len(latencies) if latencies else 0,
         calibration=_calibration(closed),
+    )
+
+
+def closed_in_curve_order(results: Iterable[SignalResult]) -> list[SignalResult]:
+    """The closed results in the order the equity curve adds them: (closed_ns, signal_id)."""
+    return sorted(
+        (result for result in results if result.outcome in _CLOSED),
+        key=lambda result: (result.closed_ns, result.signal_id),
     )
 
 
