@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime
+import json
 import math
 import os
 import sys
@@ -32,10 +34,23 @@ from trading_engine.config import (
 )
 from trading_engine.devstack import recordings
 from trading_engine.devstack.stack import DevStack, Endpoints
+from trading_engine.engine import EngineLimits
 from trading_engine.gateway.envoy import EnvoyGateway, render_config
+from trading_engine.replay.backtest import (
+    Backtest,
+    BacktestPlan,
+    backtest_batches,
+    backtest_stored,
+    report_sides,
+)
+from trading_engine.replay.report import html_report
+from trading_engine.replay.runner import ReplayProgress, stored_session
+from trading_engine.replay.sources import RecordingError, from_file, from_history
+from trading_engine.replay.strategies import Candidate, CandidateError, ReplayStrategies
 from trading_engine.risk.reference import RiskBehaviour, serve
+from trading_engine.stores.urls import open_store
 from trading_engine.tenancy import Caller
-from trading_engine.terminal import explanation, signal_table
+from trading_engine.terminal import explanation, replay_view, signal_table
 from trading_engine_client import PredictionPublisher
 
 _SERVE_EXAMPLES = """\
@@ -89,6 +104,22 @@ examples:
   trading-engine publish batches.jsonl --nats-url nats://127.0.0.1:4222
   trading-engine publish batches.jsonl --kafka-bootstrap 127.0.0.1:9092 --restamp
   trading-engine publish batches.jsonl --nats-url URL --kafka-bootstrap SERVERS   # both at once
+"""
+
+_REPLAY_EXAMPLES = """\
+examples:
+  trading-engine replay session.jsonl                          # decide a recording again
+  trading-engine replay session.jsonl --compare strict.json --report week.html
+  echo '{"minConfidenceThreshold": 0.75}' > strict.json
+  trading-engine replay --from-history --company acme --user trader-1 \\
+      --since 2026-11-29 --until 2026-12-06 --compare strict.json   # last week at 0.75
+  trading-engine replay session.binpb --prices bars.csv --json
+
+A recording is JSON lines (.jsonl: one MLPredictionBatch per line) or length-delimited
+binary (.binpb), decided at each batch's produced_at. --from-history replays the batches
+the engine kept, each at the instant and with the strategy version it was decided with,
+and checks the result against the signals stored then. A strategy file is a
+StrategyConfig in JSON holding only the fields to change.
 """
 
 _RISK_SERVICE_EXAMPLES = """\
@@ -215,6 +246,7 @@ def _parser() -> argparse.ArgumentParser:
     _explain_command(commands)
     _watch_command(commands)
     _publish_command(commands)
+    _replay_command(commands)
 
     risk = _command(
         commands,
@@ -331,6 +363,53 @@ def _publish_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "would otherwise be refused as stale)",
     )
     publish.set_defaults(run=_publish)
+
+
+def _replay_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    replay = _command(
+        commands,
+        "replay",
+        "run recorded predictions through the engine again, compare strategies, backtest",
+        _REPLAY_EXAMPLES,
+    )
+    replay.add_argument(
+        "recording", nargs="?", type=Path, metavar="RECORDING", help="a .jsonl or .binpb file"
+    )
+    replay.add_argument(
+        "--from-history", action="store_true", help="replay the batches the store kept"
+    )
+    replay.add_argument("--company", default="", help="with --from-history: the company")
+    replay.add_argument(
+        "--since", type=_instant_argument, help="with --from-history: from (default: 7 days ago)"
+    )
+    replay.add_argument(
+        "--until", type=_instant_argument, help="with --from-history: until (default: now)"
+    )
+    replay.add_argument(
+        "--user", action="append", default=[], help="only this user's signals; may be repeated"
+    )
+    replay.add_argument("--strategy", type=Path, help="a candidate strategy (StrategyConfig JSON)")
+    replay.add_argument("--compare", type=Path, help="a second strategy to compare with")
+    replay.add_argument(
+        "--prices", type=Path, help="CSV bars (symbol,time,high,low,close) to simulate against; "
+        "default: the prices the predictions carry"
+    )  # fmt: skip
+    replay.add_argument(
+        "--equity", type=_above_zero, help="starting equity (default: the first batch's)"
+    )
+    replay.add_argument("--report", type=Path, help="write an HTML report with equity curves")
+    replay.add_argument(
+        "--list", type=int, default=20, help="differences listed per kind (default %(default)s)"
+    )
+    replay.add_argument("--json", action="store_true", help="print the result as JSON")
+    replay.add_argument(
+        "--max-batch-size", type=int, default=500, help="as the engine's (default %(default)s)"
+    )
+    replay.add_argument("--data-dir", default="var", help="with --from-history: the engine's")
+    replay.add_argument(
+        "--store-url", default="", help="with --from-history: the engine's store URL"
+    )
+    replay.set_defaults(run=_replay)
 
 
 def _command(
@@ -551,6 +630,93 @@ def _finite(text: str) -> float:
     if not math.isfinite(number):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return number
+
+
+def _instant_argument(text: str) -> int:
+    """A date (UTC midnight) or an ISO date and time with a zone, as ns since the epoch."""
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date or an ISO date and time"
+        ) from None
+    if moment.tzinfo is None:
+        if len(text) > 10:
+            raise argparse.ArgumentTypeError(f"{text!r} has no zone: end it with Z or +01:00")
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
+
+
+def _replay(args: argparse.Namespace) -> int:
+    if (args.recording is None) == (not args.from_history):
+        print("trading-engine replay: give a RECORDING file or --from-history", file=sys.stderr)
+        return 2
+    if args.from_history and not args.company:
+        print("trading-engine replay: --from-history needs --company", file=sys.stderr)
+        return 2
+    try:
+        candidates = [Candidate.from_file(path) for path in (args.strategy, args.compare) if path]
+        base = "strategies in force" if args.from_history else "tier defaults"
+        sides = (
+            [ReplayStrategies(c) for c in candidates]
+            if args.strategy
+            else [ReplayStrategies(base=base)]
+        )
+        if not args.strategy and args.compare:
+            sides.append(ReplayStrategies(candidates[0]))
+        plan = BacktestPlan(
+            sides, EngineLimits(max_batch_size=args.max_batch_size), args.user,
+            args.prices, args.equity,
+        )  # fmt: skip
+        backtest = (
+            asyncio.run(_replay_history(args, plan))
+            if args.from_history
+            else backtest_batches(plan, from_file(args.recording), _replay_progress)
+        )
+        print(file=sys.stderr)
+        if args.report is not None:
+            _write_report(args.report, backtest)
+    except (RecordingError, CandidateError, ValueError, OSError) as error:
+        print(f"\ntrading-engine replay: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(replay_view.as_json(backtest), indent=2))
+    else:
+        print(replay_view.render(backtest, args.list), end="")
+    return 0
+
+
+async def _replay_history(args: argparse.Namespace, plan: BacktestPlan) -> Backtest:
+    settings = EngineSettings(data_dir=args.data_dir, store_url=args.store_url)
+    until = args.until if args.until is not None else time.time_ns()
+    since = args.since if args.since is not None else until - 7 * 86_400 * 1_000_000_000
+    store = open_store(settings.resolved_store_url)
+    await store.open()
+    try:
+        session = await stored_session(
+            store, args.company, since, until, from_history(store, args.company, since, until)
+        )
+        return await backtest_stored(plan, store, session, _replay_progress)
+    finally:
+        await store.close()
+
+
+def _replay_progress(progress: ReplayProgress) -> None:
+    if progress.batches % 200 == 0:
+        print(
+            f"\rreplayed {progress.batches} batches ({progress.predictions} predictions)",
+            end="",
+            file=sys.stderr,
+        )
+
+
+def _write_report(path: Path, backtest: Backtest) -> None:
+    sides = report_sides(backtest)
+    if not sides:
+        raise ValueError(f"no report: no performance simulated ({backtest.without_performance})")
+    title = "Backtest: " + " vs ".join(side.name for side in sides)
+    path.write_text(html_report(sides, title, time.time_ns()), encoding="utf-8")
+    print(f"report written to {path}", file=sys.stderr)
 
 
 def _at_least_zero(text: str) -> float:

@@ -104,8 +104,10 @@ class ReplayStrategies:
     """The engine's StrategySource for a replay: the layers in force for the batch being
     decided (set before each batch), and the candidate over them when there is one."""
 
-    def __init__(self, candidate: Candidate | None = None) -> None:
+    def __init__(self, candidate: Candidate | None = None, base: str = "tier defaults") -> None:
         self.candidate = candidate
+        # What the side is called without a candidate: where its strategies come from.
+        self._base = base
         self.layers = NO_LAYERS
         # By tier, user and version: a version names the user's layers.
         self._built: dict[tuple[int, str, str, int], Strategy] = {}
@@ -133,7 +135,7 @@ class ReplayStrategies:
 
     @property
     def candidate_name(self) -> str:
-        return self.candidate.name if self.candidate is not None else "the stored strategy"
+        return self.candidate.name if self.candidate is not None else self._base
 
 
 class StoredVersions:

@@ -1,0 +1,158 @@
+"""A backtest from end to end: replay the batches under each strategy, compare, simulate.
+
+What `trading-engine replay` runs. With one strategy it answers "what did
+(or would) the engine decide, and what would that have made?"; with two, it
+adds the signals they disagree on and both sets of figures side by side.
+Performance is a trader's: it is simulated for one user, from the equity
+their first batch reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from tradeflow.ml.v1 import prediction_pb2
+from tradeflow.trading.v1 import signal_pb2
+from trading_engine.engine import DEFAULT_CURRENCY, EngineLimits
+from trading_engine.replay.compare import Comparison, compare
+from trading_engine.replay.report import ReportSide
+from trading_engine.replay.runner import (
+    Replay,
+    ReplayProgress,
+    Reproduction,
+    StoredSession,
+    replay_stored,
+    reproduction,
+)
+from trading_engine.replay.simulate import PriceSeries, SimulatedRun, simulate_run
+from trading_engine.replay.sources import RecordedBatch
+from trading_engine.replay.strategies import ReplayStrategies
+from trading_engine.stores.base import Store
+
+
+@dataclasses.dataclass(frozen=True)
+class BacktestSide:
+    name: str
+    signals: list[signal_pb2.TradingSignal]
+    # None when there is no performance to simulate (see Backtest.without_performance).
+    performance: SimulatedRun | None
+    currency: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Backtest:
+    sides: list[BacktestSide]
+    progress: ReplayProgress
+    # With two strategies.
+    comparison: Comparison | None
+    # From stored history with the strategies in force: the replay against what was stored.
+    reproduction: Reproduction | None
+    # Why no performance was simulated; empty when it was.
+    without_performance: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BacktestPlan:
+    sides: Sequence[ReplayStrategies]
+    limits: EngineLimits
+    users: Sequence[str] = ()
+    # Bars to simulate against; None: the prices the predictions carry.
+    prices_csv: Path | None = None
+    # The account's equity at the start; None: what the user's first batch reported.
+    starting_equity: float | None = None
+
+
+Progress = Callable[[ReplayProgress], None]
+
+
+def backtest_batches(
+    plan: BacktestPlan, batches: Iterable[RecordedBatch], progress: Progress
+) -> Backtest:
+    """Replay a recording's batches (each at its recorded clock) and simulate the result."""
+    replay = Replay(plan.sides, plan.limits, plan.users)
+    decided: list[RecordedBatch] = []
+    for recorded in batches:
+        replay.decide(recorded)
+        decided.append(recorded)
+        progress(replay.progress)
+    return _finish(plan, replay, decided, None)
+
+
+async def backtest_stored(
+    plan: BacktestPlan, store: Store, session: StoredSession, progress: Progress
+) -> Backtest:
+    """Replay a stored session with the versions in force (and any candidates over them)."""
+    replay = Replay(plan.sides, plan.limits, plan.users)
+    await replay_stored(replay, store, session, progress)
+    in_force = plan.sides[0].candidate is None
+    return _finish(plan, replay, session.batches, session if in_force else None)
+
+
+def _finish(
+    plan: BacktestPlan,
+    replay: Replay,
+    batches: list[RecordedBatch],
+    session: StoredSession | None,
+) -> Backtest:
+    signal_sets = [side.signals() for side in replay.sides]
+    users = sorted({signal.user_id for signals in signal_sets for signal in signals})
+    performance: list[SimulatedRun | None] = [None] * len(signal_sets)
+    currency = DEFAULT_CURRENCY
+    why_not = _why_no_performance(users)
+    if not why_not:
+        first = _first_batch_of(users[0], batches)
+        currency = first.user_context.account_currency or DEFAULT_CURRENCY
+        equity = plan.starting_equity or first.user_context.account_equity
+        prices = (
+            PriceSeries.from_csv(plan.prices_csv)
+            if plan.prices_csv is not None
+            else PriceSeries.from_predictions(_parsed(batches))
+        )
+        performance = [simulate_run(signals, prices, equity, currency) for signals in signal_sets]
+    return Backtest(
+        sides=[
+            BacktestSide(side.name, signals, run, currency)
+            for side, signals, run in zip(replay.sides, signal_sets, performance, strict=True)
+        ],
+        progress=replay.progress,
+        comparison=compare(*signal_sets) if len(signal_sets) == 2 else None,
+        reproduction=reproduction(replay, session) if session is not None else None,
+        without_performance=why_not,
+    )
+
+
+def _why_no_performance(users: list[str]) -> str:
+    if not users:
+        return "no signals were decided"
+    if len(users) > 1:
+        return f"the replay holds {len(users)} users' signals; name one with --user"
+    return ""
+
+
+def _first_batch_of(user_id: str, batches: list[RecordedBatch]) -> prediction_pb2.MLPredictionBatch:
+    first = next(recorded for recorded in batches if recorded.user_id == user_id)
+    return prediction_pb2.MLPredictionBatch.FromString(first.data)
+
+
+def _parsed(batches: list[RecordedBatch]) -> Iterable[prediction_pb2.MLPredictionBatch]:
+    # Every batch of the replay, whoever's: a price is the market's, not a user's.
+    return (prediction_pb2.MLPredictionBatch.FromString(recorded.data) for recorded in batches)
+
+
+def report_sides(backtest: Backtest) -> list[ReportSide]:
+    """The sides with performance, as the report draws them."""
+    return [
+        ReportSide(
+            name=side.name,
+            stats=side.performance.stats,
+            curve=side.performance.curve,
+            starting_equity=side.performance.starting_equity,
+            currency=side.currency,
+            open_at_end=side.performance.open_at_end,
+            never_filled=side.performance.never_filled,
+        )
+        for side in backtest.sides
+        if side.performance is not None
+    ]

@@ -1,0 +1,170 @@
+"""A backtest in the terminal: what was replayed, the signals two strategies disagree on
+with the rules that explain each, and the figures side by side; or all of it as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Final
+
+from google.protobuf import json_format
+
+from tradeflow.trading.v1 import signal_pb2
+from trading_engine.replay.backtest import Backtest, report_sides
+from trading_engine.replay.compare import Change, SignalDifference, StepDifference
+from trading_engine.replay.report import figures_table
+from trading_engine.terminal.enums import short_name
+
+_RULES: Final = signal_pb2.DecisionRule.DESCRIPTOR
+_OUTCOMES: Final = signal_pb2.RuleOutcome.DESCRIPTOR
+_TYPES: Final = signal_pb2.SignalType.DESCRIPTOR
+_REASONS: Final = signal_pb2.DispositionReason.DESCRIPTOR
+_ACTIONABLE: Final = signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
+
+
+def render(backtest: Backtest, listed: int) -> str:
+    """The backtest for a reader; at most `listed` differences of each kind spelled out."""
+    progress = backtest.progress
+    lines = [
+        f"replayed {progress.batches} batches ({progress.predictions} predictions) under "
+        + " and ".join(side.name for side in backtest.sides)
+    ]
+    lines += [f"  refused as a whole, as live: {origin}: {why}" for origin, why in progress.refused]
+    for side in backtest.sides:
+        actionable = sum(
+            s.disposition == signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE for s in side.signals
+        )
+        lines.append(f"  {side.name}: {len(side.signals)} decisions, {actionable} actionable")
+    if backtest.reproduction is not None:
+        reproduced = backtest.reproduction
+        lines.append(
+            f"against the signals stored live: {reproduced.identical} identical byte for byte, "
+            f"{len(reproduced.different)} different, {len(reproduced.missing)} not replayed, "
+            f"{len(reproduced.extra)} not stored"
+        )
+    if backtest.comparison is not None:
+        lines.append("")
+        lines += _comparison(backtest, listed)
+    lines.append("")
+    sides = report_sides(backtest)
+    if sides:
+        lines.append(figures_table(sides))
+    else:
+        lines.append(f"no performance simulated: {backtest.without_performance}")
+    return "\n".join(lines) + "\n"
+
+
+def _comparison(backtest: Backtest, listed: int) -> list[str]:
+    comparison = backtest.comparison
+    assert comparison is not None
+    first, second = (side.name for side in backtest.sides)
+    counts = {change: len(comparison.of(change)) for change in Change}
+    lines = [
+        f"{second} against {first}, over {comparison.compared} predictions: "
+        + ", ".join(f"{count} {change.value}" for change, count in counts.items())
+    ]
+    for change in Change:
+        differences = comparison.of(change)
+        for difference in differences[:listed]:
+            lines += _difference(difference)
+        if len(differences) > listed:
+            lines.append(f"  ... and {len(differences) - listed} more {change.value} (--list N)")
+    return lines
+
+
+def _difference(difference: SignalDifference) -> list[str]:
+    before, after = difference.before, difference.after
+    when = after.generated_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
+    lines = [
+        f"  {difference.change.value:<8} {when} {after.symbol} {after.prediction_id}: "
+        f"{_decision(before)} -> {_decision(after)}"
+    ]
+    # The rules both sides ran and judged differently explain the change; the rules only
+    # one side went on to run follow from it.
+    both = [s for s in difference.steps if s.before is not None and s.after is not None]
+    lines += [f"           {_step(step)}" for step in both]
+    one_sided = len(difference.steps) - len(both)
+    if one_sided:
+        lines.append(f"           and {one_sided} later rules that only one side ran")
+    return lines
+
+
+def _decision(signal: signal_pb2.TradingSignal) -> str:
+    if signal.disposition != _ACTIONABLE:
+        return f"{short_name(_TYPES, signal.signal_type)} ({short_name(_REASONS, signal.reason)})"
+    entry = signal.entry
+    return (
+        f"{short_name(_TYPES, signal.signal_type)} {entry.position_size_lots:g} lots "
+        f"@ {entry.entry_price:g} stop {entry.stop_loss:g} tp {entry.take_profit:g}"
+    )
+
+
+def _step(step: StepDifference) -> str:
+    assert step.before is not None
+    assert step.after is not None
+    return f"{short_name(_RULES, step.rule).lower()}: {_said(step.before)} -> {_said(step.after)}"
+
+
+def _said(decided: signal_pb2.DecisionStep) -> str:
+    """The step's outcome with its numbers: "FAIL 0.78 (threshold 0.8): below the minimum"."""
+    numbers = f" {decided.observed:g}" if decided.observed or decided.threshold else ""
+    if decided.threshold:
+        numbers += f" (threshold {decided.threshold:g})"
+    return f"{short_name(_OUTCOMES, decided.outcome)}{numbers}: {decided.detail}"
+
+
+def as_json(backtest: Backtest) -> dict[str, Any]:
+    """The backtest as JSON-ready data; signals and trace steps in their protobuf JSON form."""
+    progress = backtest.progress
+    document: dict[str, Any] = {
+        "batches": progress.batches,
+        "predictions": progress.predictions,
+        "refused": [{"origin": origin, "why": why} for origin, why in progress.refused],
+        "sides": [
+            {
+                "name": side.name,
+                "decisions": len(side.signals),
+                "performance": None
+                if side.performance is None
+                else {
+                    "stats": _plain(side.performance.stats),
+                    "curve": [list(point) for point in side.performance.curve],
+                    "open_at_end": side.performance.open_at_end,
+                    "never_filled": side.performance.never_filled,
+                },
+            }
+            for side in backtest.sides
+        ],
+        "without_performance": backtest.without_performance,
+    }
+    if backtest.reproduction is not None:
+        document["reproduction"] = _plain(backtest.reproduction)
+    if backtest.comparison is not None:
+        document["comparison"] = {
+            change.value: [_json_difference(d) for d in backtest.comparison.of(change)]
+            for change in Change
+        }
+    return document
+
+
+def _json_difference(difference: SignalDifference) -> dict[str, Any]:
+    def message(step: signal_pb2.DecisionStep | None) -> dict[str, Any] | None:
+        return None if step is None else json_format.MessageToDict(step)
+
+    return {
+        "signal_id": difference.after.signal_id,
+        "before": json_format.MessageToDict(difference.before),
+        "after": json_format.MessageToDict(difference.after),
+        "steps": [
+            {
+                "rule": short_name(_RULES, s.rule),
+                "before": message(s.before),
+                "after": message(s.after),
+            }
+            for s in difference.steps
+        ],
+    }
+
+
+def _plain(value: Any) -> Any:
+    """A dataclass as nested dicts and lists."""
+    return dataclasses.asdict(value)

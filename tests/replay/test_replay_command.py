@@ -1,0 +1,137 @@
+"""`trading-engine replay` as a user runs it: a recording, a comparison, a report, and last
+week's stored signals at a stricter threshold."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+from tests.api.trading import ManualClock
+from tests.replay.sessions import live_session
+from tests.replay.test_compare import RECORDING
+from tests.support import BIN, Tokens
+from trading_engine.app import Application
+
+
+async def _replay(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [str(BIN / "trading-engine"), "replay", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _files(folder: Path) -> tuple[Path, Path]:
+    recording = folder / "session.jsonl"
+    recording.write_text(
+        "".join(json_format.MessageToJson(b, indent=None) + "\n" for b in RECORDING)
+    )
+    strict = folder / "strict.json"
+    strict.write_text('{"minConfidenceThreshold": 0.75, "stopLossPips": 25}')
+    return recording, strict
+
+
+async def test_a_comparison_lists_each_difference_with_its_rule_and_writes_a_report(
+    tmp_path: Path,
+) -> None:
+    recording, strict = _files(tmp_path)
+    report = tmp_path / "week.html"
+    shown = await _replay(recording, "--compare", strict, "--report", report)
+
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "replayed 2 batches (5 predictions) under tier defaults and strict.json" in out
+    assert "over 5 predictions: 1 added, 2 removed, 1 changed" in out
+    assert (
+        "confidence: PASS 0.72 (threshold 0.7): at or above the minimum -> "
+        "FAIL 0.72 (threshold 0.75): below the minimum"
+    ) in out
+    assert "stop_loss: PASS 20" in out
+    # One user, so the figures of both strategies, side by side.
+    assert ["tier", "defaults", "strict.json"] in [line.split() for line in out.splitlines()]
+    charts = _Charts()
+    charts.feed(report.read_text())
+    assert charts.found == [
+        ("equity-chart", "960", "360"), ("drawdown-chart", "960", "360"),
+    ]  # fmt: skip
+
+
+class _Charts(HTMLParser):
+    """(id, width, height) of each svg element of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str | None, str | None, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "svg":
+            named = dict(attrs)
+            self.found.append((named.get("id"), named.get("width"), named.get("height")))
+
+
+async def test_json_output_carries_the_differences_and_the_figures(tmp_path: Path) -> None:
+    recording, strict = _files(tmp_path)
+    shown = await _replay(recording, "--compare", strict, "--json")
+    assert shown.returncode == 0, shown.stderr
+    document: dict[str, Any] = json.loads(shown.stdout)
+    comparison = document["comparison"]
+    assert [d["before"]["predictionId"] for d in comparison["removed"]] == ["gbp-72", "eur-72"]
+    assert [d["after"]["predictionId"] for d in comparison["added"]] == ["eur-80"]
+    assert [s["performance"]["stats"]["signals_total"] for s in document["sides"]] == [5, 5]
+
+
+async def test_bad_input_is_named_with_what_to_do(tmp_path: Path) -> None:
+    recording, _ = _files(tmp_path)
+    (tmp_path / "bad.json").write_text('{"minConfidenceThreshold": 2}')
+    (tmp_path / "session.txt").write_text("")
+    cases = {
+        (): "give a RECORDING file or --from-history",
+        ("--from-history",): "--from-history needs --company",
+        (recording, "--compare", tmp_path / "bad.json"): "strategy.min_confidence_threshold",
+        (tmp_path / "session.txt",): ".binpb",
+        (tmp_path / "missing.jsonl",): "missing.jsonl",
+    }
+    for args, said in cases.items():
+        shown = await _replay(*args)
+        assert shown.returncode == 2, (args, shown.stdout)
+        assert said in shown.stderr, (args, shown.stderr)
+
+
+async def test_last_weeks_stored_signals_replay_identically_and_at_a_stricter_threshold(
+    live: Application, clock: ManualClock, tokens: Tokens, tmp_path: Path
+) -> None:
+    start = await live_session(live, clock, tokens)
+    await live.stop()
+    strict = tmp_path / "strict.json"
+    strict.write_text('{"minConfidenceThreshold": 0.75}')
+
+    shown = await _replay(
+        "--from-history", "--company", "acme", "--user", "trader-1",
+        "--data-dir", live.settings.data_dir,
+        "--since", _iso(start), "--until", _iso(clock.now + 1),
+        "--compare", strict, "--json",
+    )  # fmt: skip
+
+    assert shown.returncode == 0, shown.stderr
+    document: dict[str, Any] = json.loads(shown.stdout)
+    reproduced = document["reproduction"]
+    assert reproduced["identical"] > 200
+    assert (reproduced["different"], reproduced["missing"], reproduced["extra"]) == ([], [], [])
+    assert [side["name"] for side in document["sides"]] == ["strategies in force", "strict.json"]
+    assert document["comparison"]["removed"]
+    assert all(side["performance"] is not None for side in document["sides"])
+
+
+def _iso(ns: int) -> str:
+    moment = datetime.datetime.fromtimestamp(ns // 10**9, datetime.UTC)
+    return moment.isoformat()
