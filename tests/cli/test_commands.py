@@ -78,7 +78,17 @@ async def test_serve_reports_a_busy_port_and_what_to_do(tmp_path: Path) -> None:
 
 
 def test_help_shows_examples_for_every_command() -> None:
-    commands = ("serve", "gateway", "dev", "token", "risk-service", "explain", "watch", "publish")
+    commands = (
+        "serve",
+        "gateway",
+        "dev",
+        "token",
+        "risk-service",
+        "explain",
+        "watch",
+        "publish",
+        "replay",
+    )
     for command in commands:
         result = subprocess.run(
             [str(BIN / "trading-engine"), command, "--help"],

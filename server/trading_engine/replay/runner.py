@@ -161,10 +161,22 @@ class Reproduction:
     """A replay's signals against the ones stored live, compared byte for byte."""
 
     identical: int
-    # Signal ids whose bytes differ, stored but not replayed, replayed but not stored.
+    # Signal ids that differ and that risk management answered for live (assessed, or a
+    # fallback): a replay does not call it, so these come out NOT_ASSESSED.
+    risk_answered: list[str]
+    # Signal ids whose bytes differ otherwise, stored but not replayed, replayed but not stored.
     different: list[str]
     missing: list[str]
     extra: list[str]
+
+
+_NOT_ANSWERED = frozenset(
+    {signal_pb2.RISK_STATUS_NOT_ASSESSED, signal_pb2.RISK_STATUS_NOT_REQUIRED}
+)
+
+
+def _risk_answered(record: SignalRecord) -> bool:
+    return signal_pb2.TradingSignal.FromString(record.payload).risk_status not in _NOT_ANSWERED
 
 
 def reproduction(replay: Replay, session: StoredSession) -> Reproduction:
@@ -176,10 +188,12 @@ def reproduction(replay: Replay, session: StoredSession) -> Reproduction:
         if not replay.users or record.user_id in replay.users
     }
     both = replayed.keys() & stored.keys()
-    different = sorted(i for i in both if replayed[i].payload != stored[i].payload)
+    differing = sorted(i for i in both if replayed[i].payload != stored[i].payload)
+    risk_answered = [i for i in differing if _risk_answered(stored[i])]
     return Reproduction(
-        identical=len(both) - len(different),
-        different=different,
+        identical=len(both) - len(differing),
+        risk_answered=risk_answered,
+        different=[i for i in differing if i not in set(risk_answered)],
         missing=sorted(stored.keys() - replayed.keys()),
         extra=sorted(replayed.keys() - stored.keys()),
     )

@@ -41,6 +41,11 @@ def render(backtest: Backtest, listed: int) -> str:
             f"{len(reproduced.different)} different, {len(reproduced.missing)} not replayed, "
             f"{len(reproduced.extra)} not stored"
         )
+        if reproduced.risk_answered:
+            lines.append(
+                f"  and {len(reproduced.risk_answered)} that risk management answered for live, "
+                "which a replay does not call: they replay NOT_ASSESSED"
+            )
     if backtest.comparison is not None:
         lines.append("")
         lines += _comparison(backtest, listed)
