@@ -214,6 +214,13 @@ class AsyncTradingEngineClient:
         """One summary per requested window (default: all time)."""
         return self._server_stream(rpcs.GET_STRATEGY_PERFORMANCE, request, timeout)
 
+    def replay_signals(
+        self, request: S.ReplaySignalsRequest, *, timeout: float | None = None
+    ) -> AsyncGenerator[S.ReplaySignalsResponse, None]:
+        """Progress while the engine replays a time range of stored predictions, then the
+        result: signals reproduced, or what a candidate strategy changes, and the figures."""
+        return self._server_stream(rpcs.REPLAY_SIGNALS, request, timeout)
+
     async def _unary(
         self,
         rpc: rpcs.Unary[Request, Response, Result],

@@ -187,6 +187,9 @@ GET_STRATEGY_PERFORMANCE: Final = ServerStream(
     S.GetStrategyPerformanceResponse,
     lambda response: response.summary,
 )
+REPLAY_SIGNALS: Final = ServerStream(
+    "ReplaySignals", S.ReplaySignalsRequest, S.ReplaySignalsResponse, _whole
+)
 
 
 def _prediction_batch(batch: prediction_pb2.MLPredictionBatch) -> S.ProcessPredictionsRequest:

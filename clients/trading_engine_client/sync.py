@@ -202,6 +202,13 @@ class TradingEngineClient:
         """One summary per requested window (default: all time)."""
         return self._server_stream(rpcs.GET_STRATEGY_PERFORMANCE, request, timeout)
 
+    def replay_signals(
+        self, request: S.ReplaySignalsRequest, *, timeout: float | None = None
+    ) -> ResponseStream[S.ReplaySignalsResponse]:
+        """Progress while the engine replays a time range of stored predictions, then the
+        result: signals reproduced, or what a candidate strategy changes, and the figures."""
+        return self._server_stream(rpcs.REPLAY_SIGNALS, request, timeout)
+
     def _unary(
         self,
         rpc: rpcs.Unary[Request, Response, Result],

@@ -31,6 +31,7 @@ from trading_engine.manual_signals import ManualSignals
 from trading_engine.metrics import EngineCollector, MetricsServer
 from trading_engine.pipeline import SignalPipeline
 from trading_engine.protections import Protections
+from trading_engine.replay.service import ReplayService
 from trading_engine.risk.gate import RiskGate, RiskSettings
 from trading_engine.runtime import tune_runtime
 from trading_engine.stores.base import StoreError
@@ -125,6 +126,7 @@ class Application:
             self.protections,
             SignalAudit(self.store, self.history_writer),
             self.live,
+            ReplayService(self.store, EngineLimits(max_batch_size=settings.max_batch_size)),
             self.clock,
         )
         self.metrics = MetricsServer(

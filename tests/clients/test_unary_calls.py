@@ -182,6 +182,7 @@ def test_both_clients_cover_every_rpc_with_the_same_methods() -> None:
         "StreamAnalytics": "stream_analytics",
         "GetSignalHistory": "signal_history",
         "GetStrategyPerformance": "strategy_performance",
+        "ReplaySignals": "replay_signals",
     }
     assert {rpc.name for rpc in SERVICE.methods} == {rpc.name for rpc in UNARY_RPCS} | set(streams)
     expected = {method_name(rpc.name) for rpc in UNARY_RPCS} | set(streams.values())

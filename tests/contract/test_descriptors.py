@@ -34,6 +34,7 @@ RPC_KINDS = {
     "ExplainSignal": (False, False),
     "SetTradingState": (False, False),
     "GetTradingState": (False, False),
+    "ReplaySignals": (False, True),
 }
 
 PINNED_ROUTES = {

@@ -13,10 +13,17 @@ from tradeflow.trading.v1 import signal_pb2
 from trading_engine.app import Application
 from trading_engine.config import EngineSettings
 from trading_engine.engine import EngineLimits
-from trading_engine.replay.runner import Replay, replay_stored, reproduction, stored_session
+from trading_engine.replay.runner import (
+    Replay,
+    StoredSession,
+    replay_stored,
+    reproduction,
+    stored_session,
+)
 from trading_engine.replay.sources import from_history
 from trading_engine.replay.strategies import Candidate, ReplayStrategies
 from trading_engine.risk.reference import ReferenceRiskServicer, RiskBehaviour, start_server
+from trading_engine.stores.base import Store
 
 if TYPE_CHECKING:
     pass
@@ -35,7 +42,7 @@ async def test_a_stored_session_replays_byte_for_byte_with_the_versions_in_force
     assert len(set(session.versions.values())) >= 3, set(session.versions.values())
 
     replay = Replay([ReplayStrategies()], EngineLimits())
-    await replay_stored(replay, store, session)
+    await _replayed(replay, store, session)
 
     reproduced = reproduction(replay, session)
     assert (reproduced.different, reproduced.missing, reproduced.extra) == ([], [], [])
@@ -53,7 +60,7 @@ async def test_one_users_replay_reproduces_that_user_and_only_that_user(
         store, "acme", start, clock.now, from_history(store, "acme", start, clock.now)
     )
     replay = Replay([ReplayStrategies()], EngineLimits(), users=["trader-1"])
-    await replay_stored(replay, store, session)
+    await _replayed(replay, store, session)
 
     reproduced = reproduction(replay, session)
     assert (reproduced.different, reproduced.missing, reproduced.extra) == ([], [], [])
@@ -74,7 +81,7 @@ async def test_a_candidate_changes_only_what_its_field_decides(
         [ReplayStrategies(), ReplayStrategies(Candidate.from_file(candidate_file))],
         EngineLimits(),
     )
-    await replay_stored(replay, store, session)
+    await _replayed(replay, store, session)
     in_force, strict = (side.signals() for side in replay.sides)
     assert [s.signal_id for s in in_force] == [s.signal_id for s in strict]
     actionable = signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
@@ -106,7 +113,7 @@ async def test_signals_risk_management_answered_live_are_told_apart_not_hidden(
             store, "acme", start, clock.now, from_history(store, "acme", start, clock.now)
         )
         replay = Replay([ReplayStrategies()], EngineLimits())
-        await replay_stored(replay, store, session)
+        await _replayed(replay, store, session)
     finally:
         await live.stop()
         await server.stop(None)
@@ -120,3 +127,8 @@ async def test_signals_risk_management_answered_live_are_told_apart_not_hidden(
     assert set(reproduced.risk_answered) == assessed
     assert (reproduced.different, reproduced.missing, reproduced.extra) == ([], [], [])
     assert reproduced.identical == len(stored) - len(assessed) > 500
+
+
+async def _replayed(replay: Replay, store: Store, session: StoredSession) -> None:
+    async for _ in replay_stored(replay, store, session):
+        pass

@@ -21,10 +21,11 @@ from trading_engine.api.performance_messages import (
     subscription_from_proto,
     summary_to_proto,
 )
+from trading_engine.api.replay_messages import progress_to_proto, replay_query, result_to_proto
 from trading_engine.api.status import to_status_proto
 from trading_engine.api.strategy_messages import effective_strategy, strategy_version
 from trading_engine.clock import Clock
-from trading_engine.core import performance
+from trading_engine.core import performance, tiers
 from trading_engine.core.manual import ManualOrder
 from trading_engine.executions import ExecutionTracker
 from trading_engine.explain import SignalAudit
@@ -34,6 +35,7 @@ from trading_engine.live import LiveSignals, filter_violations, filtered_signals
 from trading_engine.manual_signals import ManualSignals
 from trading_engine.pipeline import SignalPipeline
 from trading_engine.protections import Protections
+from trading_engine.replay.service import ReplayProgressed, ReplayService
 from trading_engine.stores.base import TradingStateRecord
 from trading_engine.strategies import StrategyService
 from trading_engine.tenancy import subject_user
@@ -69,9 +71,11 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         protections: Protections,
         audit: SignalAudit,
         live: LiveSignals,
+        replays: ReplayService,
         clock: Clock,
     ) -> None:
         self._live = live
+        self._replays = replays
         self._health = health
         self._pipeline = pipeline
         self._strategies = strategies
@@ -348,6 +352,19 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         if explanation.performance is not None:
             response.performance.CopyFrom(explanation.performance)
         return response
+
+    async def ReplaySignals(
+        self, request: service_pb2.ReplaySignalsRequest, context: Context
+    ) -> AsyncIterator[service_pb2.ReplaySignalsResponse]:
+        caller = current_caller()
+        user_id = subject_user(caller, request.user_id)
+        policy = tiers.policy_for(await self._strategies.tier_of(caller, user_id))
+        query = replay_query(request, caller.company_id, user_id, policy)
+        async for event in self._replays.replay(query):
+            if isinstance(event, ReplayProgressed):
+                yield progress_to_proto(event)
+            else:
+                yield result_to_proto(event, request.max_differences)
 
     async def SetTradingState(
         self, request: service_pb2.SetTradingStateRequest, context: Context

@@ -85,7 +85,13 @@ async def backtest_stored(
 ) -> Backtest:
     """Replay a stored session with the versions in force (and any candidates over them)."""
     replay = Replay(plan.sides, plan.limits, plan.users)
-    await replay_stored(replay, store, session, progress)
+    async for _ in replay_stored(replay, store, session):
+        progress(replay.progress)
+    return stored_backtest(plan, replay, session)
+
+
+def stored_backtest(plan: BacktestPlan, replay: Replay, session: StoredSession) -> Backtest:
+    """The backtest of a stored session once `replay` has decided it."""
     in_force = plan.sides[0].candidate is None
     return _finish(plan, replay, session.batches, session if in_force else None)
 

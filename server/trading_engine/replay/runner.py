@@ -17,7 +17,7 @@ they decided.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.engine import DecisionEngine, EngineLimits
@@ -141,19 +141,15 @@ async def stored_session(
     return StoredSession(recorded, versions, signals)
 
 
-async def replay_stored(
-    replay: Replay,
-    store: Store,
-    session: StoredSession,
-    progress: Callable[[ReplayProgress], None] = lambda _: None,
-) -> None:
-    """Replay a stored session with the strategy versions in force for each batch."""
+async def replay_stored(replay: Replay, store: Store, session: StoredSession) -> AsyncIterator[int]:
+    """Replay a stored session with the strategy versions in force for each batch; yields the
+    number of batches done after each, so the caller can report progress or let others run."""
     versions = StoredVersions(store)
-    for recorded in session.batches:
+    for done, recorded in enumerate(session.batches, start=1):
         version = session.versions.get(recorded.batch_id, 0)
         layers = await versions.at(recorded.company_id, recorded.user_id, version)
         replay.decide(recorded, layers)
-        progress(replay.progress)
+        yield done
 
 
 @dataclasses.dataclass(frozen=True)

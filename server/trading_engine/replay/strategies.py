@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -37,6 +38,8 @@ from trading_engine.core.strategy_layers import (
     validate_effective,
     validate_values,
 )
+from trading_engine.core.tiers import TierPolicy
+from trading_engine.errors import FieldViolation
 from trading_engine.stores.base import COMPANY_LAYER, USER_LAYER, LayerKey, Store
 from trading_engine.tenancy import Caller
 
@@ -49,9 +52,23 @@ class CandidateError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-    # The file it came from, to name it in reports.
+    # Where it came from, to name it in reports: a file name, "candidate".
     name: str
     change: Layer
+
+    @classmethod
+    def checked(
+        cls,
+        name: str,
+        values: strategy_pb2.StrategyConfig,
+        mask: Sequence[str],
+        policy: TierPolicy | None,
+    ) -> tuple[Candidate, list[FieldViolation]]:
+        """The candidate of the `mask` fields of `values`, and why any cannot be applied
+        (fields named `strategy.<path>`), checked as a user-layer update of `policy`'s tier."""
+        paths, violations = parse_mask(mask)
+        violations += validate_values(values, paths, policy)
+        return cls(name, apply_update(EMPTY_LAYER, values, paths)), violations
 
     @classmethod
     def from_file(cls, path: Path) -> Candidate:
@@ -63,12 +80,11 @@ class Candidate:
             raise CandidateError(f"{path}: not a StrategyConfig in JSON: {error}") from None
         if not isinstance(document, dict) or not document:
             raise CandidateError(f"{path}: name at least one field of StrategyConfig to change")
-        paths, violations = parse_mask(_field_paths(document))
-        violations += validate_values(values, paths, None)
+        candidate, violations = cls.checked(path.name, values, _field_paths(document), None)
         if violations:
             problems = "; ".join(f"{v.field}: {v.description}" for v in violations)
             raise CandidateError(f"{path}: {problems}")
-        return cls(path.name, apply_update(EMPTY_LAYER, values, paths))
+        return candidate
 
 
 def _field_paths(document: dict[str, object]) -> list[str]:

@@ -140,6 +140,34 @@ COMPONENT_STATE_DISABLED: ComponentState.ValueType  # 4
 """Switched off by configuration."""
 Global___ComponentState: _TypeAlias = ComponentState  # noqa: Y015
 
+class _SignalChange:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SignalChangeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SignalChange.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SIGNAL_CHANGE_UNSPECIFIED: _SignalChange.ValueType  # 0
+    """Not set."""
+    SIGNAL_CHANGE_ADDED: _SignalChange.ValueType  # 1
+    """Actionable only under the candidate."""
+    SIGNAL_CHANGE_REMOVED: _SignalChange.ValueType  # 2
+    """Actionable only under the strategies in force."""
+    SIGNAL_CHANGE_CHANGED: _SignalChange.ValueType  # 3
+    """Actionable under both, with another type, strength or entry."""
+
+class SignalChange(_SignalChange, metaclass=_SignalChangeEnumTypeWrapper):
+    """SignalChange is how a candidate changed one prediction's signal."""
+
+SIGNAL_CHANGE_UNSPECIFIED: SignalChange.ValueType  # 0
+"""Not set."""
+SIGNAL_CHANGE_ADDED: SignalChange.ValueType  # 1
+"""Actionable only under the candidate."""
+SIGNAL_CHANGE_REMOVED: SignalChange.ValueType  # 2
+"""Actionable only under the strategies in force."""
+SIGNAL_CHANGE_CHANGED: SignalChange.ValueType  # 3
+"""Actionable under both, with another type, strength or entry."""
+Global___SignalChange: _TypeAlias = SignalChange  # noqa: Y015
+
 @_typing.final
 class ProcessPredictionsRequest(_message.Message):
     """ProcessPredictionsRequest carries one prediction batch into the stream."""
@@ -1538,3 +1566,253 @@ class HealthCheckResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HealthCheckResponse: _TypeAlias = HealthCheckResponse  # noqa: Y015
+
+@_typing.final
+class ReplaySignalsRequest(_message.Message):
+    """ReplaySignalsRequest names the predictions to replay and the change to try."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    CANDIDATE_FIELD_NUMBER: _builtins.int
+    CANDIDATE_MASK_FIELD_NUMBER: _builtins.int
+    MAX_DIFFERENCES_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """User replayed; empty means the caller; another user of the caller's company needs the admin role."""
+    max_differences: _builtins.int
+    """Differences listed in the result, at most; 0 means 100; at most 1000."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Predictions decided at or after this instant; required."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Predictions decided before this instant; required, at most 31 days after start_time."""
+
+    @_builtins.property
+    def candidate(self) -> _strategy_pb2.StrategyConfig:
+        """Values to try over the strategies in force: the fields candidate_mask names. Without a mask
+        the predictions are replayed as decided and compared with the signals stored then.
+        """
+
+    @_builtins.property
+    def candidate_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields of candidate to apply, as in UpdateStrategy."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        candidate: _strategy_pb2.StrategyConfig | None = ...,
+        candidate_mask: _field_mask_pb2.FieldMask | None = ...,
+        max_differences: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate", "candidate_mask", b"candidate_mask", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate", "candidate_mask", b"candidate_mask", "end_time", b"end_time", "max_differences", b"max_differences", "start_time", b"start_time", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplaySignalsRequest: _TypeAlias = ReplaySignalsRequest  # noqa: Y015
+
+@_typing.final
+class ReplaySignalsResponse(_message.Message):
+    """ReplaySignalsResponse is either progress or, last, the result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def progress(self) -> Global___ReplayProgress:
+        """Sent while the replay runs."""
+
+    @_builtins.property
+    def result(self) -> Global___ReplayResult:
+        """Sent once, at the end."""
+
+    def __init__(
+        self,
+        *,
+        progress: Global___ReplayProgress | None = ...,
+        result: Global___ReplayResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "progress", b"progress", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "progress", b"progress", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["progress", "result"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___ReplaySignalsResponse: _TypeAlias = ReplaySignalsResponse  # noqa: Y015
+
+@_typing.final
+class ReplayProgress(_message.Message):
+    """ReplayProgress counts the company's batches replayed so far."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCHES_DONE_FIELD_NUMBER: _builtins.int
+    BATCHES_TOTAL_FIELD_NUMBER: _builtins.int
+    batches_done: _builtins.int
+    """Batches replayed (every user of the company: market state is per company)."""
+    batches_total: _builtins.int
+    """Batches to replay."""
+    def __init__(
+        self,
+        *,
+        batches_done: _builtins.int = ...,
+        batches_total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches_done", b"batches_done", "batches_total", b"batches_total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayProgress: _TypeAlias = ReplayProgress  # noqa: Y015
+
+@_typing.final
+class ReplayResult(_message.Message):
+    """ReplayResult is what the replay found for the user."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    IDENTICAL_FIELD_NUMBER: _builtins.int
+    RISK_ANSWERED_FIELD_NUMBER: _builtins.int
+    DIFFERENT_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    DIFFERENCES_FIELD_NUMBER: _builtins.int
+    PERFORMANCE_FIELD_NUMBER: _builtins.int
+    CANDIDATE_PERFORMANCE_FIELD_NUMBER: _builtins.int
+    decisions: _builtins.int
+    """The user's decisions replayed."""
+    identical: _builtins.int
+    """Without a candidate: decisions identical byte for byte to the signals stored."""
+    risk_answered: _builtins.int
+    """Without a candidate: decisions risk management answered for live, which a replay does not
+    call (they come out NOT_ASSESSED).
+    """
+    different: _builtins.int
+    """Without a candidate: decisions that differ otherwise, stored but not replayed, or replayed but not stored."""
+    added: _builtins.int
+    """With a candidate: signals actionable only under the candidate."""
+    removed: _builtins.int
+    """With a candidate: signals actionable only under the strategies in force."""
+    changed: _builtins.int
+    """With a candidate: signals actionable under both, with another type, strength or entry."""
+    @_builtins.property
+    def differences(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignalDifference]:
+        """With a candidate: the differences, in decision order, at most max_differences."""
+
+    @_builtins.property
+    def performance(self) -> _performance_pb2.PerformanceStats:
+        """Simulated from the prices the predictions carry, under the strategies in force."""
+
+    @_builtins.property
+    def candidate_performance(self) -> _performance_pb2.PerformanceStats:
+        """Simulated likewise under the candidate; unset without one."""
+
+    def __init__(
+        self,
+        *,
+        decisions: _builtins.int = ...,
+        identical: _builtins.int = ...,
+        risk_answered: _builtins.int = ...,
+        different: _builtins.int = ...,
+        added: _builtins.int = ...,
+        removed: _builtins.int = ...,
+        changed: _builtins.int = ...,
+        differences: _abc.Iterable[Global___SignalDifference] | None = ...,
+        performance: _performance_pb2.PerformanceStats | None = ...,
+        candidate_performance: _performance_pb2.PerformanceStats | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["candidate_performance", b"candidate_performance", "performance", b"performance"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "candidate_performance", b"candidate_performance", "changed", b"changed", "decisions", b"decisions", "differences", b"differences", "different", b"different", "identical", b"identical", "performance", b"performance", "removed", b"removed", "risk_answered", b"risk_answered"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayResult: _TypeAlias = ReplayResult  # noqa: Y015
+
+@_typing.final
+class SignalDifference(_message.Message):
+    """SignalDifference is one prediction decided differently, with the rules behind the difference."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    change: Global___SignalChange.ValueType
+    """How it changed."""
+    @_builtins.property
+    def before(self) -> _signal_pb2.TradingSignal:
+        """The signal under the strategies in force."""
+
+    @_builtins.property
+    def after(self) -> _signal_pb2.TradingSignal:
+        """The signal under the candidate."""
+
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecisionStepDifference]:
+        """The rules whose verdict or numbers differ, in the order they ran."""
+
+    def __init__(
+        self,
+        *,
+        change: Global___SignalChange.ValueType = ...,
+        before: _signal_pb2.TradingSignal | None = ...,
+        after: _signal_pb2.TradingSignal | None = ...,
+        steps: _abc.Iterable[Global___DecisionStepDifference] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "change", b"change", "steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalDifference: _TypeAlias = SignalDifference  # noqa: Y015
+
+@_typing.final
+class DecisionStepDifference(_message.Message):
+    """DecisionStepDifference is one rule judged differently."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    rule: _signal_pb2.DecisionRule.ValueType
+    """The rule."""
+    @_builtins.property
+    def before(self) -> _signal_pb2.DecisionStep:
+        """Its step under the strategies in force; unset when it did not run there."""
+
+    @_builtins.property
+    def after(self) -> _signal_pb2.DecisionStep:
+        """Its step under the candidate; unset when it did not run there."""
+
+    def __init__(
+        self,
+        *,
+        rule: _signal_pb2.DecisionRule.ValueType = ...,
+        before: _signal_pb2.DecisionStep | None = ...,
+        after: _signal_pb2.DecisionStep | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "rule", b"rule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecisionStepDifference: _TypeAlias = DecisionStepDifference  # noqa: Y015

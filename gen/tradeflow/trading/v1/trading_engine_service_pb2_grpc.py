@@ -130,6 +130,11 @@ class TradingEngineServiceStub:
                 request_serializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetTradingStateRequest.SerializeToString,
                 response_deserializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetTradingStateResponse.FromString,
                 _registered_method=True)
+        self.ReplaySignals = channel.unary_stream(
+                '/tradeflow.trading.v1.TradingEngineService/ReplaySignals',
+                request_serializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.ReplaySignalsRequest.SerializeToString,
+                response_deserializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.ReplaySignalsResponse.FromString,
+                _registered_method=True)
         self.HealthCheck = channel.unary_unary(
                 '/tradeflow.trading.v1.TradingEngineService/HealthCheck',
                 request_serializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.HealthCheckRequest.SerializeToString,
@@ -277,6 +282,16 @@ class TradingEngineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplaySignals(self, request, context):
+        """Decides a user's stored predictions of a time range again, with the strategy versions then
+        in force or with a candidate change over them; streams progress, then the result: how many
+        signals came out as stored, the signals the candidate adds, removes or changes with the
+        rules behind each, and the simulated performance of both.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def HealthCheck(self, request, context):
         """Reports the engine's health with real figures; needs no token.
         """
@@ -376,6 +391,11 @@ def add_TradingEngineServiceServicer_to_server(servicer, server):
                     servicer.GetTradingState,
                     request_deserializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetTradingStateRequest.FromString,
                     response_serializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetTradingStateResponse.SerializeToString,
+            ),
+            'ReplaySignals': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReplaySignals,
+                    request_deserializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.ReplaySignalsRequest.FromString,
+                    response_serializer=tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.ReplaySignalsResponse.SerializeToString,
             ),
             'HealthCheck': grpc.unary_unary_rpc_method_handler(
                     servicer.HealthCheck,
@@ -875,6 +895,33 @@ class TradingEngineService:
             '/tradeflow.trading.v1.TradingEngineService/GetTradingState',
             tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetTradingStateRequest.SerializeToString,
             tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.GetTradingStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaySignals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tradeflow.trading.v1.TradingEngineService/ReplaySignals',
+            tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.ReplaySignalsRequest.SerializeToString,
+            tradeflow_dot_trading_dot_v1_dot_trading__engine__service__pb2.ReplaySignalsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -83,6 +83,12 @@ class TradingEngineServiceStub:
     """Sets the trading state of a user or of the whole company (company admins only)."""
     GetTradingState: _grpc.UnaryUnaryMultiCallable[_trading_engine_service_pb2.GetTradingStateRequest, _trading_engine_service_pb2.GetTradingStateResponse]
     """Returns the trading state in force for a user, and the user and company settings it comes from."""
+    ReplaySignals: _grpc.UnaryStreamMultiCallable[_trading_engine_service_pb2.ReplaySignalsRequest, _trading_engine_service_pb2.ReplaySignalsResponse]
+    """Decides a user's stored predictions of a time range again, with the strategy versions then
+    in force or with a candidate change over them; streams progress, then the result: how many
+    signals came out as stored, the signals the candidate adds, removes or changes with the
+    rules behind each, and the simulated performance of both.
+    """
     HealthCheck: _grpc.UnaryUnaryMultiCallable[_trading_engine_service_pb2.HealthCheckRequest, _trading_engine_service_pb2.HealthCheckResponse]
     """Reports the engine's health with real figures; needs no token."""
 
@@ -141,6 +147,12 @@ class TradingEngineServiceAsyncStub(TradingEngineServiceStub):
     """Sets the trading state of a user or of the whole company (company admins only)."""
     GetTradingState: _aio.UnaryUnaryMultiCallable[_trading_engine_service_pb2.GetTradingStateRequest, _trading_engine_service_pb2.GetTradingStateResponse]  # type: ignore[assignment]
     """Returns the trading state in force for a user, and the user and company settings it comes from."""
+    ReplaySignals: _aio.UnaryStreamMultiCallable[_trading_engine_service_pb2.ReplaySignalsRequest, _trading_engine_service_pb2.ReplaySignalsResponse]  # type: ignore[assignment]
+    """Decides a user's stored predictions of a time range again, with the strategy versions then
+    in force or with a candidate change over them; streams progress, then the result: how many
+    signals came out as stored, the signals the candidate adds, removes or changes with the
+    rules behind each, and the simulated performance of both.
+    """
     HealthCheck: _aio.UnaryUnaryMultiCallable[_trading_engine_service_pb2.HealthCheckRequest, _trading_engine_service_pb2.HealthCheckResponse]  # type: ignore[assignment]
     """Reports the engine's health with real figures; needs no token."""
 
@@ -304,6 +316,18 @@ class TradingEngineServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_trading_engine_service_pb2.GetTradingStateResponse, _abc.Awaitable[_trading_engine_service_pb2.GetTradingStateResponse]]:
         """Returns the trading state in force for a user, and the user and company settings it comes from."""
+
+    @_abc_1.abstractmethod
+    def ReplaySignals(
+        self,
+        request: _trading_engine_service_pb2.ReplaySignalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_trading_engine_service_pb2.ReplaySignalsResponse], _abc.AsyncIterator[_trading_engine_service_pb2.ReplaySignalsResponse]]:
+        """Decides a user's stored predictions of a time range again, with the strategy versions then
+        in force or with a candidate change over them; streams progress, then the result: how many
+        signals came out as stored, the signals the candidate adds, removes or changes with the
+        rules behind each, and the simulated performance of both.
+        """
 
     @_abc_1.abstractmethod
     def HealthCheck(
