@@ -25,6 +25,7 @@ from trading_engine import __version__, logs
 from trading_engine.app import Application, run_until_signalled
 from trading_engine.auth.configured import signing_secret, token_policy
 from trading_engine.auth.tokens import KeyConfigurationError, mint_development_token, parse_tier
+from trading_engine.bus.names import KAFKA_PREDICTIONS
 from trading_engine.config import (
     DevStackSettings,
     EngineSettings,
@@ -45,7 +46,7 @@ from trading_engine.replay.backtest import (
 )
 from trading_engine.replay.report import html_report
 from trading_engine.replay.runner import ReplayProgress, stored_session
-from trading_engine.replay.sources import RecordingError, from_file, from_history
+from trading_engine.replay.sources import RecordingError, from_file, from_history, from_kafka
 from trading_engine.replay.strategies import Candidate, CandidateError, ReplayStrategies
 from trading_engine.risk.reference import RiskBehaviour, serve
 from trading_engine.stores.urls import open_store
@@ -378,12 +379,21 @@ def _replay_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
     replay.add_argument(
         "--from-history", action="store_true", help="replay the batches the store kept"
     )
-    replay.add_argument("--company", default="", help="with --from-history: the company")
     replay.add_argument(
-        "--since", type=_instant_argument, help="with --from-history: from (default: 7 days ago)"
+        "--from-kafka",
+        metavar="BOOTSTRAP",
+        default="",
+        help="replay the prediction envelopes on Kafka (--kafka-topic) produced in the range",
     )
     replay.add_argument(
-        "--until", type=_instant_argument, help="with --from-history: until (default: now)"
+        "--kafka-topic", default=KAFKA_PREDICTIONS, help="with --from-kafka (default %(default)s)"
+    )
+    replay.add_argument("--company", default="", help="with --from-history: the company")
+    replay.add_argument(
+        "--since", type=_instant_argument, help="from history or Kafka: from (default: 7 days ago)"
+    )
+    replay.add_argument(
+        "--until", type=_instant_argument, help="from history or Kafka: until (default: now)"
     )
     replay.add_argument(
         "--user", action="append", default=[], help="only this user's signals; may be repeated"
@@ -648,8 +658,11 @@ def _instant_argument(text: str) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    if (args.recording is None) == (not args.from_history):
-        print("trading-engine replay: give a RECORDING file or --from-history", file=sys.stderr)
+    if [args.recording is not None, args.from_history, bool(args.from_kafka)].count(True) != 1:
+        print(
+            "trading-engine replay: give one of a RECORDING file, --from-history or --from-kafka",
+            file=sys.stderr,
+        )
         return 2
     if args.from_history and not args.company:
         print("trading-engine replay: --from-history needs --company", file=sys.stderr)
@@ -668,11 +681,12 @@ def _replay(args: argparse.Namespace) -> int:
             sides, EngineLimits(max_batch_size=args.max_batch_size), args.user,
             args.prices, args.equity,
         )  # fmt: skip
-        backtest = (
-            asyncio.run(_replay_history(args, plan))
-            if args.from_history
-            else backtest_batches(plan, from_file(args.recording), _replay_progress)
-        )
+        if args.from_history:
+            backtest = asyncio.run(_replay_history(args, plan))
+        elif args.from_kafka:
+            backtest = _replay_kafka(args, plan)
+        else:
+            backtest = backtest_batches(plan, from_file(args.recording), _replay_progress)
         print(file=sys.stderr)
         if args.report is not None:
             _write_report(args.report, backtest)
@@ -686,10 +700,24 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_range(args: argparse.Namespace) -> tuple[int, int]:
+    """(since, until) in ns: the last 7 days unless given."""
+    until: int = args.until if args.until is not None else time.time_ns()
+    since: int = args.since if args.since is not None else until - 7 * 86_400 * 1_000_000_000
+    return since, until
+
+
+def _replay_kafka(args: argparse.Namespace, plan: BacktestPlan) -> Backtest:
+    since, until = _replay_range(args)
+    read = asyncio.run(from_kafka(args.from_kafka, since, until, args.kafka_topic))
+    for where, why in read.skipped:
+        print(f"skipped {where}: {why}", file=sys.stderr)
+    return backtest_batches(plan, read.batches, _replay_progress)
+
+
 async def _replay_history(args: argparse.Namespace, plan: BacktestPlan) -> Backtest:
     settings = EngineSettings(data_dir=args.data_dir, store_url=args.store_url)
-    until = args.until if args.until is not None else time.time_ns()
-    since = args.since if args.since is not None else until - 7 * 86_400 * 1_000_000_000
+    since, until = _replay_range(args)
     store = open_store(settings.resolved_store_url)
     await store.open()
     try:

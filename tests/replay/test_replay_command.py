@@ -95,7 +95,8 @@ async def test_bad_input_is_named_with_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"minConfidenceThreshold": 2}')
     (tmp_path / "session.txt").write_text("")
     cases = {
-        (): "give a RECORDING file or --from-history",
+        (): "give one of a RECORDING file, --from-history or --from-kafka",
+        (recording, "--from-history"): "give one of",
         ("--from-history",): "--from-history needs --company",
         (recording, "--compare", tmp_path / "bad.json"): "strategy.min_confidence_threshold",
         (tmp_path / "session.txt",): ".binpb",
