@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tests.api.trading import ManualClock
 from tests.replay.sessions import BATCHES, live_session
@@ -25,18 +24,13 @@ from trading_engine.replay.strategies import Candidate, ReplayStrategies
 from trading_engine.risk.reference import ReferenceRiskServicer, RiskBehaviour, start_server
 from trading_engine.stores.base import Store
 
-if TYPE_CHECKING:
-    pass
-
 
 async def test_a_stored_session_replays_byte_for_byte_with_the_versions_in_force(
     live: Application, clock: ManualClock, tokens: Tokens
 ) -> None:
     start = await live_session(live, clock, tokens)
     store = live.store
-    session = await stored_session(
-        store, "acme", start, clock.now, from_history(store, "acme", start, clock.now)
-    )
+    session = await _stored(store, start, clock.now)
     assert len(session.batches) == BATCHES
     # The session used several strategy versions: replaying with one would not match.
     assert len(set(session.versions.values())) >= 3, set(session.versions.values())
@@ -56,9 +50,7 @@ async def test_one_users_replay_reproduces_that_user_and_only_that_user(
 ) -> None:
     start = await live_session(live, clock, tokens)
     store = live.store
-    session = await stored_session(
-        store, "acme", start, clock.now, from_history(store, "acme", start, clock.now)
-    )
+    session = await _stored(store, start, clock.now)
     replay = Replay([ReplayStrategies()], EngineLimits(), users=["trader-1"])
     await _replayed(replay, store, session)
 
@@ -72,9 +64,7 @@ async def test_a_candidate_changes_only_what_its_field_decides(
 ) -> None:
     start = await live_session(live, clock, tokens)
     store = live.store
-    session = await stored_session(
-        store, "acme", start, clock.now, from_history(store, "acme", start, clock.now)
-    )
+    session = await _stored(store, start, clock.now)
     candidate_file = tmp_path / "strict.json"
     candidate_file.write_text('{"minConfidenceThreshold": 0.9}')
     replay = Replay(
@@ -109,9 +99,7 @@ async def test_signals_risk_management_answered_live_are_told_apart_not_hidden(
     try:
         start = await live_session(live, clock, tokens)
         store = live.store
-        session = await stored_session(
-            store, "acme", start, clock.now, from_history(store, "acme", start, clock.now)
-        )
+        session = await _stored(store, start, clock.now)
         replay = Replay([ReplayStrategies()], EngineLimits())
         await _replayed(replay, store, session)
     finally:
@@ -127,6 +115,12 @@ async def test_signals_risk_management_answered_live_are_told_apart_not_hidden(
     assert set(reproduced.risk_answered) == assessed
     assert (reproduced.different, reproduced.missing, reproduced.extra) == ([], [], [])
     assert reproduced.identical == len(stored) - len(assessed) > 500
+
+
+async def _stored(store: Store, start_ns: int, end_ns: int) -> StoredSession:
+    """acme's session as the store kept it."""
+    batches = from_history(store, "acme", start_ns, end_ns)
+    return await stored_session(store, "acme", start_ns, end_ns, batches)
 
 
 async def _replayed(replay: Replay, store: Store, session: StoredSession) -> None:
