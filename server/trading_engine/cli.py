@@ -11,7 +11,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -46,12 +46,19 @@ from trading_engine.replay.backtest import (
 )
 from trading_engine.replay.report import html_report
 from trading_engine.replay.runner import ReplayProgress, stored_session
-from trading_engine.replay.sources import RecordingError, from_file, from_history, from_kafka
+from trading_engine.replay.sources import (
+    RecordingError,
+    count_batches,
+    from_file,
+    from_history,
+    from_kafka,
+)
 from trading_engine.replay.strategies import Candidate, CandidateError, ReplayStrategies
 from trading_engine.risk.reference import RiskBehaviour, serve
 from trading_engine.stores.urls import open_store
 from trading_engine.tenancy import Caller
 from trading_engine.terminal import explanation, replay_view, signal_table
+from trading_engine.terminal import progress as progress_line
 from trading_engine_client import PredictionPublisher
 
 _SERVE_EXAMPLES = """\
@@ -562,15 +569,9 @@ def _publish(args: argparse.Namespace) -> int:
 
 async def _publish_file(args: argparse.Namespace) -> recordings.PublishSummary:
     def progress(summary: recordings.PublishSummary) -> None:
-        done = summary.batches + len(summary.skipped)
-        filled = 30 * done // max(summary.lines, 1)
         rate = summary.batches / summary.seconds if summary.seconds else 0.0
-        print(
-            f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{summary.lines} lines, "
-            f"{rate:.0f} batches/s",
-            end="",
-            file=sys.stderr,
-        )
+        done = summary.batches + len(summary.skipped)
+        progress_line.show(done, summary.lines, f"lines, {rate:.0f} batches/s")
 
     async with PredictionPublisher(
         nats_url=args.nats_url or None,
@@ -686,7 +687,8 @@ def _replay(args: argparse.Namespace) -> int:
         elif args.from_kafka:
             backtest = _replay_kafka(args, plan)
         else:
-            backtest = backtest_batches(plan, from_file(args.recording), _replay_progress)
+            total = count_batches(args.recording)
+            backtest = backtest_batches(plan, from_file(args.recording), _replay_progress(total))
         print(file=sys.stderr)
         if args.report is not None:
             _write_report(args.report, backtest)
@@ -712,7 +714,7 @@ def _replay_kafka(args: argparse.Namespace, plan: BacktestPlan) -> Backtest:
     read = asyncio.run(from_kafka(args.from_kafka, since, until, args.kafka_topic))
     for where, why in read.skipped:
         print(f"skipped {where}: {why}", file=sys.stderr)
-    return backtest_batches(plan, read.batches, _replay_progress)
+    return backtest_batches(plan, read.batches, _replay_progress(len(read.batches)))
 
 
 async def _replay_history(args: argparse.Namespace, plan: BacktestPlan) -> Backtest:
@@ -724,18 +726,22 @@ async def _replay_history(args: argparse.Namespace, plan: BacktestPlan) -> Backt
         session = await stored_session(
             store, args.company, since, until, from_history(store, args.company, since, until)
         )
-        return await backtest_stored(plan, store, session, _replay_progress)
+        progress = _replay_progress(len(session.batches))
+        return await backtest_stored(plan, store, session, progress)
     finally:
         await store.close()
 
 
-def _replay_progress(progress: ReplayProgress) -> None:
-    if progress.batches % 200 == 0:
-        print(
-            f"\rreplayed {progress.batches} batches ({progress.predictions} predictions)",
-            end="",
-            file=sys.stderr,
-        )
+def _replay_progress(total: int) -> Callable[[ReplayProgress], None]:
+    started = time.monotonic()
+
+    def show(progress: ReplayProgress) -> None:
+        done = progress.batches + len(progress.refused)
+        if done % 200 == 0 or done == total:
+            rate = progress.predictions / max(time.monotonic() - started, 1e-9)
+            progress_line.show(done, total, f"batches, {rate:,.0f} predictions/s")
+
+    return show
 
 
 def _write_report(path: Path, backtest: Backtest) -> None:

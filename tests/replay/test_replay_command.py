@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import re
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -136,3 +137,29 @@ async def test_last_weeks_stored_signals_replay_identically_and_at_a_stricter_th
 def _iso(ns: int) -> str:
     moment = datetime.datetime.fromtimestamp(ns // 10**9, datetime.UTC)
     return moment.isoformat()
+
+
+async def test_bars_from_a_csv_give_the_hand_computed_figures(tmp_path: Path) -> None:
+    recording, strict = _files(tmp_path)
+    bars = tmp_path / "bars.csv"
+    # Ten minutes after the decisions (08:00): GBPUSD reaches the take profit of gbp-72
+    # (1.27448), EURUSD the stop of eur-72 (1.08316); USDJPY has no bars.
+    bars.write_text(
+        "symbol,time,open,high,low,close\n"
+        "GBPUSD,2027-01-15T08:10:00Z,1.27050,1.27500,1.27000,1.27450\n"
+        "EURUSD,2027-01-15T08:10:00Z,1.08510,1.08600,1.08300,1.08350\n"
+    )
+    shown = await _replay(recording, "--compare", strict, "--prices", bars)
+    assert shown.returncode == 0, shown.stderr
+    rows = {" ".join(line.split()[:-2]): line.split()[-2:] for line in shown.stdout.splitlines()}
+    # Tier defaults: +40 pips x 10 USD x 1.25 lots = +500.00, then -20 x 10 x 1.25 = -250.00:
+    # the equity peaks at 25,500 and falls to 25,250.
+    # strict.json holds both (confidence 0.72 < 0.75); its eur-80 (stop 25 pips) and jpy-90
+    # are still open.
+    assert rows["closed"] == ["2", "0"]
+    assert rows["hit rate"] == ["50.0%", "0.0%"]
+    assert rows["profit factor"] == ["2.00", "n/a"]
+    assert rows["total P/L (pips)"] == ["20.0", "0.0"]
+    assert rows["open at end"] == ["1", "2"]
+    assert re.search(r"^total P/L +250\.00 USD +0\.00 USD$", shown.stdout, re.MULTILINE)
+    assert re.search(r"^max drawdown +250\.00 USD +0\.00 USD$", shown.stdout, re.MULTILINE)

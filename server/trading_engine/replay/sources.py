@@ -73,6 +73,19 @@ def from_file(path: Path) -> Iterator[RecordedBatch]:
     )
 
 
+def count_batches(path: Path) -> int:
+    """How many batches `from_file` will read (lines or frames), without parsing them."""
+    if path.suffix.lower() in JSON_SUFFIXES:
+        with path.open(encoding="utf-8") as lines:
+            return sum(1 for line in lines if line.strip())
+    data, at, frames = path.read_bytes(), 0, 0
+    while at < len(data):
+        length, at = _varint(data, at, path, frames + 1)
+        at += length
+        frames += 1
+    return frames
+
+
 def _from_json_lines(path: Path) -> Iterator[RecordedBatch]:
     for number, read in read_batches(path):
         if isinstance(read, str):
