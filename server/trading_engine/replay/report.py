@@ -32,6 +32,7 @@ _PLOT_LEFT: Final = 96
 # Room on the right for half of the last time label.
 _PLOT_RIGHT: Final = 896
 _PLOT_BOTTOM: Final = 312
+_DASHES: Final = ' stroke-dasharray="6 4"'
 _LEGEND_COLUMNS: Final = 3
 _LEGEND_SLOT: Final = 264
 # The baseline of the legend's first row; each row is one `_LEGEND_ROW` lower.
@@ -406,9 +407,10 @@ def _chart(
         )
     parts += [
         f'<polyline data-side="{html.escape(line.name)}" points="{_points(line.vertices, x, y)}" '
-        f'fill="none" stroke="{line.colour}" stroke-width="2" stroke-linejoin="round">'
-        f"<title>{html.escape(line.name)}</title></polyline>"
-        for line in lines
+        f'fill="none" stroke="{line.colour}" stroke-width="2" stroke-linejoin="round"'
+        # Later sides dashed: where two strategies did the same, both lines still show.
+        f'{_DASHES if index else ""}><title>{html.escape(line.name)}</title></polyline>'
+        for index, line in enumerate(lines)
     ]
     parts.append("</svg>")
     return "\n".join(parts)
