@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import pytest
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from tests.api.trading import ManualClock
@@ -20,7 +21,11 @@ from tests.support import (
 )
 from tradeflow.trading.v1 import signal_pb2, strategy_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
+from trading_engine import errors
 from trading_engine.app import Application
+from trading_engine.engine import EngineLimits
+from trading_engine.replay.backtest import Backtest
+from trading_engine.replay.service import ReplayProgressed, ReplayQuery, ReplayService
 from trading_engine.tenancy import Caller
 from trading_engine_client.errors import InvalidArgumentError, PermissionDeniedError
 
@@ -161,3 +166,24 @@ def _iso(ns: int) -> str:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromNanoseconds(ns)
     return stamp.ToJsonString()
+
+
+async def test_one_replay_at_a_time_and_none_too_large_for_the_engine(
+    live: Application, clock: ManualClock, tokens: Tokens
+) -> None:
+    start = await live_session(live, clock, tokens)
+    query = ReplayQuery("acme", "trader-1", start, clock.now, None)
+    service = ReplayService(live.store, EngineLimits())
+    running = service.replay(query)
+    first = await anext(running)
+    assert isinstance(first, ReplayProgressed)
+    # The first holds the engine's replay turn until it ends.
+    with pytest.raises(errors.ResourceExhausted):
+        await anext(service.replay(query))
+    assert isinstance([event async for event in running][-1], Backtest)
+    # Its turn over, the next may run; one over the limit is refused with what to do.
+    small = ReplayService(live.store, EngineLimits(), max_batches=BATCHES - 1)
+    with pytest.raises(errors.FailedPrecondition, match="trading-engine replay --from-history"):
+        async for _ in small.replay(query):
+            pass
+    assert isinstance([event async for event in service.replay(query)][-1], Backtest)

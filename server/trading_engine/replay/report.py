@@ -409,7 +409,7 @@ def _chart(
         f'<polyline data-side="{html.escape(line.name)}" points="{_points(line.vertices, x, y)}" '
         f'fill="none" stroke="{line.colour}" stroke-width="2" stroke-linejoin="round"'
         # Later sides dashed: where two strategies did the same, both lines still show.
-        f'{_DASHES if index else ""}><title>{html.escape(line.name)}</title></polyline>'
+        f"{_DASHES if index else ''}><title>{html.escape(line.name)}</title></polyline>"
         for index, line in enumerate(lines)
     ]
     parts.append("</svg>")

@@ -19,11 +19,13 @@ from trading_engine import errors
 from trading_engine.engine import EngineLimits
 from trading_engine.replay.backtest import Backtest, BacktestPlan, stored_backtest
 from trading_engine.replay.runner import Replay, replay_stored, stored_session
-from trading_engine.replay.sources import from_history
+from trading_engine.replay.sources import RecordedBatch, from_history
 from trading_engine.replay.strategies import Candidate, ReplayStrategies
 from trading_engine.stores.base import Store
 
 MAX_WINDOW_NS: Final = 31 * 86_400 * 1_000_000_000
+# About half a minute of the engine's loop; beyond it, the command on another machine.
+MAX_BATCHES: Final = 100_000
 # Batches decided between two turns of the event loop (~20 µs each), and between progress reports.
 _SLICE: Final = 16
 _PROGRESS_EVERY: Final = 512
@@ -45,9 +47,10 @@ class ReplayProgressed:
 
 
 class ReplayService:
-    def __init__(self, store: Store, limits: EngineLimits) -> None:
+    def __init__(self, store: Store, limits: EngineLimits, max_batches: int = MAX_BATCHES) -> None:
         self._store = store
         self._limits = limits
+        self._max_batches = max_batches
         self._running = asyncio.Lock()
 
     async def replay(self, query: ReplayQuery) -> AsyncIterator[ReplayProgressed | Backtest]:
@@ -59,7 +62,10 @@ class ReplayService:
             )
         async with self._running:
             store = self._store
-            batches = from_history(store, query.company_id, query.start_ns, query.end_ns)
+            batches = _at_most(
+                self._max_batches,
+                from_history(store, query.company_id, query.start_ns, query.end_ns),
+            )
             session = await stored_session(
                 store, query.company_id, query.start_ns, query.end_ns, batches
             )
@@ -78,3 +84,18 @@ class ReplayService:
                     yield ReplayProgressed(done, total)
             yield ReplayProgressed(total, total)
             yield stored_backtest(plan, replay, session)
+
+
+async def _at_most(
+    limit: int, batches: AsyncIterator[RecordedBatch]
+) -> AsyncIterator[RecordedBatch]:
+    count = 0
+    async for batch in batches:
+        count += 1
+        if count > limit:
+            raise errors.FailedPrecondition(
+                f"the range holds more than {limit} of the company's batches: replay a shorter "
+                "one, or run `trading-engine replay --from-history` away from the engine",
+                reason="REPLAY_TOO_LARGE",
+            )
+        yield batch
