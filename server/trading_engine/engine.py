@@ -113,6 +113,9 @@ class DraftBatch:
     fresh: list[Decision]
     # Time spent deciding, for the decision-time statistics.
     elapsed_ns: int
+    # Risk management's verdict on the fresh decisions (risk.verdicts, as JSON), kept with the
+    # batch so a replay can apply it again; empty without risk management.
+    risk_verdict: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,7 +272,12 @@ class DecisionEngine:
         if self.history is not None and fresh:
             self.history.keep_batch(
                 PredictionBatchRecord(
-                    batch.company_id, batch.batch_id, batch.user_id, now_ns, draft.data
+                    batch.company_id,
+                    batch.batch_id,
+                    batch.user_id,
+                    now_ns,
+                    draft.data,
+                    draft.risk_verdict,
                 )
             )
             self.history.submit(_history_records(batch, now_ns, draft.fresh, fresh))

@@ -3,6 +3,7 @@ gRPC, with strategy changes on the way and batches delivered twice."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from google.protobuf import field_mask_pb2
@@ -43,43 +44,37 @@ async def _change(stub: Stub, layer: int, request_id: str, field: str, value: fl
     )
 
 
-async def live_session(live: Application, clock: ManualClock, tokens: Tokens) -> int:
-    """The demo feed for four traders over gRPC, strategies changed on the way; its start."""
+async def live_session(
+    live: Application,
+    clock: ManualClock,
+    tokens: Tokens,
+    events: Mapping[int, Callable[[], Awaitable[None]]] | None = None,
+) -> int:
+    """The demo feed for four traders over gRPC, strategies changed on the way; its start.
+
+    `events` run before the batch of their number (e.g. the risk service going away).
+    """
     stubs = Stubs(live.grpc_address, tokens)
     as_trader = {t.user_id: stubs.as_(Caller(t.user_id, t.company_id, t.tier)) for t in TRADERS}
     trader_1, admin = as_trader["trader-1"], stubs.as_(ADMIN)
+    changes = {
+        60: lambda: _change(trader_1, USER, "u1", "min_confidence_threshold", 0.8),
+        120: lambda: _change(admin, COMPANY, "c1", "min_consensus_score", 0.7),
+        180: lambda: _change(trader_1, USER, "u2", "min_confidence_threshold", 0.65),
+    }
     start = clock.now
     feed = DemoFeed(seed=11, now_ns=clock.now_ns)
     try:
         for number in range(BATCHES):
-            if number == 60:
-                await _change(
-                    trader_1,
-                    strategy_pb2.STRATEGY_LAYER_USER,
-                    "u1",
-                    "min_confidence_threshold",
-                    0.8,
-                )
-            if number == 120:
-                await _change(admin, COMPANY, "c1", "min_consensus_score", 0.7)
-            if number == 180:
-                await _change(
-                    trader_1,
-                    strategy_pb2.STRATEGY_LAYER_USER,
-                    "u2",
-                    "min_confidence_threshold",
-                    0.65,
-                )
-            batch = feed.next_batch()
-            stub = as_trader[batch.user_context.user_id]
-            await stub.ProcessPredictionBatch(
-                service_pb2.ProcessPredictionBatchRequest(batch=batch)
-            )
+            for happening in (changes, events or {}):
+                if number in happening:
+                    await happening[number]()
+            request = service_pb2.ProcessPredictionBatchRequest(batch=feed.next_batch())
+            stub = as_trader[request.batch.user_context.user_id]
+            await stub.ProcessPredictionBatch(request)
             if number % 50 == 7:
                 # A batch delivered again: answered from the first decision, not decided anew.
-                await stub.ProcessPredictionBatch(
-                    service_pb2.ProcessPredictionBatchRequest(batch=batch)
-                )
+                await stub.ProcessPredictionBatch(request)
             clock.now += SECOND_NS // 2
     finally:
         await stubs.close()

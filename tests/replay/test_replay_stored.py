@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import grpc
+
 from tests.api.trading import ManualClock
 from tests.replay.sessions import BATCHES, live_session
 from tests.support import Tokens
@@ -23,6 +25,9 @@ from trading_engine.replay.sources import from_history
 from trading_engine.replay.strategies import Candidate, ReplayStrategies
 from trading_engine.risk.reference import ReferenceRiskServicer, RiskBehaviour, start_server
 from trading_engine.stores.base import Store
+
+ASSESSED = signal_pb2.RISK_STATUS_ASSESSED
+NOT_ASSESSED = signal_pb2.RISK_STATUS_NOT_ASSESSED
 
 
 async def test_a_stored_session_replays_byte_for_byte_with_the_versions_in_force(
@@ -89,32 +94,70 @@ async def test_a_candidate_changes_only_what_its_field_decides(
     assert unsuppressed
 
 
-async def test_signals_risk_management_answered_live_are_told_apart_not_hidden(
+async def test_with_risk_management_live_the_kept_verdicts_replay_byte_for_byte(
     engine_settings: EngineSettings, clock: ManualClock, tokens: Tokens
 ) -> None:
-    server, port = await start_server(ReferenceRiskServicer(RiskBehaviour(max_lots=1.0)))
-    with_risk = dataclasses.replace(engine_settings, risk_service_address=f"127.0.0.1:{port}")
+    risk = RiskService(ReferenceRiskServicer(RiskBehaviour(max_lots=1.0)))
+    await risk.start()
+    with_risk = dataclasses.replace(
+        engine_settings,
+        risk_service_address=f"127.0.0.1:{risk.port}",
+        risk_deadline_ms=100.0,
+        risk_breaker_failures=2,
+    )
     live = Application(with_risk, clock=clock)
     await live.start()
     try:
-        start = await live_session(live, clock, tokens)
+        # The service goes away for a while: calls fail, then the breaker opens.
+        events = {100: risk.stop, 160: risk.start}
+        start = await live_session(live, clock, tokens, events)
         store = live.store
         session = await _stored(store, start, clock.now)
         replay = Replay([ReplayStrategies()], EngineLimits())
         await _replayed(replay, store, session)
+        unkept = dataclasses.replace(
+            session, batches=[dataclasses.replace(b, risk_verdict="") for b in session.batches]
+        )
+        without_verdicts = Replay([ReplayStrategies()], EngineLimits())
+        await _replayed(without_verdicts, store, unkept)
     finally:
         await live.stop()
-        await server.stop(None)
+        await risk.stop()
 
-    reproduced = reproduction(replay, session)
     stored = [signal_pb2.TradingSignal.FromString(r.payload) for r in session.signals.values()]
-    assessed = {s.signal_id for s in stored if s.risk_status == signal_pb2.RISK_STATUS_ASSESSED}
-    # Sizes above 1 lot were cut live: the replay does not call risk management, so exactly the
-    # signals it answered for differ, and they are reported as such, not as a failed replay.
+    statuses = {s.risk_status for s in stored}
+    assert {ASSESSED, signal_pb2.RISK_STATUS_ERROR_FALLBACK} <= statuses, statuses
+    assert signal_pb2.RISK_STATUS_FALLBACK_USED in statuses, statuses
     assert any(s.risk_adjustments for s in stored)
-    assert set(reproduced.risk_answered) == assessed
-    assert (reproduced.different, reproduced.missing, reproduced.extra) == ([], [], [])
-    assert reproduced.identical == len(stored) - len(assessed) > 500
+    # Sizes cut, fallbacks and all: the verdicts kept with the batches make the replay exact.
+    reproduced = reproduction(replay, session)
+    assert reproduced.identical == len(stored) > 1000
+    assert reproduced.risk_answered == reproduced.different == reproduced.missing == []
+    # Batches kept before verdicts were: the signals risk management answered for are told
+    # apart, not called a failed replay.
+    answered = {s.signal_id for s in stored if s.risk_status != NOT_ASSESSED} - {
+        s.signal_id for s in stored if s.risk_status == signal_pb2.RISK_STATUS_NOT_REQUIRED
+    }
+    told_apart = reproduction(without_verdicts, unkept)
+    assert set(told_apart.risk_answered) == answered
+    assert told_apart.different == []
+
+
+class RiskService:
+    """The reference risk service on one port, stopped and started again by the test."""
+
+    def __init__(self, servicer: ReferenceRiskServicer) -> None:
+        self._servicer = servicer
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server, self.port = await start_server(self._servicer, port=self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(None)
+            self._server = None
 
 
 async def _stored(store: Store, start_ns: int, end_ns: int) -> StoredSession:

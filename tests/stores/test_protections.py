@@ -4,6 +4,7 @@ order and kept across restarts; a batch kept once per company, byte for byte, un
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -294,7 +295,8 @@ async def test_a_database_from_before_protections_is_migrated(
 async def test_a_companys_batches_are_read_in_decision_order_page_by_page(store: Store) -> None:
     # Stored in the order decided; two share an instant, as batches of one tick do.
     decided = [
-        batch("b-1", NOW_NS),
+        # With the risk verdict it got, kept as given.
+        dataclasses.replace(batch("b-1", NOW_NS), risk_verdict='{"asked":["s-1"]}'),
         batch("b-3", NOW_NS + SECOND_NS),
         batch("b-2", NOW_NS + SECOND_NS, user_id="bob"),
         batch("b-4", NOW_NS + 2 * SECOND_NS),

@@ -7,11 +7,13 @@ the engine would have kept in history is what a side collects, byte for
 byte, so a replay with the strategies in force can be checked against the
 signals stored at the time.
 
-What a replay does not bring back: risk management's answers (signals come
-out NOT_ASSESSED) and the trading states, open positions and stop-outs that
-executions produced (every user is ACTIVE with nothing open). A session
-decided without those replays exactly; one decided with them differs where
-they decided.
+Risk management is not called: a batch from history carries the verdict it
+got live, and each side applies it to the signals it was about (a signal
+only a candidate made actionable stays NOT_ASSESSED); batches kept before
+verdicts were, or from a file, replay NOT_ASSESSED. What a replay does not
+bring back: the trading states, open positions and stop-outs that executions
+produced (every user is ACTIVE with nothing open); a session where those
+decided differs there.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from tradeflow.trading.v1 import signal_pb2
-from trading_engine.engine import DecisionEngine, EngineLimits
+from trading_engine.engine import DecidedBatch, DecisionEngine, EngineLimits
 from trading_engine.errors import EngineError
 from trading_engine.replay.sources import RecordedBatch
 from trading_engine.replay.strategies import (
@@ -29,6 +31,7 @@ from trading_engine.replay.strategies import (
     ReplayStrategies,
     StoredVersions,
 )
+from trading_engine.risk.verdicts import RiskVerdict, apply_verdict
 from trading_engine.stores.base import PredictionBatchRecord, SignalQuery, SignalRecord, Store
 from trading_engine.tenancy import Caller
 
@@ -95,11 +98,12 @@ class Replay:
     def decide(self, recorded: RecordedBatch, layers: LayersInForce = NO_LAYERS) -> None:
         """Decide one batch on every side, as its tenant, at its recorded instant."""
         caller = Caller(recorded.user_id, recorded.company_id, recorded.tier)
+        verdict = RiskVerdict.from_json(recorded.risk_verdict) if recorded.risk_verdict else None
         progress = self.progress
         for side in self.sides:
             side.strategies.layers = layers
             try:
-                decided = side.engine.decide(recorded.data, recorded.decided_at_ns, caller)
+                decided = _decide(side.engine, recorded, caller, verdict)
             except EngineError as error:
                 if side is self.sides[0]:
                     progress.refused.append((recorded.origin, str(error)))
@@ -107,6 +111,17 @@ class Replay:
             if side is self.sides[0]:
                 progress.batches += 1
                 progress.predictions += sum(decided.counts)
+
+
+def _decide(
+    engine: DecisionEngine, recorded: RecordedBatch, caller: Caller, verdict: RiskVerdict | None
+) -> DecidedBatch:
+    if verdict is None:
+        return engine.decide(recorded.data, recorded.decided_at_ns, caller)
+    draft = engine.draft(recorded.data, recorded.decided_at_ns, caller)
+    actionable = [decision for decision in draft.fresh if decision.actionable]
+    apply_verdict(verdict, actionable, draft.strategy.require_risk_assessment)
+    return engine.seal(draft)
 
 
 @dataclasses.dataclass
@@ -158,7 +173,7 @@ class Reproduction:
 
     identical: int
     # Signal ids that differ and that risk management answered for live (assessed, or a
-    # fallback): a replay does not call it, so these come out NOT_ASSESSED.
+    # fallback) in a batch kept without its verdict: these come out NOT_ASSESSED.
     risk_answered: list[str]
     # Signal ids whose bytes differ otherwise, stored but not replayed, replayed but not stored.
     different: list[str]

@@ -53,6 +53,8 @@ class RecordedBatch:
     decided_at_ns: int
     # Where it came from, for messages: "line 12", "batch b-7".
     origin: str
+    # From history: risk management's verdict on its signals then (risk.verdicts, as JSON).
+    risk_verdict: str = ""
 
 
 class RecordingError(ValueError):
@@ -253,5 +255,6 @@ async def from_history(
                 tier,
                 record.received_at_ns,
                 f"batch {record.batch_id}",
+                record.risk_verdict,
             )
         after = page[-1].position

@@ -18,20 +18,13 @@ from typing import Final
 import grpc
 
 from tradeflow.common.v1 import trace_pb2, user_context_pb2
-from tradeflow.risk.v1 import risk_service_pb2
 from tradeflow.trading.v1 import signal_pb2
-from trading_engine.core import instruments
 from trading_engine.core.decision import Decision
-from trading_engine.core.risk import (
-    CONSERVATIVE,
-    FallbackLimits,
-    apply_assessment,
-    apply_fallback,
-    withhold,
-)
+from trading_engine.core.risk import CONSERVATIVE, FallbackLimits
 from trading_engine.engine import DEFAULT_CURRENCY, DecisionEngine, DraftBatch
 from trading_engine.health import ComponentReport, ComponentState
 from trading_engine.risk.breaker import BreakerState, CircuitBreaker
+from trading_engine.risk.verdicts import RiskVerdict, apply_verdict
 from trading_engine.wire.protowire import varint
 
 _log = logging.getLogger(__name__)
@@ -90,13 +83,31 @@ class RiskGate:
             await self._channel.close()
 
     async def review(self, draft: DraftBatch) -> None:
-        """Assess the draft's actionable decisions, or fall back; cancellation passes through."""
+        """Assess the draft's actionable decisions, or fall back; cancellation passes through.
+
+        The verdict goes with the draft, so history keeps it for replays.
+        """
         actionable = [decision for decision in draft.fresh if decision.actionable]
         if not actionable:
             return
         batch = draft.batch
         key = (batch.company_id, batch.user_id)
-        fail_closed = draft.strategy.require_risk_assessment
+        verdict = await self._verdict(draft, actionable, key)
+        tally = apply_verdict(verdict, actionable, draft.strategy.require_risk_assessment)
+        counts = self.counts
+        counts.assessed += tally.assessed
+        counts.fallbacks += tally.fallbacks
+        counts.errors += tally.errors
+        counts.withheld += tally.withheld
+        if tally.implied is not None:
+            self._remember(key, tally.implied)
+        draft.risk_verdict = verdict.to_json()
+
+    async def _verdict(
+        self, draft: DraftBatch, actionable: list[Decision], key: tuple[str, str]
+    ) -> RiskVerdict:
+        """The risk service's answer for the actionable decisions, or the fallback instead."""
+        asked = tuple(decision.signal_id for decision in actionable)
         if self._assess is None or not self.breaker.admit():
             known = self._known_limits.get(key)
             why = f"risk service circuit open ({self.breaker.last_failure or 'not started'}); " + (
@@ -104,14 +115,10 @@ class RiskGate:
                 if known is not None
                 else "no earlier assessment of this user, conservative limits applied"
             )
-            self._fall_back(
-                actionable,
-                known or CONSERVATIVE,
-                signal_pb2.RISK_STATUS_FALLBACK_USED,
-                why,
-                fail_closed,
-            )
-            return
+            return RiskVerdict(
+                asked, status=signal_pb2.RISK_STATUS_FALLBACK_USED,
+                limits=known or CONSERVATIVE, why=why,
+            )  # fmt: skip
         self.counts.calls += 1
         try:
             answer = await self._assess(
@@ -130,17 +137,12 @@ class RiskGate:
                     self.settings.breaker_reset_s,
                     failure,
                 )
-            self._fall_back(
-                actionable,
-                CONSERVATIVE,
-                signal_pb2.RISK_STATUS_ERROR_FALLBACK,
-                f"risk assessment failed ({failure}); conservative limits applied",
-                fail_closed,
-            )
-            return
+            return RiskVerdict(
+                asked, status=signal_pb2.RISK_STATUS_ERROR_FALLBACK,
+                why=f"risk assessment failed ({failure}); conservative limits applied",
+            )  # fmt: skip
         self.breaker.succeeded()
-        response = risk_service_pb2.AssessSignalResponse.FromString(answer)
-        self._apply(key, actionable, response, fail_closed)
+        return RiskVerdict(asked, answer=answer)
 
     def _request(self, draft: DraftBatch, actionable: list[Decision]) -> bytes:
         batch = draft.batch
@@ -159,66 +161,12 @@ class RiskGate:
         parts.append(_TRACE_CONTEXT + varint(len(trace)) + trace)
         return b"".join(parts)
 
-    def _apply(
-        self,
-        key: tuple[str, str],
-        actionable: list[Decision],
-        answer: risk_service_pb2.AssessSignalResponse,
-        fail_closed: bool,
-    ) -> None:
-        by_signal = {assessment.signal_id: assessment for assessment in answer.assessments}
-        factor, largest = 1.0, 0.0
-        for decision in actionable:
-            assessment = by_signal.get(decision.signal_id)
-            entry = decision.entry
-            instrument = instruments.lookup(decision.symbol)
-            if assessment is None or entry is None or instrument is None:
-                self._fall_back(
-                    [decision],
-                    CONSERVATIVE,
-                    signal_pb2.RISK_STATUS_ERROR_FALLBACK,
-                    "the risk service answered without an assessment of this signal; "
-                    "conservative limits applied",
-                    fail_closed,
-                )
-                continue
-            proposed = entry.lots
-            apply_assessment(decision, assessment, instrument)
-            self.counts.assessed += 1
-            if decision.entry is not None:
-                factor = min(factor, decision.entry.lots / proposed)
-                largest = max(largest, decision.entry.lots)
-        if largest > 0.0:
-            self._remember(key, FallbackLimits(size_factor=factor, max_lots=largest))
-
     def _remember(self, key: tuple[str, str], limits: FallbackLimits) -> None:
         known = self._known_limits
         known[key] = limits
         known.move_to_end(key)
         if len(known) > _KNOWN_LIMITS_CAPACITY:
             known.popitem(last=False)
-
-    def _fall_back(
-        self,
-        decisions: list[Decision],
-        limits: FallbackLimits,
-        status: int,
-        why: str,
-        fail_closed: bool,
-    ) -> None:
-        """Apply `limits` with `status` to decisions not assessed, or hold them (fail-closed)."""
-        counts = self.counts
-        if status == signal_pb2.RISK_STATUS_FALLBACK_USED:
-            counts.fallbacks += len(decisions)
-        else:
-            counts.errors += len(decisions)
-        for decision in decisions:
-            instrument = instruments.lookup(decision.symbol)
-            if fail_closed or instrument is None:
-                withhold(decision, status, why)
-                counts.withheld += 1
-            else:
-                apply_fallback(decision, limits, status, instrument, why)
 
     def probe(self) -> ComponentReport:
         counts = self.counts

@@ -87,7 +87,9 @@ TRADING_STATE_COLUMNS: Final = (
 TRADING_STATES_SQL: Final = (
     f"SELECT {TRADING_STATE_COLUMNS} FROM trading_states ORDER BY company_id, user_id"
 )
-PREDICTION_BATCH_COLUMNS: Final = "company_id, batch_id, user_id, received_at_ns, payload"
+PREDICTION_BATCH_COLUMNS: Final = (
+    "company_id, batch_id, user_id, received_at_ns, payload, risk_verdict"
+)
 
 _MIGRATIONS_ROOT: Final = Path(__file__).parent / "migrations"
 
@@ -341,7 +343,9 @@ def trading_state_from_row(row: Row) -> TradingStateRecord:
     return TradingStateRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
 
 
-def prediction_batch_values(record: PredictionBatchRecord) -> tuple[str, str, str, int, bytes]:
+def prediction_batch_values(
+    record: PredictionBatchRecord,
+) -> tuple[str, str, str, int, bytes, str]:
     """The PREDICTION_BATCH_COLUMNS values of a batch."""
     return (
         record.company_id,
@@ -349,12 +353,13 @@ def prediction_batch_values(record: PredictionBatchRecord) -> tuple[str, str, st
         record.user_id,
         record.received_at_ns,
         record.payload,
+        record.risk_verdict,
     )
 
 
 def prediction_batch_from_row(row: Row) -> PredictionBatchRecord:
     """A PredictionBatchRecord from a row of PREDICTION_BATCH_COLUMNS."""
-    return PredictionBatchRecord(row[0], row[1], row[2], row[3], bytes(row[4]))
+    return PredictionBatchRecord(row[0], row[1], row[2], row[3], bytes(row[4]), row[5])
 
 
 def prediction_batches_sql(placeholder: Placeholder, arrival: str) -> str:
@@ -380,7 +385,7 @@ def prediction_batches_values(
 def arrived_batch_from_row(row: Row) -> ArrivedBatch:
     """An ArrivedBatch from a row of prediction_batches_sql."""
     record = prediction_batch_from_row(row)
-    return ArrivedBatch(record, BatchPosition(record.received_at_ns, int(row[5])))
+    return ArrivedBatch(record, BatchPosition(record.received_at_ns, int(row[6])))
 
 
 def signal_type_counts(rows: Iterable[Row]) -> dict[int, int]:

@@ -228,6 +228,8 @@ class PredictionBatchRecord:
     received_at_ns: int
     # The serialized batch.
     payload: bytes
+    # Risk management's verdict on its signals (risk.verdicts, as JSON); empty without one.
+    risk_verdict: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -43,8 +43,8 @@ def render(backtest: Backtest, listed: int) -> str:
         )
         if reproduced.risk_answered:
             lines.append(
-                f"  and {len(reproduced.risk_answered)} that risk management answered for live, "
-                "which a replay does not call: they replay NOT_ASSESSED"
+                f"  and {len(reproduced.risk_answered)} that risk management answered for live in "
+                "batches kept without its verdict: they replay NOT_ASSESSED"
             )
     if backtest.comparison is not None:
         lines.append("")

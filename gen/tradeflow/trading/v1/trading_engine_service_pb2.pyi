@@ -1698,8 +1698,8 @@ class ReplayResult(_message.Message):
     identical: _builtins.int
     """Without a candidate: decisions identical byte for byte to the signals stored."""
     risk_answered: _builtins.int
-    """Without a candidate: decisions risk management answered for live, which a replay does not
-    call (they come out NOT_ASSESSED).
+    """Without a candidate: decisions risk management answered for live in batches kept without
+    its verdict (stored before verdicts were kept): they come out NOT_ASSESSED.
     """
     different: _builtins.int
     """Without a candidate: decisions that differ otherwise, stored but not replayed, or replayed but not stored."""
