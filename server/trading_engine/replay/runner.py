@@ -91,7 +91,7 @@ class Replay:
         for side_strategies in strategies:
             kept = _Kept(wanted)
             engine = DecisionEngine(strategies=side_strategies, limits=limits, history=kept)
-            name = side_strategies.candidate_name
+            name = side_strategies.name
             self.sides.append(ReplaySide(name, side_strategies, engine, kept))
         self.progress = ReplayProgress()
 

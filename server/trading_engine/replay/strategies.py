@@ -146,11 +146,11 @@ class ReplayStrategies:
         violations = validate_effective(merged.config)
         if violations:
             problems = "; ".join(f"{v.field}: {v.description}" for v in violations)
-            raise CandidateError(f"{self.candidate_name}: {problems}")
+            raise CandidateError(f"{self.name}: {problems}")
         return from_config(merged.config, policy, version)
 
     @property
-    def candidate_name(self) -> str:
+    def name(self) -> str:
         return self.candidate.name if self.candidate is not None else self._base
 
 
