@@ -55,7 +55,7 @@ from trading_engine.replay.sources import (
 )
 from trading_engine.replay.strategies import Candidate, CandidateError, ReplayStrategies
 from trading_engine.risk.reference import RiskBehaviour, serve
-from trading_engine.stores.urls import open_store
+from trading_engine.stores.urls import open_store, sqlite_file
 from trading_engine.tenancy import Caller
 from trading_engine.terminal import explanation, replay_view, signal_table
 from trading_engine.terminal import progress as progress_line
@@ -720,6 +720,12 @@ def _replay_kafka(args: argparse.Namespace, plan: BacktestPlan) -> Backtest:
 async def _replay_history(args: argparse.Namespace, plan: BacktestPlan) -> Backtest:
     settings = EngineSettings(data_dir=args.data_dir, store_url=args.store_url)
     since, until = _replay_range(args)
+    database = sqlite_file(settings.resolved_store_url)
+    if database is not None and not database.is_file():
+        # Opening it would create an empty one and replay nothing, saying nothing.
+        raise RecordingError(
+            f"no engine database at {database}: give the engine's --data-dir or --store-url"
+        )
     store = open_store(settings.resolved_store_url)
     await store.open()
     try:

@@ -99,6 +99,9 @@ async def test_bad_input_is_named_with_what_to_do(tmp_path: Path) -> None:
         (): "give one of a RECORDING file, --from-history or --from-kafka",
         (recording, "--from-history"): "give one of",
         ("--from-history",): "--from-history needs --company",
+        ("--from-history", "--company", "acme", "--data-dir", tmp_path / "typo"): (
+            "no engine database at"
+        ),
         (recording, "--compare", tmp_path / "bad.json"): "strategy.min_confidence_threshold",
         (tmp_path / "session.txt",): ".binpb",
         (tmp_path / "missing.jsonl",): "missing.jsonl",

@@ -17,6 +17,13 @@ _ACCEPTED = (
 )
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The SQLite file `url` names; None for a PostgreSQL URL."""
+    if url.startswith(_POSTGRES_PREFIXES):
+        return None
+    return Path(url.removeprefix(_SQLITE_PREFIX))
+
+
 def open_store(url: str) -> Store:
     """The store `url` names, not opened yet.
 

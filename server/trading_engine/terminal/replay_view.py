@@ -28,6 +28,11 @@ def render(backtest: Backtest, listed: int) -> str:
         f"replayed {progress.batches} batches ({progress.predictions} predictions) under "
         + " and ".join(side.name for side in backtest.sides)
     ]
+    if not progress.batches and not progress.refused:
+        lines.append(
+            "  no prediction batches in the range: from history, they are kept while the "
+            "engine runs with --history-keep-predictions (on by default) and until retention"
+        )
     lines += [f"  refused as a whole, as live: {origin}: {why}" for origin, why in progress.refused]
     for side in backtest.sides:
         actionable = sum(
