@@ -24,6 +24,7 @@ from trading_engine.core import instruments
 from trading_engine.core.decision import SIDE
 from trading_engine.core.outcomes import Outcome, facts_of, outcome_of
 from trading_engine.core.performance import BREAKEVEN, LOSS, WIN
+from trading_engine.core.protections import Protection
 from trading_engine.engine import DEFAULT_CURRENCY
 from trading_engine.protections import Protections
 from trading_engine.stores.base import ExecutionRecord, OutcomeRecord, Store
@@ -145,16 +146,9 @@ class ExecutionTracker:
         outcome = outcome_of(facts_of(signal), results, instrument, currency)
         performance = _performance(signal, outcome)
         await self._store.put_outcome(_outcome_record(signal, outcome, performance, self._clock))
-        side = SIDE[signal.signal_type]
-        if outcome.result.outcome == E.SIGNAL_OUTCOME_OPEN:
-            self._opened(*key, signal.signal_id, signal.symbol, side)
-        elif signal.signal_id in self._open:
-            self._open.discard(signal.signal_id)
-            self._protections.protection(*key).closed(signal.symbol, side)
-        if _stop_out(result):
-            self._protections.protection(*key).stopped_out(
-                signal.symbol, side, result.closed_at.ToNanoseconds()
-            )
+        follow_position(
+            self._protections.protection(*key), self._open, signal, outcome.result.outcome, result
+        )
         await self.changes.bump(key)
         closed = outcome.result.outcome in _CLOSED_OUTCOMES
         if new and closed:
@@ -198,6 +192,29 @@ class ExecutionTracker:
                 reason="SYMBOL_MISMATCH",
             )
         return signal
+
+
+def follow_position(
+    protection: Protection,
+    open_signals: set[str],
+    signal: signal_pb2.TradingSignal,
+    outcome: int,
+    result: execution_pb2.ExecutionResult,
+) -> None:
+    """Count the signal's position open or closed after `result`, and a stop-out.
+
+    `open_signals` holds the ids whose positions `protection` counts open.
+    """
+    side = SIDE[signal.signal_type]
+    if outcome == E.SIGNAL_OUTCOME_OPEN:
+        if signal.signal_id not in open_signals:
+            open_signals.add(signal.signal_id)
+            protection.opened(signal.symbol, side)
+    elif signal.signal_id in open_signals:
+        open_signals.discard(signal.signal_id)
+        protection.closed(signal.symbol, side)
+    if _stop_out(result):
+        protection.stopped_out(signal.symbol, side, result.closed_at.ToNanoseconds())
 
 
 def _stop_out(result: execution_pb2.ExecutionResult) -> bool:

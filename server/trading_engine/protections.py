@@ -20,7 +20,12 @@ from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from trading_engine import errors
 from trading_engine.clock import Clock
 from trading_engine.core.protections import ACTIVE, HALTED, Protection, stricter
-from trading_engine.stores.base import AuditRecord, Store, TradingStateRecord
+from trading_engine.stores.base import (
+    TRADING_STATE_SET,
+    AuditRecord,
+    Store,
+    TradingStateRecord,
+)
 from trading_engine.tenancy import Caller, require_admin, subject_user
 
 ADMIN: Final[int] = service_pb2.TRADING_STATE_CAUSE_ADMIN
@@ -33,6 +38,7 @@ _STATE_WORDS: Final[dict[int, str]] = {
     service_pb2.TRADING_STATE_REDUCE_ONLY: "reduce-only",
     service_pb2.TRADING_STATE_HALTED: "halted",
 }
+_STATES_BY_WORD: Final = {word: state for state, word in _STATE_WORDS.items()}
 
 
 class Protections:
@@ -120,7 +126,7 @@ class Protections:
             AuditRecord(
                 company_id=record.company_id,
                 actor=actor,
-                action="trading_state.set",
+                action=TRADING_STATE_SET,
                 subject_user_id=record.user_id,
                 at_ns=record.changed_at_ns,
                 detail=json.dumps({"state": _STATE_WORDS[record.state], "reason": record.reason}),
@@ -134,14 +140,30 @@ class Protections:
     def _refresh(self, company_id: str, user_id: str, protection: Protection) -> None:
         user = self._settings.get((company_id, user_id))
         company = self._settings.get((company_id, _COMPANY))
-        state = stricter(
-            user.state if user is not None else ACTIVE,
-            company.state if company is not None else ACTIVE,
-        )
-        protection.state = state
-        # The cancellation reason names the setting that decided, and its reason.
-        deciding = company if company is not None and company.state == state else user
-        protection.why = "" if state == ACTIVE or deciding is None else _describe(deciding)
+        protection.state, protection.why = state_in_force(user, company)
+
+
+def state_in_force(
+    user: TradingStateRecord | None, company: TradingStateRecord | None
+) -> tuple[int, str]:
+    """The stricter of the user's and the company's settings, and why (empty when ACTIVE)."""
+    state = stricter(
+        user.state if user is not None else ACTIVE,
+        company.state if company is not None else ACTIVE,
+    )
+    # The cancellation reason names the setting that decided, and its reason.
+    deciding = company if company is not None and company.state == state else user
+    return state, "" if state == ACTIVE or deciding is None else _describe(deciding)
+
+
+def setting_from_audit(record: AuditRecord) -> TradingStateRecord:
+    """The setting an audited trading-state change made (its cause is not audited)."""
+    detail = json.loads(record.detail)
+    return TradingStateRecord(
+        record.company_id, record.subject_user_id, _STATES_BY_WORD[detail["state"]],
+        service_pb2.TRADING_STATE_CAUSE_UNSPECIFIED, detail["reason"], record.actor,
+        record.at_ns,
+    )  # fmt: skip
 
 
 def _describe(record: TradingStateRecord) -> str:

@@ -9,8 +9,9 @@ import grpc
 
 from tests.api.trading import ManualClock
 from tests.replay.sessions import BATCHES, live_session
-from tests.support import Tokens
-from tradeflow.trading.v1 import signal_pb2
+from tests.support import ADMIN, TRADER, Stubs, Tokens
+from tradeflow.trading.v1 import execution_pb2, signal_pb2
+from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from trading_engine.app import Application
 from trading_engine.config import EngineSettings
 from trading_engine.engine import EngineLimits
@@ -24,10 +25,12 @@ from trading_engine.replay.runner import (
 from trading_engine.replay.sources import from_history
 from trading_engine.replay.strategies import Candidate, ReplayStrategies
 from trading_engine.risk.reference import ReferenceRiskServicer, RiskBehaviour, start_server
-from trading_engine.stores.base import Store
+from trading_engine.stores.base import SignalQuery, Store
 
 ASSESSED = signal_pb2.RISK_STATUS_ASSESSED
 NOT_ASSESSED = signal_pb2.RISK_STATUS_NOT_ASSESSED
+E = execution_pb2
+S = service_pb2
 
 
 async def test_a_stored_session_replays_byte_for_byte_with_the_versions_in_force(
@@ -169,3 +172,83 @@ async def _stored(store: Store, start_ns: int, end_ns: int) -> StoredSession:
 async def _replayed(replay: Replay, store: Store, session: StoredSession) -> None:
     async for _ in replay_stored(replay, store, session):
         pass
+
+
+async def test_trading_states_positions_and_cooldowns_replay_as_they_stood(
+    live: Application, clock: ManualClock, tokens: Tokens
+) -> None:
+    stubs = Stubs(live.grpc_address, tokens)
+    trader, admin = stubs.as_(TRADER), stubs.as_(ADMIN)
+    filled: list[signal_pb2.TradingSignal] = []
+
+    async def fill_all() -> None:
+        """trader-1's broker fills every actionable signal not filled yet."""
+        await live.history_writer.flush()
+        stored = await live.store.query_signals(SignalQuery("acme", "trader-1", limit=1000))
+        known = {s.signal_id for s in filled}
+        for record in stored:
+            signal = signal_pb2.TradingSignal.FromString(record.payload)
+            if signal.signal_id not in known:
+                fill = _result(signal, "fill", E.EXECUTION_STATUS_FILLED, clock.now)
+                await trader.RecordExecutionResult(S.RecordExecutionResultRequest(result=fill))
+                filled.append(signal)
+
+    async def stop_out_first() -> None:
+        signal = filled[0]
+        close = _result(signal, "close", E.EXECUTION_STATUS_CLOSED, clock.now)
+        close.exit_price = signal.entry.stop_loss
+        close.close_reason = E.CLOSE_REASON_STOP_LOSS
+        close.closed_at.FromNanoseconds(clock.now)
+        await trader.RecordExecutionResult(S.RecordExecutionResultRequest(result=close))
+
+    async def state(user_id: str, to: int, reason: str) -> None:
+        request = S.SetTradingStateRequest(user_id=user_id, state=to, reason=reason)  # type: ignore[arg-type]
+        await admin.SetTradingState(request)
+
+    events = {
+        30: fill_all,
+        50: stop_out_first,
+        70: lambda: state("trader-2", S.TRADING_STATE_HALTED, "desk closed"),
+        100: fill_all,
+        130: lambda: state("trader-2", S.TRADING_STATE_ACTIVE, "desk open"),
+        150: lambda: state("", S.TRADING_STATE_REDUCE_ONLY, "month end"),
+        200: lambda: state("", S.TRADING_STATE_ACTIVE, "month done"),
+    }
+    try:
+        start = await live_session(live, clock, tokens, events)
+    finally:
+        await stubs.close()
+    store = live.store
+    session = await _stored(store, start, clock.now)
+    replay = Replay([ReplayStrategies()], EngineLimits())
+    await _replayed(replay, store, session)
+
+    stored = [signal_pb2.TradingSignal.FromString(r.payload) for r in session.signals.values()]
+    reasons = {s.reason for s in stored}
+    # Each protection decided some signals live...
+    for reason in (
+        signal_pb2.DISPOSITION_REASON_TRADING_HALTED,
+        signal_pb2.DISPOSITION_REASON_REDUCE_ONLY,
+        signal_pb2.DISPOSITION_REASON_STOP_LOSS_COOLDOWN,
+        signal_pb2.DISPOSITION_REASON_POSITION_LIMIT_REACHED,
+    ):
+        assert reason in reasons, signal_pb2.DispositionReason.Name(reason)
+    # ...and the replay decides them all again the same way, byte for byte.
+    reproduced = reproduction(replay, session)
+    assert reproduced.identical == len(stored)
+    assert reproduced.different == reproduced.missing == reproduced.extra == []
+
+
+def _result(
+    signal: signal_pb2.TradingSignal, event: str, status: int, at_ns: int
+) -> execution_pb2.ExecutionResult:
+    result = execution_pb2.ExecutionResult(
+        execution_id=f"broker-{signal.signal_id}-{event}",
+        signal_id=signal.signal_id,
+        symbol=signal.symbol,
+        status=status,  # type: ignore[arg-type]
+        executed_price=signal.entry.entry_price,
+        executed_size_lots=signal.entry.position_size_lots,
+    )
+    result.executed_at.FromNanoseconds(at_ns)
+    return result

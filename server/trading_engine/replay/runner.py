@@ -10,10 +10,10 @@ signals stored at the time.
 Risk management is not called: a batch from history carries the verdict it
 got live, and each side applies it to the signals it was about (a signal
 only a candidate made actionable stays NOT_ASSESSED); batches kept before
-verdicts were, or from a file, replay NOT_ASSESSED. What a replay does not
-bring back: the trading states, open positions and stop-outs that executions
-produced (every user is ACTIVE with nothing open); a session where those
-decided differs there.
+verdicts were, or from a file, replay NOT_ASSESSED. From history, trading
+states, open positions and stop-outs stand at each batch as they did live
+(`replay.protections`); from a file or Kafka every user is ACTIVE with
+nothing open.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.engine import DecidedBatch, DecisionEngine, EngineLimits
 from trading_engine.errors import EngineError
+from trading_engine.replay.protections import RecordedProtections
 from trading_engine.replay.sources import RecordedBatch
 from trading_engine.replay.strategies import (
     NO_LAYERS,
@@ -132,6 +133,8 @@ class StoredSession:
     batches: list[RecordedBatch]
     versions: dict[str, int]
     signals: dict[str, SignalRecord]
+    # The company's trading states, positions and stop-outs, as they stood at each batch.
+    protections: RecordedProtections
 
 
 async def stored_session(
@@ -153,16 +156,21 @@ async def stored_session(
                 versions[signal.batch_id] = signal.strategy_version
                 signals[record.signal_id] = record
             after = (page[-1].generated_at_ns, page[-1].signal_id)
-    return StoredSession(recorded, versions, signals)
+    protections = await RecordedProtections.load(store, company_id, end_ns)
+    return StoredSession(recorded, versions, signals, protections)
 
 
 async def replay_stored(replay: Replay, store: Store, session: StoredSession) -> AsyncIterator[int]:
     """Replay a stored session with the strategy versions in force for each batch; yields the
     number of batches done after each, so the caller can report progress or let others run."""
     versions = StoredVersions(store)
+    protections = session.protections
+    for side in replay.sides:
+        side.engine.protections = protections
     for done, recorded in enumerate(session.batches, start=1):
         version = session.versions.get(recorded.batch_id, 0)
         layers = await versions.at(recorded.company_id, recorded.user_id, version)
+        protections.advance_to(recorded.decided_at_ns)
         replay.decide(recorded, layers)
         yield done
 

@@ -13,6 +13,7 @@ from typing import Any, Final, Protocol
 
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from trading_engine.stores.base import (
+    TRADING_STATE_SET,
     ArrivedBatch,
     AuditRecord,
     BatchPosition,
@@ -71,6 +72,22 @@ def closed_executions_sql(placeholder: Callable[[int], str]) -> str:
     return (
         f"SELECT {EXECUTION_COLUMNS} FROM executions "
         f"WHERE status = {CLOSED} AND recorded_at_ns >= {placeholder(1)} ORDER BY id"
+    )
+
+
+def company_executions_sql(placeholder: Callable[[int], str]) -> str:
+    """A company's results recorded up to a time (inclusive), in recorded order."""
+    return (
+        f"SELECT {EXECUTION_COLUMNS} FROM executions "
+        f"WHERE company_id = {placeholder(1)} AND recorded_at_ns <= {placeholder(2)} ORDER BY id"
+    )
+
+
+def trading_state_changes_sql(placeholder: Callable[[int], str]) -> str:
+    """A company's audited trading-state changes up to a time (inclusive), oldest first."""
+    return (
+        f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE company_id = {placeholder(1)} "
+        f"AND action = '{TRADING_STATE_SET}' AND at_ns <= {placeholder(2)} ORDER BY id"
     )
 
 

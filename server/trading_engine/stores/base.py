@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from tradeflow.trading.v1 import strategy_pb2
 
@@ -140,6 +140,10 @@ class ManualSignal:
     injected_at_ns: int
     # The serialized TradingSignal as published.
     payload: bytes
+
+
+# The audit action of a trading-state change: its detail names the state and the reason.
+TRADING_STATE_SET: Final = "trading_state.set"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -352,6 +356,15 @@ class Store(Protocol):
 
         Ordered by (generated_at_ns, signal_id); symbol "" means every symbol.
         """
+        ...
+
+    async def company_executions(self, company_id: str, until_ns: int) -> list[ExecutionRecord]:
+        """The company's results recorded up to `until_ns` (inclusive), in recorded order."""
+        ...
+
+    async def trading_state_changes(self, company_id: str, until_ns: int) -> list[AuditRecord]:
+        """The company's audited trading-state changes up to `until_ns` (inclusive), oldest
+        first."""
         ...
 
     async def closed_executions_since(self, since_ns: int) -> list[ExecutionRecord]:

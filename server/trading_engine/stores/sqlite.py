@@ -43,6 +43,7 @@ from trading_engine.stores._common import (
     audit_values,
     check_limit,
     closed_executions_sql,
+    company_executions_sql,
     execution_from_row,
     execution_values,
     layer_values,
@@ -69,6 +70,7 @@ from trading_engine.stores._common import (
     signal_values,
     store_errors,
     stored_revision,
+    trading_state_changes_sql,
     trading_state_from_row,
     trading_state_values,
     versions_before,
@@ -114,6 +116,8 @@ _RECORD_EXECUTION: Final = record_execution_sql(_placeholder)
 _PUT_OUTCOME: Final = put_outcome_sql(_placeholder)
 _PUT_TRADING_STATE: Final = put_trading_state_sql(_placeholder)
 _APPEND_PREDICTION_BATCH: Final = append_prediction_batch_sql(_placeholder)
+_COMPANY_EXECUTIONS: Final = company_executions_sql(_placeholder)
+_TRADING_STATE_CHANGES: Final = trading_state_changes_sql(_placeholder)
 _PREDICTION_BATCHES: Final = prediction_batches_sql(_placeholder, "rowid")
 
 
@@ -270,6 +274,18 @@ class SqliteStore:
         sql, parameters = outcomes_sql(company_id, user_id, since_ns, symbol, _placeholder)
         rows = await self._fetch("read signal outcomes", sql, tuple(parameters))
         return [outcome_from_row(row) for row in rows]
+
+    async def company_executions(self, company_id: str, until_ns: int) -> list[ExecutionRecord]:
+        rows = await self._fetch(
+            "read a company's results", _COMPANY_EXECUTIONS, (company_id, until_ns)
+        )
+        return [execution_from_row(row) for row in rows]
+
+    async def trading_state_changes(self, company_id: str, until_ns: int) -> list[AuditRecord]:
+        rows = await self._fetch(
+            "read trading-state changes", _TRADING_STATE_CHANGES, (company_id, until_ns)
+        )
+        return [audit_from_row(row) for row in rows]
 
     async def closed_executions_since(self, since_ns: int) -> list[ExecutionRecord]:
         sql = closed_executions_sql(_placeholder)
