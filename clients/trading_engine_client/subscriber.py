@@ -24,6 +24,7 @@ from tradeflow.trading.v1 import signal_pb2
 from trading_engine_client.bus_names import KAFKA, KAFKA_SIGNALS, NATS, NATS_SIGNALS
 from trading_engine_client.envelopes import MalformedMessage, open_signals, signal_batch
 from trading_engine_client.errors import TransportError
+from trading_engine_client.message_ids import RecentIds
 from trading_engine_client.transports import (
     close_nats,
     connect_nats,
@@ -47,23 +48,6 @@ class SignalDelivery:
     batch: signal_pb2.TradingSignalBatch
     # The trace the batch belongs to, to continue it in the consumer's own work.
     trace_context: trace_pb2.TraceContext
-
-
-class RecentIds:
-    """The last `capacity` message ids seen; older ones are forgotten first."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        # Insertion-ordered: the first key is the oldest.
-        self._ids: dict[str, None] = {}
-
-    def first_time(self, message_id: str) -> bool:
-        if message_id in self._ids:
-            return False
-        self._ids[message_id] = None
-        if len(self._ids) > self._capacity:
-            del self._ids[next(iter(self._ids))]
-        return True
 
 
 class SignalSubscriber:

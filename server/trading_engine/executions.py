@@ -161,9 +161,8 @@ class ExecutionTracker:
     def _opened(
         self, company_id: str, user_id: str, signal_id: str, symbol: str, side: int
     ) -> None:
-        if signal_id not in self._open:
-            self._open.add(signal_id)
-            self._protections.protection(company_id, user_id).opened(symbol, side)
+        protection = self._protections.protection(company_id, user_id)
+        _count_open(protection, self._open, signal_id, symbol, side)
 
     async def _signal(self, result: execution_pb2.ExecutionResult) -> signal_pb2.TradingSignal:
         record = await self._store.signal(result.company_id, result.signal_id)
@@ -207,14 +206,20 @@ def follow_position(
     """
     side = SIDE[signal.signal_type]
     if outcome == E.SIGNAL_OUTCOME_OPEN:
-        if signal.signal_id not in open_signals:
-            open_signals.add(signal.signal_id)
-            protection.opened(signal.symbol, side)
+        _count_open(protection, open_signals, signal.signal_id, signal.symbol, side)
     elif signal.signal_id in open_signals:
         open_signals.discard(signal.signal_id)
         protection.closed(signal.symbol, side)
     if _stop_out(result):
         protection.stopped_out(signal.symbol, side, result.closed_at.ToNanoseconds())
+
+
+def _count_open(
+    protection: Protection, open_signals: set[str], signal_id: str, symbol: str, side: int
+) -> None:
+    if signal_id not in open_signals:
+        open_signals.add(signal_id)
+        protection.opened(symbol, side)
 
 
 def _stop_out(result: execution_pb2.ExecutionResult) -> bool:

@@ -28,7 +28,7 @@ from trading_engine_client import (
     TransportError,
 )
 from trading_engine_client import bus_names as names
-from trading_engine_client.subscriber import RecentIds
+from trading_engine_client.message_ids import RecentIds
 from trading_engine_client.transports import server_has_read
 
 pytestmark = pytest.mark.timeout(90)

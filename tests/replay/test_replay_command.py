@@ -95,6 +95,8 @@ async def test_bad_input_is_named_with_what_to_do(tmp_path: Path) -> None:
     recording, _ = _files(tmp_path)
     (tmp_path / "bad.json").write_text('{"minConfidenceThreshold": 2}')
     (tmp_path / "session.txt").write_text("")
+    # A frame announcing 200 bytes, holding 3.
+    (tmp_path / "cut.binpb").write_bytes(b"\xc8\x01abc")
     cases = {
         (): "give one of a RECORDING file, --from-history or --from-kafka",
         (recording, "--from-history"): "give one of",
@@ -104,6 +106,7 @@ async def test_bad_input_is_named_with_what_to_do(tmp_path: Path) -> None:
         ),
         (recording, "--compare", tmp_path / "bad.json"): "strategy.min_confidence_threshold",
         (tmp_path / "session.txt",): ".binpb",
+        (tmp_path / "cut.binpb",): "batch 1: cut short (3 of 200)",
         (tmp_path / "missing.jsonl",): "missing.jsonl",
     }
     for args, said in cases.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from trading_engine.bus.names import KAFKA_PREDICTIONS
 from trading_engine.devstack.brokers import KafkaBroker
 from trading_engine.engine import EngineLimits
 from trading_engine.replay.runner import Replay
-from trading_engine.replay.sources import delimited, from_file, from_kafka
+from trading_engine.replay.sources import RecordedBatch, delimited, from_file, from_kafka
 from trading_engine.replay.strategies import ReplayStrategies
 from trading_engine_client import PredictionPublisher
 from trading_engine_client.envelopes import seal_predictions
@@ -43,9 +44,9 @@ async def _raw(broker: KafkaBroker, *values: bytes) -> None:
         await producer.stop()
 
 
-def _signals(batches: object) -> list[bytes]:
+def _signals(batches: Iterable[RecordedBatch]) -> list[bytes]:
     replay = Replay([ReplayStrategies()], EngineLimits())
-    for recorded in batches:  # type: ignore[attr-defined]
+    for recorded in batches:
         replay.decide(recorded)
     return [record.payload for record in replay.sides[0].records]
 

@@ -10,32 +10,21 @@ import dataclasses
 import logging
 from typing import Final
 
+from trading_engine_client.message_ids import RecentIds
+
 _log = logging.getLogger(__name__)
 
 # Missing sequence numbers remembered per producer, to recognise late arrivals.
 _MAX_MISSING: Final = 10_000
 
 
-class DeliveryLog:
-    """Message ids being decided or decided recently, the oldest forgotten first."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        # Insertion-ordered: the first key is the oldest.
-        self._ids: dict[str, None] = {}
+class DeliveryLog(RecentIds):
+    """Message ids being decided or decided recently, the oldest forgotten first; `forget`
+    one whose decision did not happen, so another copy of the message is decided."""
 
     def begin(self, message_id: str) -> bool:
         """Claim the message locally; False when it is (being) decided already."""
-        if message_id in self._ids:
-            return False
-        self._ids[message_id] = None
-        if len(self._ids) > self._capacity:
-            del self._ids[next(iter(self._ids))]
-        return True
-
-    def forget(self, message_id: str) -> None:
-        """The decision did not happen: let another copy of the message be decided."""
-        self._ids.pop(message_id, None)
+        return self.first_time(message_id)
 
 
 @dataclasses.dataclass

@@ -209,10 +209,11 @@ def reproduction(replay: Replay, session: StoredSession) -> Reproduction:
     both = replayed.keys() & stored.keys()
     differing = sorted(i for i in both if replayed[i].payload != stored[i].payload)
     risk_answered = [i for i in differing if _risk_answered(stored[i])]
+    answered = set(risk_answered)
     return Reproduction(
         identical=len(both) - len(differing),
         risk_answered=risk_answered,
-        different=[i for i in differing if i not in set(risk_answered)],
+        different=[i for i in differing if i not in answered],
         missing=sorted(stored.keys() - replayed.keys()),
         extra=sorted(replayed.keys() - stored.keys()),
     )

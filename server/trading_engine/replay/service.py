@@ -80,9 +80,8 @@ class ReplayService:
                 if done % _SLICE == 0:
                     # Let the live batches waiting on the loop go first.
                     await asyncio.sleep(0)
-                if done % _PROGRESS_EVERY == 0:
+                if done % _PROGRESS_EVERY == 0 or done == total:
                     yield ReplayProgressed(done, total)
-            yield ReplayProgressed(total, total)
             yield stored_backtest(plan, replay, session)
 
 

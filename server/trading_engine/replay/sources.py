@@ -34,6 +34,7 @@ from trading_engine.bus.kafka_link import stop_client
 from trading_engine.bus.names import KAFKA_PREDICTIONS
 from trading_engine.recordings import read_batches
 from trading_engine.stores.base import BatchPosition, Store
+from trading_engine.wire.protowire import varint
 
 JSON_SUFFIXES: Final = frozenset({".jsonl", ".json", ".ndjson"})
 BINARY_SUFFIXES: Final = frozenset({".binpb", ".pb"})
@@ -80,12 +81,7 @@ def count_batches(path: Path) -> int:
     if path.suffix.lower() in JSON_SUFFIXES:
         with path.open(encoding="utf-8") as lines:
             return sum(1 for line in lines if line.strip())
-    data, at, frames = path.read_bytes(), 0, 0
-    while at < len(data):
-        length, at = _varint(data, at, path, frames + 1)
-        at += length
-        frames += 1
-    return frames
+    return sum(1 for _ in _frames(path))
 
 
 def _from_json_lines(path: Path) -> Iterator[RecordedBatch]:
@@ -96,6 +92,19 @@ def _from_json_lines(path: Path) -> Iterator[RecordedBatch]:
 
 
 def _from_delimited(path: Path) -> Iterator[RecordedBatch]:
+    for number, frame in enumerate(_frames(path), start=1):
+        batch = prediction_pb2.MLPredictionBatch()
+        try:
+            batch.ParseFromString(frame)
+        except DecodeError as error:
+            raise RecordingError(
+                f"{path} batch {number}: not an MLPredictionBatch: {error}"
+            ) from None
+        yield _recorded(batch, frame, f"batch {number}")
+
+
+def _frames(path: Path) -> Iterator[bytes]:
+    """The length-delimited frames of a binary recording, unparsed."""
     data = path.read_bytes()
     at, number = 0, 0
     while at < len(data):
@@ -105,14 +114,7 @@ def _from_delimited(path: Path) -> Iterator[RecordedBatch]:
         if len(frame) != length:
             raise RecordingError(f"{path} batch {number}: cut short ({len(frame)} of {length})")
         at += length
-        batch = prediction_pb2.MLPredictionBatch()
-        try:
-            batch.ParseFromString(frame)
-        except DecodeError as error:
-            raise RecordingError(
-                f"{path} batch {number}: not an MLPredictionBatch: {error}"
-            ) from None
-        yield _recorded(batch, frame, f"batch {number}")
+        yield frame
 
 
 def _varint(data: bytes, at: int, path: Path, number: int) -> tuple[int, int]:
@@ -144,12 +146,7 @@ def delimited(batches: Iterator[prediction_pb2.MLPredictionBatch]) -> Iterator[b
     """Each batch as a frame of the binary recording format."""
     for batch in batches:
         frame = batch.SerializeToString()
-        length, prefix = len(frame), bytearray()
-        while length > 0x7F:
-            prefix.append(length & 0x7F | 0x80)
-            length >>= 7
-        prefix.append(length)
-        yield bytes(prefix) + frame
+        yield varint(len(frame)) + frame
 
 
 @dataclasses.dataclass
