@@ -76,7 +76,8 @@ def run_stage(stage: str) -> None:
                 if encode:
                     encoder.encode_signal(signal_context, decision)
     elif stage == "engine":
-        callers = workload.callers(data)
+        # From the batches decoded for every stage: decoding again would count here.
+        callers = [workload.caller_of(batch) for batch in decoded]
         for index, encoded in enumerate(data):
             engine.decide(encoded, workload.START_NS + index * workload.STEP_NS, callers[index])
 

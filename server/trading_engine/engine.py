@@ -25,6 +25,9 @@ from trading_engine.core.decision import (
     INVALID,
     REASON_INVALID_PREDICTION,
     REJECTED,
+    RISK_NOT_ASSESSED,
+    RISK_NOT_REQUIRED,
+    RISK_UNSET,
     RULE_INPUT_VALIDATION,
     SUPPRESSED,
     Decision,
@@ -253,11 +256,9 @@ class DecisionEngine:
                 payloads.append(slot[0])
                 dispositions.append(slot[1])
                 continue
-            if slot.risk_status == signal_pb2.RISK_STATUS_UNSPECIFIED:
+            if slot.risk_status == RISK_UNSET:
                 slot.risk_status = (
-                    signal_pb2.RISK_STATUS_NOT_ASSESSED
-                    if slot.disposition == ACTIONABLE
-                    else signal_pb2.RISK_STATUS_NOT_REQUIRED
+                    RISK_NOT_ASSESSED if slot.disposition == ACTIONABLE else RISK_NOT_REQUIRED
                 )
             payload = encoder.encode_signal(signal_context, slot)
             payloads.append(payload)

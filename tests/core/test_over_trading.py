@@ -319,3 +319,25 @@ def test_suppressed_signals_do_not_count_towards_the_rate_limit() -> None:
 
     # The two actionable ones have aged out; the three suppressed ones never counted.
     assert _issue(memory, 5, NOW_NS + 61 * SECOND_NS, limited).disposition == ACTIONABLE
+
+
+def test_idle_users_are_forgotten_and_active_ones_keep_their_signals() -> None:
+    # The same user id in two companies is two users; only the one idle past the window goes.
+    memory, free = SignalMemory(), strategy(FREE)
+    for company, at_ns in (("acme", NOW_NS), ("globex", NOW_NS + 4 * MINUTE_NS)):
+        message = prediction(prediction_id=f"{company}-1", price=1.1, at_ns=at_ns)
+        chosen = context(free, company_id=company, now_ns=at_ns, produced_ns=at_ns)
+        assert run(message, chosen, MarketBook(), memory).disposition == ACTIONABLE
+    assert memory.users == 2
+
+    memory.forget_idle(NOW_NS + 5 * MINUTE_NS, keep_ns=2 * MINUTE_NS)
+
+    assert memory.users == 1
+    # globex's user still has its signal: the same view a second later is a duplicate.
+    at_ns = NOW_NS + 4 * MINUTE_NS + SECOND_NS
+    again = prediction(prediction_id="globex-2", price=1.1, at_ns=at_ns)
+    kept = context(free, company_id="globex", now_ns=at_ns, produced_ns=at_ns)
+    assert run(again, kept, MarketBook(), memory).reason == S.DISPOSITION_REASON_DUPLICATE_SIGNAL
+
+    memory.forget_idle(NOW_NS + 10 * MINUTE_NS, keep_ns=2 * MINUTE_NS)
+    assert memory.users == 0

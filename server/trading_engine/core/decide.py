@@ -88,11 +88,11 @@ from trading_engine.core.memory import RecentSignal, SignalMemory, UserMemory
 from trading_engine.core.protections import ACTIVE, HALTED, UNPROTECTED, Protection
 from trading_engine.core.signal_rules import (
     BASE_TYPE,
-    DIRECTION_SIDE,
     STRONGER,
     WEAKER,
     against_trend,
     consensus_score,
+    direction_side,
     pattern_balance,
     volatility_mode_type,
 )
@@ -194,7 +194,7 @@ def decide_input(
     state = book.observe(
         context.company_id, decision.symbol, prediction.price, prediction.observed_ns
     )
-    side = DIRECTION_SIDE[prediction.direction]
+    side = direction_side(prediction.direction)
     if not _gates(decision, prediction, context.strategy, side):
         return decision
     market = _market_view(prediction, instrument, state, book, context)
@@ -558,7 +558,9 @@ def _protections(decision: Decision, context: DecisionContext, side: int) -> boo
         trace.append(
             (RULE_TRADING_STATE, PASS, against, 0.0, "reduce-only: reduces open positions")
         )
-    stopped_ns = protection.stop_outs.get((symbol, side))
+    stop_outs = protection.stop_outs
+    # Most users were never stopped out: skip building and hashing the key.
+    stopped_ns = stop_outs.get((symbol, side)) if stop_outs else None
     if stopped_ns is not None:
         cooldown_ns = context.strategy.stop_loss_cooldown_ns
         elapsed_ns = context.now_ns - stopped_ns

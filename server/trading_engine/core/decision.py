@@ -88,6 +88,11 @@ REASON_STALE_PRICE: Final[int] = signal_pb2.DISPOSITION_REASON_STALE_PRICE
 REASON_UNKNOWN_SYMBOL: Final[int] = signal_pb2.DISPOSITION_REASON_UNKNOWN_SYMBOL
 REASON_UNSPECIFIED: Final[int] = signal_pb2.DISPOSITION_REASON_UNSPECIFIED
 
+# Risk status: unset until risk management or sealing gives one.
+RISK_UNSET: Final[int] = signal_pb2.RISK_STATUS_UNSPECIFIED
+RISK_NOT_ASSESSED: Final[int] = signal_pb2.RISK_STATUS_NOT_ASSESSED
+RISK_NOT_REQUIRED: Final[int] = signal_pb2.RISK_STATUS_NOT_REQUIRED
+
 # +1 for a long signal, -1 for a short one, 0 for HOLD.
 SIDE: Final[dict[int, int]] = {BUY: 1, WEAK_BUY: 1, HOLD: 0, WEAK_SELL: -1, SELL: -1}
 WEAK_TYPES: Final[frozenset[int]] = frozenset({WEAK_BUY, WEAK_SELL})
@@ -238,14 +243,14 @@ class Decision:
         self.trace = trace
         self.signal_type = HOLD
         self.disposition = ACTIONABLE
-        self.reason = signal_pb2.DISPOSITION_REASON_UNSPECIFIED
+        self.reason = REASON_UNSPECIFIED
         self.cancellation_reason = ""
         self.strength = 0.0
         self.consensus = 0.0
         self.pattern_score = None
         self.entry = None
         self.market = None
-        self.risk_status = signal_pb2.RISK_STATUS_UNSPECIFIED
+        self.risk_status = RISK_UNSET
         self.risk_level = 0
         self.risk_adjustments = []
 

@@ -98,29 +98,41 @@ class MarketBook:
 
     def __init__(self, parameters: MarketParameters | None = None) -> None:
         self.parameters = parameters or MarketParameters()
-        self._states: dict[tuple[str, str], SymbolState] = {}
+        # company -> symbol -> state. Two lookups by string (whose hashes are cached) cost
+        # less than building and hashing a (company, symbol) tuple for every prediction.
+        self._companies: dict[str, dict[str, SymbolState]] = {}
 
     def observe(self, company_id: str, symbol: str, price: float, at_ns: int) -> SymbolState:
-        key = (company_id, symbol)
-        state = self._states.get(key)
+        states = self._companies.get(company_id)
+        if states is None:
+            states = self._companies[company_id] = {}
+        state = states.get(symbol)
         if state is None:
-            state = self._states[key] = SymbolState()
+            state = states[symbol] = SymbolState()
         state.observe(price, at_ns, self.parameters)
         return state
 
     def last_price(self, company_id: str, symbol: str) -> float:
-        state = self._states.get((company_id, symbol))
-        return state.last_price if state is not None else 0.0
+        states = self._companies.get(company_id)
+        return _last_price(states, symbol) if states is not None else 0.0
 
     def conversion_rate(self, company_id: str, source: str, target: str) -> float:
         """Units of `target` per unit of `source` from the company's prices; 0 when unknown."""
         if source == target:
             return 1.0
-        direct = self.last_price(company_id, source + target)
+        states = self._companies.get(company_id)
+        if states is None:
+            return 0.0
+        direct = _last_price(states, source + target)
         if direct > 0.0:
             return direct
-        inverse = self.last_price(company_id, target + source)
+        inverse = _last_price(states, target + source)
         return 1.0 / inverse if inverse > 0.0 else 0.0
+
+
+def _last_price(states: dict[str, SymbolState], symbol: str) -> float:
+    state = states.get(symbol)
+    return state.last_price if state is not None else 0.0
 
 
 def classify_volatility(

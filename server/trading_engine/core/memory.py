@@ -8,7 +8,7 @@ recent signals for the same instrument and side only.
 
 from __future__ import annotations
 
-import collections
+from collections import deque
 from typing import Final
 
 RATE_WINDOW_NS: Final = 60_000_000_000
@@ -33,9 +33,9 @@ class UserMemory:
 
     def __init__(self) -> None:
         # Times of actionable signals in the last minute, oldest first.
-        self._issued: collections.deque[int] = collections.deque()
+        self._issued: deque[int] = deque()
         # Recent signals per (symbol, side), oldest first.
-        self._by_instrument: dict[tuple[str, int], collections.deque[RecentSignal]] = {}
+        self._by_instrument: dict[tuple[str, int], deque[RecentSignal]] = {}
         self.last_ns = 0
 
     def issued_last_minute(self, now_ns: int) -> int:
@@ -65,7 +65,7 @@ class UserMemory:
         key = (symbol, side)
         signals = self._by_instrument.get(key)
         if signals is None:
-            signals = self._by_instrument[key] = collections.deque()
+            signals = self._by_instrument[key] = deque()
         signals.append(signal)
         self.last_ns = signal.at_ns
 
@@ -73,24 +73,30 @@ class UserMemory:
 class SignalMemory:
     """Every user's recent signals; users idle for longer than the longest window are forgotten.
 
-    Keyed by company and user: user ids are only unique within a company.
+    Keyed by company, then user: user ids are only unique within a company, and two
+    lookups by string cost less than hashing a (company, user) tuple per prediction.
     """
 
     def __init__(self) -> None:
-        self._users: dict[tuple[str, str], UserMemory] = {}
+        self._companies: dict[str, dict[str, UserMemory]] = {}
 
     def user(self, company_id: str, user_id: str) -> UserMemory:
-        key = (company_id, user_id)
-        memory = self._users.get(key)
+        users = self._companies.get(company_id)
+        if users is None:
+            users = self._companies[company_id] = {}
+        memory = users.get(user_id)
         if memory is None:
-            memory = self._users[key] = UserMemory()
+            memory = users[user_id] = UserMemory()
         return memory
 
     def forget_idle(self, now_ns: int, keep_ns: int) -> None:
         horizon = now_ns - keep_ns
-        for key in [key for key, memory in self._users.items() if memory.last_ns < horizon]:
-            del self._users[key]
+        for company_id, users in list(self._companies.items()):
+            for user_id in [user for user, memory in users.items() if memory.last_ns < horizon]:
+                del users[user_id]
+            if not users:
+                del self._companies[company_id]
 
     @property
     def users(self) -> int:
-        return len(self._users)
+        return sum(len(users) for users in self._companies.values())

@@ -9,14 +9,7 @@ from trading_engine.core.decision import BUY, HOLD, SELL, WEAK_BUY, WEAK_SELL
 from trading_engine.core.market import REGIME_HIGH, TREND_DOWN, TREND_UP
 from trading_engine.core.strategy import VOLATILITY_AGGRESSIVE, VOLATILITY_CONSERVATIVE
 
-# Which side of the market a predicted direction is on.
-DIRECTION_SIDE: Final[dict[int, int]] = {
-    prediction_pb2.DIRECTION_UP: 1,
-    prediction_pb2.DIRECTION_WEAK_UP: 1,
-    prediction_pb2.DIRECTION_NEUTRAL: 0,
-    prediction_pb2.DIRECTION_WEAK_DOWN: -1,
-    prediction_pb2.DIRECTION_DOWN: -1,
-}
+_NEUTRAL: Final[int] = prediction_pb2.DIRECTION_NEUTRAL
 BASE_TYPE: Final[dict[int, int]] = {
     prediction_pb2.DIRECTION_UP: BUY,
     prediction_pb2.DIRECTION_WEAK_UP: WEAK_BUY,
@@ -26,6 +19,19 @@ BASE_TYPE: Final[dict[int, int]] = {
 }
 STRONGER: Final[dict[int, int]] = {WEAK_BUY: BUY, WEAK_SELL: SELL}
 WEAKER: Final[dict[int, int]] = {BUY: WEAK_BUY, SELL: WEAK_SELL, WEAK_BUY: HOLD, WEAK_SELL: HOLD}
+
+
+def direction_side(direction: int) -> int:
+    """Which side of the market a validated direction is on: +1 up, -1 down, 0 neutral.
+
+    UP and WEAK_UP number below NEUTRAL, WEAK_DOWN and DOWN above it; compared
+    rather than looked up, as it runs for every vote and pattern.
+    """
+    if direction < _NEUTRAL:
+        return 1
+    if direction > _NEUTRAL:
+        return -1
+    return 0
 
 
 def consensus_score(
@@ -42,7 +48,7 @@ def consensus_score(
     for direction, vote_confidence, weight in votes:
         mass = weight * vote_confidence
         total += mass
-        if DIRECTION_SIDE[direction] == side:
+        if direction_side(direction) == side:
             agreeing += mass
     if total <= 0.0:
         return confidence, False
@@ -62,7 +68,7 @@ def pattern_balance(
     for direction, probability in patterns:
         if probability < min_probability:
             continue
-        pattern_side = DIRECTION_SIDE[direction]
+        pattern_side = direction_side(direction)
         if pattern_side == 0:
             continue
         counted += 1

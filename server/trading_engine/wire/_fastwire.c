@@ -573,6 +573,31 @@ static int read_time(Reader *outer, long long *out) {
     return 0;
 }
 
+/* A tuple of `count` new references, which it takes over. If one of them is NULL (an error
+ * is set), the others are released and NULL is returned. Py_BuildValue would parse a format
+ * string for every vote and prediction: about half the cost of decoding. */
+static PyObject *tuple_of(Py_ssize_t count, PyObject **items) {
+    PyObject *tuple = NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (items[i] == NULL) {
+            goto failed;
+        }
+    }
+    tuple = PyTuple_New(count);
+    if (tuple == NULL) {
+        goto failed;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyTuple_SET_ITEM(tuple, i, items[i]);
+    }
+    return tuple;
+failed:
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_XDECREF(items[i]);
+    }
+    return NULL;
+}
+
 /* (direction, confidence, weight) for a ModelVote; (direction, probability) for a pattern. */
 static PyObject *read_vote_or_pattern(Reader *outer, int is_vote) {
     Py_ssize_t start, stop;
@@ -619,8 +644,9 @@ static PyObject *read_vote_or_pattern(Reader *outer, int is_vote) {
             return NULL;
         }
     }
-    return is_vote ? Py_BuildValue("(Ldd)", direction, first, second)
-                   : Py_BuildValue("(Ld)", direction, first);
+    PyObject *items[3] = {PyLong_FromLongLong(direction), PyFloat_FromDouble(first),
+                          is_vote ? PyFloat_FromDouble(second) : NULL};
+    return tuple_of(is_vote ? 3 : 2, items);
 }
 
 /* Wire type of Prediction fields 1..14. */
@@ -696,19 +722,23 @@ static PyObject *read_prediction(Reader *outer) {
         case 14: if (read_time(&reader, &observed) < 0) goto done; has_observed = 1; break;
         }
     }
-    PyObject *spread_value = has_spread ? PyFloat_FromDouble(spread) : Py_NewRef(Py_None);
-    PyObject *volume_value = has_volume ? PyFloat_FromDouble(volume) : Py_NewRef(Py_None);
-    PyObject *observed_value = has_observed ? PyLong_FromLongLong(observed) : Py_NewRef(Py_None);
-    if (spread_value != NULL && volume_value != NULL && observed_value != NULL) {
-        result = Py_BuildValue("(OOLdddddOOLOOO)",
-                               prediction_id ? prediction_id : empty_string,
-                               symbol ? symbol : empty_string, direction, confidence, price,
-                               predicted, bid, ask, spread_value, volume_value, horizon,
-                               observed_value, votes, patterns);
-    }
-    Py_XDECREF(spread_value);
-    Py_XDECREF(volume_value);
-    Py_XDECREF(observed_value);
+    PyObject *items[14] = {
+        Py_NewRef(prediction_id ? prediction_id : empty_string),
+        Py_NewRef(symbol ? symbol : empty_string),
+        PyLong_FromLongLong(direction),
+        PyFloat_FromDouble(confidence),
+        PyFloat_FromDouble(price),
+        PyFloat_FromDouble(predicted),
+        PyFloat_FromDouble(bid),
+        PyFloat_FromDouble(ask),
+        has_spread ? PyFloat_FromDouble(spread) : Py_NewRef(Py_None),
+        has_volume ? PyFloat_FromDouble(volume) : Py_NewRef(Py_None),
+        PyLong_FromLongLong(horizon),
+        has_observed ? PyLong_FromLongLong(observed) : Py_NewRef(Py_None),
+        Py_NewRef(votes),
+        Py_NewRef(patterns),
+    };
+    result = tuple_of(14, items);
 done:
     Py_XDECREF(prediction_id);
     Py_XDECREF(symbol);
@@ -818,9 +848,13 @@ static PyObject *decode_batch(PyObject *module, PyObject *data) {
             Py_DECREF(prediction);
         }
     }
-    result = Py_BuildValue("(OOOOLdOLOO)", batch_id, has_tenant ? Py_True : Py_False, user_id,
-                           company_id, tier, equity, currency, produced, correlation_id,
-                           predictions);
+    PyObject *items[10] = {
+        Py_NewRef(batch_id),      PyBool_FromLong(has_tenant),   Py_NewRef(user_id),
+        Py_NewRef(company_id),    PyLong_FromLongLong(tier),     PyFloat_FromDouble(equity),
+        Py_NewRef(currency),      PyLong_FromLongLong(produced), Py_NewRef(correlation_id),
+        Py_NewRef(predictions),
+    };
+    result = tuple_of(10, items);
 done:
     Py_DECREF(batch_id);
     Py_DECREF(user_id);

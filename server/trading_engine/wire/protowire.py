@@ -33,12 +33,13 @@ def varint(value: int) -> bytes:
         return _SMALL_VARINTS[value]
     if value < 0:
         value += _UINT64
-    out = bytearray()
+    # A list, not a bytearray: compiled, appending to a list is a native call.
+    groups: list[int] = []
     while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
+        groups.append((value & 0x7F) | 0x80)
         value >>= 7
-    out.append(value)
-    return bytes(out)
+    groups.append(value)
+    return bytes(groups)
 
 
 def length_delimited(field_tag: bytes, payload: bytes) -> bytes:

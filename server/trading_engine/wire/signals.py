@@ -67,6 +67,8 @@ class SignalContext:
         self.correlation_id = correlation_id
         self.strategy_version = strategy_version
         self.decided_at_ns = decided_at_ns
+        # Its Timestamp payload, written in every signal and in the batch: encoded once.
+        self.decided_at = timestamp_message(decided_at_ns)
         self.source = source
         self.injected_by = injected_by
 
@@ -159,7 +161,7 @@ class SignalEncoder:
             # Key and length, then the signal itself: each payload is copied once, by join.
             parts.append(_BATCH_SIGNAL + varint(len(signal)))
             parts.append(signal)
-        parts.append(length_delimited(_BATCH_DECIDED_AT, timestamp_message(context.decided_at_ns)))
+        parts.append(length_delimited(_BATCH_DECIDED_AT, context.decided_at))
         parts.append(varint_field(_BATCH_STRATEGY_VERSION, context.strategy_version))
         parts.extend(
             varint_field(tag, count) for tag, count in zip(_BATCH_COUNTS, counts, strict=True)
@@ -179,7 +181,7 @@ class SignalEncoder:
         )
         tail = (
             varint_field(_STRATEGY_VERSION, context.strategy_version)
-            + length_delimited(_GENERATED_AT, timestamp_message(context.decided_at_ns))
+            + length_delimited(_GENERATED_AT, context.decided_at)
             + varint_field(_SOURCE, context.source)
             + string_field(_INJECTED_BY, context.injected_by)
         )
