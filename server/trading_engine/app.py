@@ -156,6 +156,12 @@ class Application:
         await self.history_writer.start()
         await self.protections.start()
         await self.executions.start()
+        # A prediction delivered again after a restart gets the signal history kept for it.
+        newest = await self.store.newest_signals(self.engine.limits.replay_cache_size)
+        if remembered := self.engine.remember_signals(newest):
+            _log.info(
+                "%d signals decided before this start are answered again as they were", remembered
+            )
         self._background += [
             asyncio.create_task(self.strategies.follow_changes()),
             asyncio.create_task(self._retain_history()),

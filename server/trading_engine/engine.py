@@ -289,7 +289,7 @@ class DecisionEngine:
             payloads.append(payload)
             tally[slot.disposition] += 1
             fresh.append(payload)
-            if slot.prediction_id and slot.reason != REASON_INVALID_PREDICTION:
+            if _replayable(slot.prediction_id, slot.reason):
                 self._remember(slot.signal_id, payload, slot.disposition)
         # Encoding the signals, their replay memory included: the health report's serialisation.
         encode_ns = time.perf_counter_ns() - started
@@ -332,6 +332,23 @@ class DecisionEngine:
             draft.fresh,
             counts,
         )
+
+    def remember_signals(self, newest_first: Sequence[SignalRecord]) -> int:
+        """Take up signals decided before a restart (history's newest, newest first), so that a
+        prediction delivered again gets the signal it got then, byte for byte; returns how many.
+
+        The same ones as while running: decided from a prediction (not manual), and not
+        refused as an invalid prediction, which may come back corrected under the same id.
+        """
+        remembered = 0
+        for record in reversed(newest_first[: self.limits.replay_cache_size]):
+            signal = signal_pb2.TradingSignal.FromString(record.payload)
+            if signal.source == signal_pb2.SIGNAL_SOURCE_ENGINE and _replayable(
+                signal.prediction_id, signal.reason
+            ):
+                self._remember(record.signal_id, record.payload, record.disposition)
+                remembered += 1
+        return remembered
 
     def account(self, company_id: str, user_id: str) -> tuple[float, str] | None:
         """(equity, currency) of the account the user's newest batch reported, if any."""
@@ -419,6 +436,11 @@ class DecisionEngine:
         self._batches += 1
         if self._batches % _HOUSEKEEPING_EVERY == 0:
             self.memory.forget_idle(now_ns, max(strategy.duplicate_window_ns, RATE_WINDOW_NS))
+
+
+def _replayable(prediction_id: str, reason: int) -> bool:
+    """Whether a prediction delivered again gets this decision back rather than a new one."""
+    return bool(prediction_id) and reason != REASON_INVALID_PREDICTION
 
 
 def _history_records(

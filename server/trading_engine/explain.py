@@ -47,8 +47,10 @@ class SignalAudit:
             )
         company_id = caller.company_id
         record = await self._store.signal(company_id, signal_id)
-        if record is None and self._history.pending:
-            # Decided moments ago: its history may still be queued.
+        refused = record is not None and record.disposition == signal_pb2.SIGNAL_DISPOSITION_INVALID
+        if (record is None or refused) and self._history.pending:
+            # Decided moments ago, or a refused prediction corrected moments ago (its decision
+            # replaces the refusal, stores/_common.py): its history may still be queued.
             await self._history.flush()
             record = await self._store.signal(company_id, signal_id)
         if record is None or not _may_read(caller, record.user_id):

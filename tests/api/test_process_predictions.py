@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -115,11 +116,13 @@ async def test_every_number_is_traced_to_a_rule(fixed_stub: Stub) -> None:
 
 
 async def test_same_input_and_clock_give_byte_identical_signals(
-    engine_settings: EngineSettings, tokens: Tokens
+    engine_settings: EngineSettings, tokens: Tokens, tmp_path: Path
 ) -> None:
     outputs = []
-    for _ in range(2):
-        application = Application(engine_settings, clock=FixedClock(NOW_NS))
+    for run in range(2):
+        # A database each: decided afresh, not answered from the first run's history.
+        settings = dataclasses.replace(engine_settings, store_url=f"sqlite:///{tmp_path}/{run}.db")
+        application = Application(settings, clock=FixedClock(NOW_NS))
         await application.start()
         try:
             async with tokens.channel(application.grpc_address) as channel:
@@ -151,6 +154,49 @@ async def test_a_prediction_delivered_twice_returns_the_same_signal(fixed_stub: 
     first, second = responses
     assert second.signals[0] == first.signals[0]
     assert second.signals[0].disposition == signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
+
+
+async def test_a_prediction_delivered_again_after_a_restart_gets_the_signal_it_got(
+    engine_settings: EngineSettings, tokens: Tokens
+) -> None:
+    async def decide(at_ns: int, *predictions: object) -> list[signal_pb2.TradingSignal]:
+        application = Application(engine_settings, clock=FixedClock(at_ns))
+        await application.start()
+        try:
+            async with tokens.channel(application.grpc_address) as channel:
+                stub = service_grpc.TradingEngineServiceStub(channel)
+                [response] = [
+                    r
+                    async for r in stub.ProcessPredictions(
+                        iter(_requests(batch("b", [*predictions])))
+                    )
+                ]
+                signals = list(response.signal_batch.signals)
+                for each in signals:
+                    request = service_pb2.ExplainSignalRequest(signal_id=each.signal_id)
+                    assert (await stub.ExplainSignal(request)).signal == each
+                return signals
+        finally:
+            await application.stop()  # writes the history still queued
+
+    unreadable = prediction("p2", "GBPUSD")
+    unreadable.confidence = math.nan
+    buy, refused = await decide(NOW_NS, prediction("p1"), unreadable)
+    assert refused.disposition == signal_pb2.SIGNAL_DISPOSITION_INVALID
+
+    # After the restart, a second later: the same prediction, and p2 corrected.
+    again, corrected = await decide(
+        NOW_NS + 1_000_000_000, prediction("p1"), prediction("p2", "GBPUSD")
+    )
+
+    # Byte for byte what it got before (decided at NOW_NS), which ExplainSignal shows too.
+    assert again.SerializeToString() == buy.SerializeToString()
+    assert again.generated_at.ToNanoseconds() == NOW_NS
+    # A refused prediction is not held against its correction: decided now, and explained
+    # (above) as decided now.
+    assert corrected.signal_id == refused.signal_id
+    assert corrected.disposition == signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
+    assert corrected.generated_at.ToNanoseconds() == NOW_NS + 1_000_000_000
 
 
 async def test_bad_predictions_are_answered_invalid_while_the_rest_is_decided(

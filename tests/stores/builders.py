@@ -22,6 +22,7 @@ HOLD: int = signal_pb2.SIGNAL_TYPE_HOLD
 ACTIONABLE: int = signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
 REJECTED: int = signal_pb2.SIGNAL_DISPOSITION_REJECTED
 SUPPRESSED: int = signal_pb2.SIGNAL_DISPOSITION_SUPPRESSED
+INVALID: int = signal_pb2.SIGNAL_DISPOSITION_INVALID
 
 # Every migration the engine ships; both backends number them alike.
 EVERY_MIGRATION = [migration.version for migration in migrations("sqlite")]

@@ -8,6 +8,7 @@ from tests.stores.builders import (
     ACTIONABLE,
     BUY,
     HOLD,
+    INVALID,
     NOW_NS,
     REJECTED,
     SECOND_NS,
@@ -119,6 +120,28 @@ async def test_a_replayed_signal_does_not_fail_its_batch(store: Store) -> None:
     assert replayed.payload == b"first decision"
 
 
+async def test_a_corrected_prediction_replaces_its_invalid_signal(store: Store) -> None:
+    refused = signal("s1", NOW_NS, signal_type=HOLD, disposition=INVALID, payload=b"refused")
+    await store.append_signals([refused])
+    corrected = signal("s1", NOW_NS + SECOND_NS, signal_type=SELL, payload=b"corrected")
+    await store.append_signals([corrected, signal("s2")])
+    # The corrected one, once stored, is kept like any other decision.
+    await store.append_signals([signal("s1", NOW_NS + 2 * SECOND_NS, payload=b"third")])
+
+    assert await store.signal("acme", "s1") == corrected
+    assert _ids(await store.query_signals(SignalQuery("acme", "alice"))) == ["s2", "s1"]
+
+
+async def test_a_refusal_and_its_correction_in_one_write_keep_the_correction(store: Store) -> None:
+    refused = signal("s1", NOW_NS, signal_type=HOLD, disposition=INVALID, payload=b"refused")
+    corrected = signal("s1", NOW_NS + SECOND_NS, payload=b"corrected")
+    later = signal("s1", NOW_NS + 2 * SECOND_NS, payload=b"later")
+
+    await store.append_signals([refused, corrected, later])
+
+    assert await store.signal("acme", "s1") == corrected
+
+
 async def test_a_signal_is_found_by_id_within_its_company(store: Store) -> None:
     record = signal("s1", payload=b"\x00\x01binary\xff" * 100)
     await store.append_signals([record])
@@ -150,3 +173,19 @@ async def test_a_limit_caps_the_page_and_a_negative_one_is_refused(day: Store) -
     assert await day.query_signals(SignalQuery("acme", "alice", limit=0)) == []
     with pytest.raises(ValueError, match="limit"):
         await day.query_signals(SignalQuery("acme", "alice", limit=-1))
+
+
+async def test_the_newest_signals_of_every_company_come_newest_first(day: Store) -> None:
+    await day.append_signals([signal("g1", NOW_NS + 3 * SECOND_NS, company_id="globex")])
+
+    newest = await day.newest_signals(4)
+
+    # s3 and g1 share an instant; the order is (time, id) descending, so s3 comes first.
+    assert _ids(newest) == ["s6", "s5", "s4", "s3"]
+    assert newest[0] == signal(
+        "s6", NOW_NS + 6 * SECOND_NS, symbol="EURUSD", signal_type=HOLD, disposition=SUPPRESSED
+    )
+    everything = await day.newest_signals(100)
+    assert len(everything) == 8
+    assert {record.company_id for record in everything} == {"acme", "globex"}
+    assert await day.newest_signals(0) == []

@@ -31,6 +31,7 @@ from trading_engine.stores.base import (
 )
 
 ACTIONABLE: Final[int] = signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
+INVALID: Final[int] = signal_pb2.SIGNAL_DISPOSITION_INVALID
 OPEN: Final[int] = execution_pb2.SIGNAL_OUTCOME_OPEN
 CLOSED: Final[int] = execution_pb2.EXECUTION_STATUS_CLOSED
 
@@ -46,6 +47,20 @@ REVISION_COLUMNS: Final = (
 NEW_REVISION_COLUMNS: Final = REVISION_COLUMNS.removeprefix("version, ")
 SIGNAL_COLUMNS: Final = (
     "company_id, user_id, signal_id, generated_at_ns, symbol, signal_type, disposition, payload"
+)
+# A prediction delivered again yields a signal already stored: the first is kept, unless it was
+# INVALID. A refused prediction may come back corrected under the same id, and the decision it
+# then gets is the one to explain (the engine decides it again rather than replaying it).
+INSERT_SIGNAL_CONFLICT: Final = (
+    "ON CONFLICT (company_id, signal_id) DO UPDATE SET "
+    "generated_at_ns = excluded.generated_at_ns, symbol = excluded.symbol, "
+    "signal_type = excluded.signal_type, disposition = excluded.disposition, "
+    f"payload = excluded.payload WHERE signals.disposition = {INVALID}"
+)
+# Every company's newest decisions first (the generated_at index), for the engine to give a
+# prediction delivered again after a restart the signal it got before; LIMIT is the parameter.
+NEWEST_SIGNALS_SQL: Final = (
+    f"SELECT {SIGNAL_COLUMNS} FROM signals ORDER BY generated_at_ns DESC, signal_id DESC LIMIT "
 )
 MANUAL_SIGNAL_COLUMNS: Final = (
     "company_id, request_id, signal_id, user_id, injected_by, injected_at_ns, payload"
@@ -232,6 +247,21 @@ def signal_values(record: SignalRecord) -> tuple[str, str, str, int, str, int, i
         record.disposition,
         record.payload,
     )
+
+
+def superseded_within(records: Iterable[SignalRecord]) -> list[SignalRecord]:
+    """`records` with INSERT_SIGNAL_CONFLICT applied among themselves: one per signal id.
+
+    One statement may not update a row twice (PostgreSQL), and a flush can hold a refused
+    prediction's signal and its correction's.
+    """
+    kept: dict[tuple[str, str], SignalRecord] = {}
+    for record in records:
+        key = (record.company_id, record.signal_id)
+        earlier = kept.get(key)
+        if earlier is None or earlier.disposition == INVALID:
+            kept[key] = record
+    return list(kept.values())
 
 
 def signal_from_row(row: Row) -> SignalRecord:

@@ -322,6 +322,10 @@ class Store(Protocol):
 
     async def signal(self, company_id: str, signal_id: str) -> SignalRecord | None: ...
 
+    async def newest_signals(self, limit: int) -> list[SignalRecord]:
+        """The `limit` most recently generated decisions of every company, newest first."""
+        ...
+
     async def delete_signals_before(self, before_ns: int) -> int:
         """Retention: drop decisions generated before `before_ns`; returns how many.
 

@@ -23,8 +23,10 @@ import asyncpg
 from trading_engine.stores._common import (
     AUDIT_COLUMNS,
     EXECUTION_COLUMNS,
+    INSERT_SIGNAL_CONFLICT,
     MANUAL_SIGNAL_COLUMNS,
     NEW_REVISION_COLUMNS,
+    NEWEST_SIGNALS_SQL,
     OPEN_OUTCOMES_SQL,
     OUTCOME_COLUMNS,
     PREDICTION_BATCH_COLUMNS,
@@ -65,6 +67,7 @@ from trading_engine.stores._common import (
     signal_values,
     store_errors,
     stored_revision,
+    superseded_within,
     trading_state_changes_sql,
     trading_state_from_row,
     trading_state_values,
@@ -280,13 +283,11 @@ class PostgresStore:
                     "(LIKE signals) ON COMMIT DELETE ROWS"
                 )
                 await connection.copy_records_to_table(
-                    "signals_incoming", records=map(signal_values, records)
+                    "signals_incoming", records=map(signal_values, superseded_within(records))
                 )
-                # A replayed prediction yields a signal already stored: keep the first.
                 await connection.execute(
                     f"INSERT INTO signals ({SIGNAL_COLUMNS}) "
-                    f"SELECT {SIGNAL_COLUMNS} FROM signals_incoming "
-                    "ON CONFLICT (company_id, signal_id) DO NOTHING"
+                    f"SELECT {SIGNAL_COLUMNS} FROM signals_incoming {INSERT_SIGNAL_CONFLICT}"
                 )
 
     async def query_signals(self, query: SignalQuery) -> list[SignalRecord]:
@@ -302,6 +303,11 @@ class PostgresStore:
             signal_id,
         )
         return signal_from_row(rows[0]) if rows else None
+
+    async def newest_signals(self, limit: int) -> list[SignalRecord]:
+        sql = NEWEST_SIGNALS_SQL + "$1"
+        rows = await self._fetch("read the newest signals", sql, check_limit(limit))
+        return [signal_from_row(row) for row in rows]
 
     async def delete_signals_before(self, before_ns: int) -> int:
         pool = self._opened()

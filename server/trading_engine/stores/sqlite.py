@@ -28,8 +28,10 @@ from typing import Any, Final, TypeVar
 from trading_engine.stores._common import (
     AUDIT_COLUMNS,
     EXECUTION_COLUMNS,
+    INSERT_SIGNAL_CONFLICT,
     MANUAL_SIGNAL_COLUMNS,
     NEW_REVISION_COLUMNS,
+    NEWEST_SIGNALS_SQL,
     OPEN_OUTCOMES_SQL,
     OUTCOME_COLUMNS,
     PREDICTION_BATCH_COLUMNS,
@@ -70,6 +72,7 @@ from trading_engine.stores._common import (
     signal_values,
     store_errors,
     stored_revision,
+    superseded_within,
     trading_state_changes_sql,
     trading_state_from_row,
     trading_state_values,
@@ -234,6 +237,11 @@ class SqliteStore:
         sql = f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE company_id = ? AND signal_id = ?"
         rows = await self._fetch("read a signal", sql, (company_id, signal_id))
         return signal_from_row(rows[0]) if rows else None
+
+    async def newest_signals(self, limit: int) -> list[SignalRecord]:
+        sql = NEWEST_SIGNALS_SQL + "?"
+        rows = await self._fetch("read the newest signals", sql, (check_limit(limit),))
+        return [signal_from_row(row) for row in rows]
 
     async def delete_signals_before(self, before_ns: int) -> int:
         return await self._run(
@@ -507,6 +515,7 @@ def _append_revision(db: sqlite3.Connection, change: NewRevision) -> AppendedRev
 
 
 def _append_signals(db: sqlite3.Connection, records: Sequence[SignalRecord]) -> None:
+    records = superseded_within(records)
     with _write_transaction(db):
         for start in range(0, len(records), _SIGNALS_PER_INSERT):
             chunk = records[start : start + _SIGNALS_PER_INSERT]
@@ -518,11 +527,10 @@ def _append_signals(db: sqlite3.Connection, records: Sequence[SignalRecord]) -> 
 
 @functools.cache
 def _insert_signals_sql(rows: int) -> str:
-    # A replayed prediction yields a signal already stored: keep the first.
     return (
         f"INSERT INTO signals ({SIGNAL_COLUMNS}) VALUES "
         + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
-        + " ON CONFLICT (company_id, signal_id) DO NOTHING"
+        + f" {INSERT_SIGNAL_CONFLICT}"
     )
 
 
