@@ -315,7 +315,11 @@ class Store(Protocol):
     # Signal history.
 
     async def append_signals(self, records: Sequence[SignalRecord]) -> None:
-        """Store decisions in one transaction: all of them or none."""
+        """Store decisions in one transaction: all of them or none.
+
+        A signal id already stored keeps its first decision, unless that one was INVALID: a
+        refused prediction corrected under the same id is decided again (decision 18).
+        """
         ...
 
     async def query_signals(self, query: SignalQuery) -> list[SignalRecord]: ...
