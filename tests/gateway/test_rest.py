@@ -99,10 +99,14 @@ async def test_readme_example_batch_is_decided_through_rest(
         {"content-type": "application/json", **tokens.header()},
     )
     assert status == 200, body
-    signals = {signal["predictionId"]: signal for signal in body["signalBatch"]["signals"]}
-    assert list(signals) == ["pred-0001", "pred-0002", "pred-0003"]
+    signals = {signal["symbol"]: signal for signal in body["signalBatch"]["signals"]}
+    assert list(signals) == ["EURUSD", "USDJPY", "GBPUSD"]
+    # The ids are stamped with the time, like the prices: each run is a new batch.
+    stamp = body["signalBatch"]["batchId"].removeprefix("batch-")
+    assert stamp.endswith("Z")
+    assert [s["predictionId"] for s in signals.values()] == [f"pred-{n}-{stamp}" for n in (1, 2, 3)]
 
-    buy = signals["pred-0001"]
+    buy = signals["EURUSD"]
     assert (buy["signalType"], buy["disposition"]) == (
         "SIGNAL_TYPE_BUY",
         "SIGNAL_DISPOSITION_ACTIONABLE",
@@ -110,7 +114,7 @@ async def test_readme_example_batch_is_decided_through_rest(
     assert buy["entry"]["stopLoss"] < buy["entry"]["entryPrice"] < buy["entry"]["takeProfit"]
 
     # USDJPY: a pip is 0.01, so a 20-pip stop sits 0.20 above a sell's entry.
-    sell = signals["pred-0002"]
+    sell = signals["USDJPY"]
     assert sell["signalType"] == "SIGNAL_TYPE_SELL"
     entry = sell["entry"]
     assert (entry["stopLossPips"], entry["takeProfitPips"]) == (20, 40)
@@ -120,7 +124,7 @@ async def test_readme_example_batch_is_decided_through_rest(
     assert buy["entry"]["riskAmount"] == pytest.approx(250, rel=0.01)
     assert entry["riskAmount"] == pytest.approx(250, rel=0.01)
 
-    held = signals["pred-0003"]
+    held = signals["GBPUSD"]
     assert held["reason"] == "DISPOSITION_REASON_CONFIDENCE_BELOW_THRESHOLD"
     assert "entry" not in held
     failed = [step for step in held["decisionTrace"] if step["outcome"] == "RULE_OUTCOME_FAIL"]
