@@ -156,7 +156,8 @@ class Application:
         await self.history_writer.start()
         await self.protections.start()
         await self.executions.start()
-        # A prediction delivered again after a restart gets the signal history kept for it.
+        # A prediction delivered again after a restart gets the signal history kept for it, and
+        # the signals just given count for duplicate suppression and the rate limit.
         newest = await self.store.newest_signals(self.engine.limits.replay_cache_size)
         if remembered := self.engine.remember_signals(newest):
             _log.info(

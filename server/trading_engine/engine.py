@@ -18,7 +18,7 @@ from typing import Final, Protocol
 
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.core import decide as core
-from trading_engine.core import manual, tiers
+from trading_engine.core import instruments, manual, tiers
 from trading_engine.core.decision import (
     ACTIONABLE,
     HELD,
@@ -29,13 +29,14 @@ from trading_engine.core.decision import (
     RISK_NOT_REQUIRED,
     RISK_UNSET,
     RULE_INPUT_VALIDATION,
+    SIDE,
     SUPPRESSED,
     Decision,
 )
 from trading_engine.core.inputs import BatchInput, PredictionInput
 from trading_engine.core.manual import ManualOrder, order_violations
 from trading_engine.core.market import MarketBook
-from trading_engine.core.memory import RATE_WINDOW_NS, SignalMemory
+from trading_engine.core.memory import RATE_WINDOW_NS, RecentSignal, SignalMemory
 from trading_engine.core.protections import UNPROTECTED, Protection
 from trading_engine.core.strategy import Strategy, from_config
 from trading_engine.core.validation import batch_violations
@@ -334,21 +335,37 @@ class DecisionEngine:
         )
 
     def remember_signals(self, newest_first: Sequence[SignalRecord]) -> int:
-        """Take up signals decided before a restart (history's newest, newest first), so that a
-        prediction delivered again gets the signal it got then, byte for byte; returns how many.
+        """Take up signals decided before a restart (history's newest, newest first), as if
+        decided by this engine; returns how many a prediction delivered again gets back.
 
-        The same ones as while running: decided from a prediction (not manual), and not
-        refused as an invalid prediction, which may come back corrected under the same id.
+        - A prediction delivered again gets the signal it got then, byte for byte: the same
+          signals as while running, decided from a prediction (not manual) and not refused as
+          an invalid prediction, which may come back corrected under the same id.
+        - The actionable ones count for duplicate suppression and the rate limit, so a
+          restart does not signal again what was just signalled.
         """
         remembered = 0
         for record in reversed(newest_first[: self.limits.replay_cache_size]):
             signal = signal_pb2.TradingSignal.FromString(record.payload)
-            if signal.source == signal_pb2.SIGNAL_SOURCE_ENGINE and _replayable(
-                signal.prediction_id, signal.reason
-            ):
+            if signal.source != signal_pb2.SIGNAL_SOURCE_ENGINE:
+                continue
+            if _replayable(signal.prediction_id, signal.reason):
                 self._remember(record.signal_id, record.payload, record.disposition)
                 remembered += 1
+            if record.disposition == ACTIONABLE:
+                self._recall_actionable(record, signal)
         return remembered
+
+    def _recall_actionable(self, record: SignalRecord, signal: signal_pb2.TradingSignal) -> None:
+        """Remember an actionable signal of an earlier run as the rules did when deciding it."""
+        instrument = instruments.lookup(signal.symbol)
+        side = SIDE.get(signal.signal_type, 0)
+        if instrument is None or not side:
+            return
+        entry_ticks = instrument.to_ticks(signal.entry.entry_price)
+        self.memory.user(record.company_id, record.user_id).remember(
+            signal.symbol, side, RecentSignal(record.generated_at_ns, entry_ticks, record.signal_id)
+        )
 
     def account(self, company_id: str, user_id: str) -> tuple[float, str] | None:
         """(equity, currency) of the account the user's newest batch reported, if any."""

@@ -15,6 +15,7 @@ import pytest
 from tests.factories import NOW_NS, batch, prediction
 from tests.support import Tokens
 from tradeflow.common.v1 import tier_pb2
+from tradeflow.ml.v1.prediction_pb2 import Prediction
 from tradeflow.trading.v1 import signal_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
@@ -156,28 +157,34 @@ async def test_a_prediction_delivered_twice_returns_the_same_signal(fixed_stub: 
     assert second.signals[0].disposition == signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
 
 
+async def _decided_by_a_new_engine(
+    settings: EngineSettings, tokens: Tokens, at_ns: int, *predictions: Prediction
+) -> list[signal_pb2.TradingSignal]:
+    """Start an engine on `settings` (its store included) at `at_ns`, decide one batch, stop.
+
+    Each signal is checked to be the one ExplainSignal shows.
+    """
+    application = Application(settings, clock=FixedClock(at_ns))
+    await application.start()
+    try:
+        async with tokens.channel(application.grpc_address) as channel:
+            stub = service_grpc.TradingEngineServiceStub(channel)
+            requests = iter(_requests(batch(f"b-{at_ns}", [*predictions])))
+            [response] = [r async for r in stub.ProcessPredictions(requests)]
+            signals = list(response.signal_batch.signals)
+            for each in signals:
+                request = service_pb2.ExplainSignalRequest(signal_id=each.signal_id)
+                assert (await stub.ExplainSignal(request)).signal == each
+            return signals
+    finally:
+        await application.stop()  # writes the history still queued
+
+
 async def test_a_prediction_delivered_again_after_a_restart_gets_the_signal_it_got(
     engine_settings: EngineSettings, tokens: Tokens
 ) -> None:
-    async def decide(at_ns: int, *predictions: object) -> list[signal_pb2.TradingSignal]:
-        application = Application(engine_settings, clock=FixedClock(at_ns))
-        await application.start()
-        try:
-            async with tokens.channel(application.grpc_address) as channel:
-                stub = service_grpc.TradingEngineServiceStub(channel)
-                [response] = [
-                    r
-                    async for r in stub.ProcessPredictions(
-                        iter(_requests(batch("b", [*predictions])))
-                    )
-                ]
-                signals = list(response.signal_batch.signals)
-                for each in signals:
-                    request = service_pb2.ExplainSignalRequest(signal_id=each.signal_id)
-                    assert (await stub.ExplainSignal(request)).signal == each
-                return signals
-        finally:
-            await application.stop()  # writes the history still queued
+    def decide(at_ns: int, *predictions: Prediction) -> Any:
+        return _decided_by_a_new_engine(engine_settings, tokens, at_ns, *predictions)
 
     unreadable = prediction("p2", "GBPUSD")
     unreadable.confidence = math.nan
@@ -197,6 +204,24 @@ async def test_a_prediction_delivered_again_after_a_restart_gets_the_signal_it_g
     assert corrected.signal_id == refused.signal_id
     assert corrected.disposition == signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
     assert corrected.generated_at.ToNanoseconds() == NOW_NS + 1_000_000_000
+
+
+async def test_a_restart_does_not_signal_again_what_it_just_signalled(
+    engine_settings: EngineSettings, tokens: Tokens
+) -> None:
+    [first] = await _decided_by_a_new_engine(engine_settings, tokens, NOW_NS, prediction("p1"))
+    assert first.disposition == signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
+
+    # A minute later, after a restart: another prediction, the same buy at the same price.
+    later_ns = NOW_NS + 60 * 1_000_000_000
+    fresh = prediction("p2", observed_ns=later_ns - 200_000_000)
+    [second] = await _decided_by_a_new_engine(engine_settings, tokens, later_ns, fresh)
+
+    assert second.disposition == signal_pb2.SIGNAL_DISPOSITION_SUPPRESSED
+    assert second.reason == signal_pb2.DISPOSITION_REASON_DUPLICATE_SIGNAL
+    assert f"signal {first.signal_id} on the same side was issued 60.0 s ago" in (
+        second.cancellation_reason
+    )
 
 
 async def test_bad_predictions_are_answered_invalid_while_the_rest_is_decided(
