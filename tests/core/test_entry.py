@@ -556,6 +556,26 @@ def test_cross_needs_a_conversion_rate_from_the_same_company() -> None:
     assert after.entry.risk_amount == 100.0
 
 
+def test_a_euro_account_converts_yen_pips_through_the_dollar() -> None:
+    book = MarketBook()
+    euro = context(tier=ENTERPRISE, currency="EUR", equity=10_000.0)
+
+    # USDJPY alone converts yen into dollars, not into euros.
+    before = run(prediction(prediction_id="j-1", symbol="USDJPY"), euro, book)
+    assert before.reason == S.DISPOSITION_REASON_NO_CONVERSION_RATE
+    assert "JPY" in before.cancellation_reason
+    assert "EUR" in before.cancellation_reason
+
+    # Once EURUSD (1.10) is seen too: 1,000 JPY a pip per lot / 150 / 1.10 = 6.0606 EUR.
+    run(prediction(prediction_id="e-1", symbol="EURUSD"), euro, book)
+    after = run(prediction(prediction_id="j-2", symbol="USDJPY"), euro, book)
+    assert after.disposition == ACTIONABLE
+    assert after.entry is not None
+    assert after.entry.pip_value == pytest.approx(1_000 / 150 / 1.10)
+    # 100 EUR over 20 pips at 6.0606 EUR a pip: 0.825 lots, floored to 0.82.
+    assert after.entry.lots == 0.82
+
+
 # --- Multi-leg entries -----------------------------------------------------------------------
 
 

@@ -21,6 +21,8 @@ from typing import Final
 from tradeflow.trading.v1 import market_pb2
 
 NANOS_PER_HOUR: Final = 3_600_000_000_000
+# The currency conversions go through when no pair links two currencies directly.
+_PIVOT: Final = "USD"
 _MINUS_LN2: Final = -math.log(2.0)
 
 REGIME_UNKNOWN: Final[int] = market_pb2.VOLATILITY_REGIME_UNSPECIFIED
@@ -117,17 +119,29 @@ class MarketBook:
         return _last_price(states, symbol) if states is not None else 0.0
 
     def conversion_rate(self, company_id: str, source: str, target: str) -> float:
-        """Units of `target` per unit of `source` from the company's prices; 0 when unknown."""
+        """Units of `target` per unit of `source` from the company's prices; 0 when unknown.
+
+        From the pair of the two currencies (either way round), else through the US dollar,
+        which nearly every pair is quoted against: JPY into EUR from USDJPY and EURUSD.
+        """
         if source == target:
             return 1.0
         states = self._companies.get(company_id)
         if states is None:
             return 0.0
-        direct = _last_price(states, source + target)
-        if direct > 0.0:
-            return direct
-        inverse = _last_price(states, target + source)
-        return 1.0 / inverse if inverse > 0.0 else 0.0
+        rate = _pair_rate(states, source, target)
+        if rate > 0.0 or _PIVOT in (source, target):
+            return rate
+        return _pair_rate(states, source, _PIVOT) * _pair_rate(states, _PIVOT, target)
+
+
+def _pair_rate(states: dict[str, SymbolState], source: str, target: str) -> float:
+    """`conversion_rate` from the source-target pair alone: its price, or 1 / the inverse's."""
+    direct = _last_price(states, source + target)
+    if direct > 0.0:
+        return direct
+    inverse = _last_price(states, target + source)
+    return 1.0 / inverse if inverse > 0.0 else 0.0
 
 
 def _last_price(states: dict[str, SymbolState], symbol: str) -> float:
