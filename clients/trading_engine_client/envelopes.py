@@ -115,11 +115,20 @@ def open_signals(data: bytes) -> Envelope:
     except DecodeError as error:
         raise MalformedMessage(f"not a TradingProcessingEnvelope: {error}") from None
     if envelope.message_type != SIGNALS:
-        kind = envelope_pb2.MessageType.Name(envelope.message_type)
+        kind = message_type_name(envelope.message_type)
         raise MalformedMessage(f"message_type is {kind}, not MESSAGE_TYPE_TRADING_SIGNAL_BATCH")
     if not envelope.message_id:
         raise MalformedMessage("the envelope has no message_id")
     return envelope
+
+
+def message_type_name(message_type: int) -> str:
+    """The type's name, or its number when it is none this version knows (a newer producer's,
+    or a forged one)."""
+    try:
+        return envelope_pb2.MessageType.Name(message_type)  # type: ignore[arg-type]
+    except ValueError:
+        return f"unknown message type {message_type}"
 
 
 def signal_batch(envelope: Envelope) -> signal_pb2.TradingSignalBatch:
@@ -132,7 +141,7 @@ def signal_batch(envelope: Envelope) -> signal_pb2.TradingSignalBatch:
 def _headers(envelope: Envelope) -> tuple[tuple[str, str], ...]:
     headers = [
         (MESSAGE_ID, envelope.message_id),
-        (MESSAGE_TYPE, envelope_pb2.MessageType.Name(envelope.message_type)),
+        (MESSAGE_TYPE, message_type_name(envelope.message_type)),
         (TRACEPARENT, envelope.trace_context.traceparent),
     ]
     if envelope.correlation_id:

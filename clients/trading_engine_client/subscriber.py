@@ -48,6 +48,11 @@ class SignalDelivery:
     batch: signal_pb2.TradingSignalBatch
     # The trace the batch belongs to, to continue it in the consumer's own work.
     trace_context: trace_pb2.TraceContext
+    # A batch too large for one bus message comes in parts (message ids
+    # `<input id>:signals:1/3` ...): this delivery's part, from 1, of `part_count`, each
+    # holding the next signals in input order; both 0 for a whole batch.
+    part: int = 0
+    part_count: int = 0
 
 
 class SignalSubscriber:
@@ -215,7 +220,14 @@ class SignalSubscriber:
             _log.warning("skipped a message on %s %s: %s", transport, _SOURCES[transport], error)
             return
         await self._queue.put(
-            SignalDelivery(envelope.message_id, transport, batch, envelope.trace_context)
+            SignalDelivery(
+                envelope.message_id,
+                transport,
+                batch,
+                envelope.trace_context,
+                envelope.part,
+                envelope.part_count,
+            )
         )
 
     def _wake_reader(self) -> None:

@@ -21,6 +21,8 @@ PRODUCTION = "production"
 # How instances agree on who decides a message (see bus/claims.py).
 BUS_CLAIMS = ("local", "nats")
 LOG_FORMATS = ("text", "json")
+# Below this a signal could not fit one bus message, whatever the batch.
+MIN_MESSAGE_BYTES = 16_384
 TRACING_EXPORTERS = ("off", "console", "otlp")
 
 _T = TypeVar("_T")
@@ -102,6 +104,12 @@ class EngineSettings:
         "a consumer silent this long leaves the group and its partitions move to another "
         "instance; joining the group takes up to half of it",
     )
+    bus_kafka_max_message_bytes: int = setting(
+        1_000_000,
+        "the largest Kafka message the engine sends, headers and key included; keep it at or "
+        "below the broker's message.max.bytes. Signal batches larger than this (or than "
+        "NATS's max_payload) are sent in parts",
+    )
     bus_group: str = setting(
         "trading-engine", "NATS queue group and Kafka consumer group the instances share"
     )
@@ -159,6 +167,11 @@ class EngineSettings:
             raise ValueError(f"bus_claims must be one of {BUS_CLAIMS}, not {self.bus_claims!r}")
         if self.bus_claims == "nats" and not self.bus_nats_url:
             raise ValueError("bus_claims nats claims messages in NATS: set bus_nats_url too")
+        if self.bus_kafka_max_message_bytes < MIN_MESSAGE_BYTES:
+            raise ValueError(
+                f"bus_kafka_max_message_bytes must be at least {MIN_MESSAGE_BYTES}, "
+                f"not {self.bus_kafka_max_message_bytes}"
+            )
         if self.risk_deadline_ms <= 0:
             raise ValueError(f"risk_deadline_ms must be positive, not {self.risk_deadline_ms}")
         if self.risk_breaker_failures < 1:

@@ -23,7 +23,6 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from tradeflow.trading.v1 import signal_pb2
-from trading_engine.bus.bridge import BusBridge
 from trading_engine.bus.service import Bus
 from trading_engine.clock import Clock
 from trading_engine.risk.breaker import BreakerState
@@ -99,7 +98,7 @@ class EngineCollector(Collector):
         if self._risk is not None:
             yield from _risk_metrics(self._risk)
         if self._bus.enabled:
-            yield from _bus_metrics(self._bus.bridge)
+            yield from _bus_metrics(self._bus)
 
 
 def _label(enum: EnumDescriptor, value: int) -> str:
@@ -118,8 +117,18 @@ def _histogram(name: str, documentation: str, histogram: Histogram) -> Metric:
     )
 
 
-def _bus_metrics(bridge: BusBridge) -> Iterable[Metric]:
+def _bus_metrics(bus: Bus) -> Iterable[Metric]:
+    bridge = bus.bridge
     counts = bridge.counts
+    received = CounterMetricFamily(
+        "trading_engine_bus_messages_received",
+        "Bus messages handed to the engine, by transport; each ends as one of "
+        "trading_engine_bus_messages, trading_engine_bus_dead_letters or in hand.",
+        labels=["transport"],
+    )
+    for transport, count in sorted(counts.received.items()):
+        received.add_metric([transport], count)
+    yield received
     messages = CounterMetricFamily(
         "trading_engine_bus_messages",
         "Bus messages taken in, by what became of them.",
@@ -135,11 +144,51 @@ def _bus_metrics(bridge: BusBridge) -> Iterable[Metric]:
     for reason, count in sorted(counts.dead_letters.items()):
         dead.add_metric([reason.lower()], count)
     yield dead
+    yield GaugeMetricFamily(
+        "trading_engine_bus_messages_in_hand",
+        "Bus messages received and not yet decided, dead-lettered or dropped as duplicates.",
+        value=counts.in_hand,
+    )
+    yield CounterMetricFamily(
+        "trading_engine_bus_split_batches",
+        "Signal batches published in several parts, each too large for one bus message.",
+        value=counts.split_batches,
+    )
     yield CounterMetricFamily(
         "trading_engine_bus_sequence_gaps",
         "Producer sequence numbers seen missing.",
         value=bridge.sequences.gaps,
     )
+    yield CounterMetricFamily(
+        "trading_engine_bus_sequence_resets",
+        "Producer sequence numbers too far from the last to be a gap: numbering restarted.",
+        value=bridge.sequences.resets,
+    )
+    restarts = CounterMetricFamily(
+        "trading_engine_bus_task_restarts",
+        "Times a bus task (Kafka intake, Kafka output) ended unexpectedly and was restarted.",
+        labels=["task"],
+    )
+    for task in (bus.consumer, bus.sender):
+        if task is not None:
+            restarts.add_metric([task.name.lower().replace(" ", "_")], task.restarts)
+    yield restarts
+    if bus.nats is not None:
+        shed = CounterMetricFamily(
+            "trading_engine_bus_nats_shed",
+            "NATS messages dropped: inbound by the client's slow-consumer limits, outbound "
+            "while NATS could not take them (Kafka still carries those).",
+            labels=["direction"],
+        )
+        shed.add_metric(["inbound"], bus.nats.shed_inbound)
+        shed.add_metric(["outbound"], bus.nats.shed_outbound)
+        yield shed
+    if bus.output is not None:
+        yield GaugeMetricFamily(
+            "trading_engine_bus_kafka_quarantined",
+            "Kafka messages refused for good, kept aside in the outbox's quarantine table.",
+            value=bus.output.quarantined,
+        )
 
 
 def _risk_metrics(risk: RiskGate) -> Iterable[Metric]:

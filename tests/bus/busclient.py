@@ -179,6 +179,14 @@ def _headers(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
     return {name: value.decode() for name, value in headers}
 
 
+def signal_outputs(client: BusClient) -> tuple[list[str], list[str]]:
+    """The signal message ids received on NATS and on Kafka, in arrival order."""
+    return (
+        client.nats[names.NATS_SIGNALS].message_ids,
+        client.kafka[names.KAFKA_SIGNALS].message_ids,
+    )
+
+
 async def eventually(check: Callable[[], bool], within: float = 15.0, what: str = "") -> None:
     """Wait until `check()` holds; fail saying `what` did not happen."""
     deadline = time.monotonic() + within

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests import factories
 from tests.bus.busclient import (
-    ALL_TOPICS,
     BusClient,
     Envelope,
     Received,
@@ -26,6 +24,7 @@ from tests.bus.busclient import (
     eventually,
     prediction_envelope,
     running_engine,
+    signal_outputs,
 )
 from tests.support import TRADER, Tokens
 from tradeflow.common.v1 import dead_letter_pb2, envelope_pb2
@@ -40,38 +39,6 @@ from trading_engine.health import ComponentState
 from trading_engine.tracing import Tracing
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-async def topics(kafka_broker: KafkaBroker) -> None:
-    await kafka_broker.create_topics(ALL_TOPICS, partitions=3)
-
-
-@pytest.fixture
-async def client(
-    nats_server: NatsServer, kafka_broker: KafkaBroker, topics: None
-) -> AsyncIterator[BusClient]:
-    opened = BusClient(nats_server.url, kafka_broker.bootstrap)
-    await opened.start()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def engine(
-    tmp_path: Path, nats_server: NatsServer, kafka_broker: KafkaBroker, topics: None
-) -> AsyncIterator[Application]:
-    settings = bus_settings(str(tmp_path / "engine"), nats_server.url, kafka_broker.bootstrap)
-    async with running_engine(settings) as application:
-        await bus_ready(application)
-        yield application
-
-
-def signal_outputs(client: BusClient) -> tuple[list[str], list[str]]:
-    return (
-        client.nats[names.NATS_SIGNALS].message_ids,
-        client.kafka[names.KAFKA_SIGNALS].message_ids,
-    )
 
 
 async def test_a_batch_from_either_transport_is_decided_and_published_on_both(

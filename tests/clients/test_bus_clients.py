@@ -194,9 +194,32 @@ async def test_malformed_messages_are_counted_and_skipped(nats_server: NatsServe
             message_type=envelope_pb2.MESSAGE_TYPE_ML_PREDICTION_BATCH, message_id="p-1"
         )
         await feed.publish(names.NATS_SIGNALS, wrong_type.SerializeToString())
+        # A type no version knows (a forged or newer producer's) is malformed too.
+        unknown_type = Envelope(message_type=99, message_id="p-2")  # type: ignore[arg-type]
+        await feed.publish(names.NATS_SIGNALS, unknown_type.SerializeToString())
         await feed.publish(names.NATS_SIGNALS, signal_envelope("m-1", "trader-1"))
         assert (await next_delivery(subscriber)).message_id == "m-1"
-        assert subscriber.malformed == 2
+        assert subscriber.malformed == 3
+
+
+async def test_a_batch_sent_in_parts_is_delivered_part_by_part_with_its_position(
+    nats_server: NatsServer,
+) -> None:
+    async with (
+        signal_feed(nats_server) as feed,
+        SignalSubscriber(nats_url=nats_server.url) as subscriber,
+    ):
+        for part in (1, 2):
+            envelope = Envelope.FromString(signal_envelope(f"in-1:signals:{part}/2", "trader-1"))
+            envelope.part, envelope.part_count = part, 2
+            await feed.publish(names.NATS_SIGNALS, envelope.SerializeToString())
+        await feed.publish(names.NATS_SIGNALS, signal_envelope("in-2:signals", "trader-1"))
+        deliveries = [await next_delivery(subscriber) for _ in range(3)]
+    assert [(d.message_id, d.part, d.part_count) for d in deliveries] == [
+        ("in-1:signals:1/2", 1, 2),
+        ("in-1:signals:2/2", 2, 2),
+        ("in-2:signals", 0, 0),
+    ]
 
 
 async def test_close_ends_an_iteration_that_waits(nats_server: NatsServer) -> None:

@@ -4,6 +4,12 @@ Thin: every trading rule is in the engine. What this adds is the bus's
 contract: one decision per message id whichever transport brings it, output
 on NATS and Kafka, and every refused message in the dead letters with the
 reason, its bytes untouched.
+
+Whatever one message does, it ends in exactly one of: decided (or recorded,
+for an execution result) and published, dead-lettered with a reason, or
+counted as a duplicate copy; the handler returns for the next one. So for any
+run, messages received = the sum of `BridgeCounts`' outcomes (plus those in
+hand).
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import asyncio
 import collections
 import dataclasses
 import logging
-from typing import Final, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Final, Protocol, TypeVar
 
 from google.protobuf.message import DecodeError
 
@@ -41,7 +48,13 @@ from trading_engine.bus.names import (
 from trading_engine.bus.outbox import KafkaOutput
 from trading_engine.clock import Clock
 from trading_engine.engine import DecidedBatch
-from trading_engine.errors import UNDECODABLE, EngineError, InvalidArgument, PermissionDenied
+from trading_engine.errors import (
+    UNDECODABLE,
+    EngineError,
+    InvalidArgument,
+    PermissionDenied,
+    Unavailable,
+)
 from trading_engine.logs import log_context
 from trading_engine.pipeline import SignalPipeline
 from trading_engine.stores.base import StoreError
@@ -51,15 +64,19 @@ from trading_engine.tracing import CONSUMER, PRODUCER, Tracing
 
 _log = logging.getLogger(__name__)
 
-# A tenant's strategy that cannot be loaded is retried this often, then the batch is
-# refused to the dead letters (with its bytes) rather than decided with a guess.
-_STRATEGY_ATTEMPTS: Final = 5
-_STRATEGY_RETRY_S: Final = 0.2
+# A store the message needs (a tenant's strategy, an execution's signal) that fails is tried
+# this often, then the message is dead-lettered (with its bytes) rather than decided with a
+# guess or left to stop intake.
+_STORE_ATTEMPTS: Final = 5
+_STORE_RETRY_S: Final = 0.2
 _UNSPECIFIED_TIER: Final = tier_pb2.SUBSCRIPTION_TIER_UNSPECIFIED
+_T = TypeVar("_T")
 
 
 class Publisher(Protocol):
-    async def publish(self, subject: str, message: Outbound) -> None: ...
+    async def publish(self, subject: str, message: Outbound) -> None:
+        """Publish, or count the message as shed; never raises."""
+        ...
 
 
 class ExecutionSink(Protocol):
@@ -72,11 +89,28 @@ class ExecutionSink(Protocol):
 
 @dataclasses.dataclass
 class BridgeCounts:
+    """What became of every message the transports handed in."""
+
+    # Messages handed in, by transport.
+    received: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     batches_decided: int = 0
-    duplicates: int = 0
     executions: int = 0
+    duplicates: int = 0
     # Dead letters by reason name.
     dead_letters: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    # Signal batches published in several parts, each too large for one message.
+    split_batches: int = 0
+
+    @property
+    def in_hand(self) -> int:
+        """Messages received and not yet at an outcome: being handled right now."""
+        outcomes = (
+            self.batches_decided
+            + self.executions
+            + self.duplicates
+            + sum(self.dead_letters.values())
+        )
+        return sum(self.received.values()) - outcomes
 
 
 class BusBridge:
@@ -91,6 +125,7 @@ class BusBridge:
         deliveries: DeliveryLog,
         executions: ExecutionSink,
         tracing: Tracing,
+        max_message_bytes: Callable[[], int],
     ) -> None:
         self._tracing = tracing
         self._pipeline = pipeline
@@ -101,15 +136,43 @@ class BusBridge:
         self._kafka = kafka
         self._deliveries = deliveries
         self._executions = executions
+        self._max_message_bytes = max_message_bytes
         self.sequences = SequenceTracker()
         self.counts = BridgeCounts()
 
     async def on_predictions(self, inbound: Inbound) -> None:
+        await self._handle(inbound, self._predictions)
+
+    async def on_execution(self, inbound: Inbound) -> None:
+        await self._handle(inbound, self._execution)
+
+    async def _handle(
+        self, inbound: Inbound, handler: Callable[[Inbound], Awaitable[None]]
+    ) -> None:
+        """Run `handler` on the message; whatever it raises dead-letters the message."""
+        self.counts.received[inbound.transport] += 1
         try:
-            envelope = open_envelope(inbound.data, PREDICTIONS)
+            await handler(inbound)
         except Rejected as rejection:
             await self._dead_letter(inbound, rejection)
-            return
+        except Exception as error:  # the last line of defence: a defect must not stop intake
+            message_id = _readable_id(inbound.data)
+            _log.error(
+                "failed handling message %r from %s %s; dead-lettering it",
+                message_id,
+                inbound.transport,
+                inbound.source,
+                exc_info=error,
+            )
+            failure = Rejected(
+                dead_letter_pb2.DEAD_LETTER_REASON_PROCESSING_FAILED,
+                f"the engine failed handling this message: {type(error).__name__}: {error}",
+                message_id,
+            )
+            await self._dead_letter(inbound, failure)
+
+    async def _predictions(self, inbound: Inbound) -> None:
+        envelope = open_envelope(inbound.data, PREDICTIONS)
         if not await self._first_copy(envelope, inbound):
             return
         with log_context(
@@ -128,53 +191,42 @@ class BusBridge:
             envelope.trace_context,
             **{"messaging.system": inbound.transport, "messaging.message.id": envelope.message_id},
         ):
-            try:
-                decided, now_ns = await self._decide(envelope)
-            except Rejected as rejection:
-                # Refused for good: another copy would be refused the same way.
-                await self._dead_letter(inbound, rejection)
-                return
-            except BaseException:
-                # Not decided: a later copy may be.
-                self._deliveries.forget(envelope.message_id)
-                raise
+            decided, now_ns = await self._decide(envelope)
             with tracing.span(f"{NATS_SIGNALS} publish", PRODUCER):
                 outbound = seal_signals(
-                    decided, envelope, now_ns, tracing.carried(envelope.trace_context)
+                    decided,
+                    envelope,
+                    now_ns,
+                    tracing.carried(envelope.trace_context),
+                    self._max_message_bytes(),
                 )
+                if len(outbound) > 1:
+                    self.counts.split_batches += 1
                 await self._publish(NATS_SIGNALS, KAFKA_SIGNALS, outbound, inbound)
         self.counts.batches_decided += 1
 
-    async def on_execution(self, inbound: Inbound) -> None:
-        try:
-            envelope = open_envelope(inbound.data, EXECUTIONS)
-            if not await self._first_copy(envelope, inbound):
-                return
-            result = _execution_result(envelope)
-        except Rejected as rejection:
-            await self._dead_letter(inbound, rejection)
+    async def _execution(self, inbound: Inbound) -> None:
+        envelope = open_envelope(inbound.data, EXECUTIONS)
+        if not await self._first_copy(envelope, inbound):
             return
-        try:
-            with log_context(
-                company_id=envelope.company_id,
-                user_id=envelope.user_id,
-                message_id=envelope.message_id,
-                signal_id=result.signal_id,
-            ):
-                await self._executions.record(result)
-        except EngineError as error:
-            # Refused for good, with the engine's reason (e.g. no such signal of that user).
-            refusal = Rejected(
-                dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD,
-                error.message,
-                envelope.message_id,
-            )
-            await self._dead_letter(inbound, refusal)
-            return
-        except BaseException:
-            # Not recorded (the store failed): a later copy may be.
-            self._deliveries.forget(envelope.message_id)
-            raise
+        result = _execution_result(envelope)
+        with log_context(
+            company_id=envelope.company_id,
+            user_id=envelope.user_id,
+            message_id=envelope.message_id,
+            signal_id=result.signal_id,
+        ):
+            try:
+                await self._retrying_store(
+                    lambda: self._executions.record(result), envelope.message_id
+                )
+            except EngineError as error:
+                # Refused for good, with the engine's reason (e.g. no such signal of that user).
+                raise Rejected(
+                    dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD,
+                    error.message,
+                    envelope.message_id,
+                ) from None
         self.counts.executions += 1
         self._handed_off(inbound)
 
@@ -193,15 +245,16 @@ class BusBridge:
         """The decided batch and the instant it was decided at."""
         # On the bus the envelope names the tenant and the batch states its tier.
         caller = Caller(envelope.user_id, envelope.company_id, _UNSPECIFIED_TIER)
-        await self._load_strategy(envelope)
+        message_id = envelope.message_id
+        await self._retrying_store(
+            lambda: self._strategies.prepare(envelope.company_id, envelope.user_id), message_id
+        )
         now_ns = self._clock.now_ns()
         try:
             decided = await self._pipeline.decide(envelope.payload, now_ns, caller)
         except PermissionDenied as error:
             raise Rejected(
-                dead_letter_pb2.DEAD_LETTER_REASON_TENANT_MISMATCH,
-                error.message,
-                envelope.message_id,
+                dead_letter_pb2.DEAD_LETTER_REASON_TENANT_MISMATCH, error.message, message_id
             ) from None
         except InvalidArgument as error:
             # The message names every offending field.
@@ -210,7 +263,13 @@ class BusBridge:
                 if error.reason == UNDECODABLE
                 else dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD,
                 error.message,
-                envelope.message_id,
+                message_id,
+            ) from None
+        except Unavailable as error:
+            # Not decided: another copy, or the same bytes later, may be.
+            self._deliveries.forget(message_id)
+            raise Rejected(
+                dead_letter_pb2.DEAD_LETTER_REASON_UNAVAILABLE, error.message, message_id
             ) from None
         try:
             await self._strategies.remember(
@@ -221,23 +280,31 @@ class BusBridge:
             _log.warning("cannot record the tier of user %s: %s", decided.user_id, error)
         return decided, now_ns
 
-    async def _load_strategy(self, envelope: Envelope) -> None:
-        for attempt in range(1, _STRATEGY_ATTEMPTS + 1):
+    async def _retrying_store(self, operation: Callable[[], Awaitable[_T]], message_id: str) -> _T:
+        """`operation`, tried again while the store fails; Rejected (UNAVAILABLE) after the last
+        attempt, with the message's id forgotten so another copy of it is handled."""
+        for attempt in range(1, _STORE_ATTEMPTS + 1):
             try:
-                await self._strategies.prepare(envelope.company_id, envelope.user_id)
-                return
-            except (StoreError, EngineError) as error:
-                if attempt == _STRATEGY_ATTEMPTS:
+                return await operation()
+            except StoreError as error:
+                if attempt == _STORE_ATTEMPTS:
+                    self._deliveries.forget(message_id)
                     raise Rejected(
-                        dead_letter_pb2.DEAD_LETTER_REASON_UNSPECIFIED,
-                        f"the tenant's strategy cannot be loaded: {error}",
-                        envelope.message_id,
+                        dead_letter_pb2.DEAD_LETTER_REASON_UNAVAILABLE,
+                        f"the store failed {_STORE_ATTEMPTS} times: {error}",
+                        message_id,
                     ) from None
-                await asyncio.sleep(_STRATEGY_RETRY_S * attempt)
+                await asyncio.sleep(_STORE_RETRY_S * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def _dead_letter(self, inbound: Inbound, rejection: Rejected) -> None:
         letter = seal_dead_letter(
-            inbound.data, rejection, inbound.source, inbound.transport, self._clock.now_ns()
+            inbound.data,
+            rejection,
+            inbound.source,
+            inbound.transport,
+            self._clock.now_ns(),
+            self._max_message_bytes(),
         )
         reason = dead_letter_pb2.DeadLetterReason.Name(rejection.reason)
         self.counts.dead_letters[reason] += 1
@@ -248,13 +315,19 @@ class BusBridge:
             reason,
             rejection.detail,
         )
-        await self._publish(NATS_DEAD_LETTER, KAFKA_DEAD_LETTER, letter, inbound)
+        await self._publish(NATS_DEAD_LETTER, KAFKA_DEAD_LETTER, [letter], inbound)
 
-    async def _publish(self, subject: str, topic: str, message: Outbound, inbound: Inbound) -> None:
-        if self._nats is not None:
-            await self._nats.publish(subject, message)
+    async def _publish(
+        self, subject: str, topic: str, messages: list[Outbound], inbound: Inbound
+    ) -> None:
+        """On both transports; the input's receipt fires once the last message is handed off."""
+        for message in messages:
+            if self._nats is not None:
+                await self._nats.publish(subject, message)
         if self._kafka is not None:
-            self._kafka.put(topic, message, inbound.receipt)
+            last = len(messages) - 1
+            for index, message in enumerate(messages):
+                self._kafka.put(topic, message, inbound.receipt if index == last else None)
         elif inbound.receipt is not None:
             inbound.receipt()
 
@@ -266,6 +339,14 @@ class BusBridge:
             self._kafka.after_pending(inbound.receipt)
         else:
             inbound.receipt()
+
+
+def _readable_id(data: bytes) -> str:
+    """The message id of an envelope, or "" when the bytes do not say."""
+    try:
+        return Envelope.FromString(data).message_id[:256]
+    except DecodeError:
+        return ""
 
 
 def _execution_result(envelope: Envelope) -> execution_pb2.ExecutionResult:

@@ -6,6 +6,7 @@ redelivery); whichever copy comes first is decided, the others are dropped.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from typing import Final
@@ -16,6 +17,11 @@ _log = logging.getLogger(__name__)
 
 # Missing sequence numbers remembered per producer, to recognise late arrivals.
 _MAX_MISSING: Final = 10_000
+# Farther than this from a producer's last number, a sequence number is not a gap but a
+# restart of its numbering (or a forged number): one message can add at most this many gaps.
+_MAX_JUMP: Final = 10_000
+# Producers followed at once; the one heard from least recently is forgotten first.
+_MAX_PRODUCERS: Final = 10_000
 
 
 class DeliveryLog(RecentIds):
@@ -37,23 +43,40 @@ class SequenceTracker:
     """Follows each producer's sequence numbers and reports what went missing.
 
     A copy that arrives late (say on Kafka after NATS skipped it) fills its
-    gap; `missing` is what no transport has delivered yet.
+    gap; `missing` is what no transport has delivered yet. A number far from
+    the producer's last one restarts its numbering there (`resets`) instead of
+    counting a gap as large as the distance, so a forged number cannot make the
+    count meaningless.
     """
 
     def __init__(self) -> None:
-        self._producers: dict[str, _Producer] = {}
+        self._producers: collections.OrderedDict[str, _Producer] = collections.OrderedDict()
         self.gaps = 0
         self.filled = 0
+        self.resets = 0
 
     def observe(self, producer_id: str, sequence: int) -> None:
         if not producer_id or not sequence:
             return
-        producer = self._producers.get(producer_id)
+        producers = self._producers
+        producer = producers.get(producer_id)
         if producer is None:
             # The first message seen from a producer starts its sequence here.
-            self._producers[producer_id] = _Producer(sequence)
+            producers[producer_id] = _Producer(sequence)
+            if len(producers) > _MAX_PRODUCERS:
+                producers.popitem(last=False)
             return
-        if sequence > producer.last + 1:
+        producers.move_to_end(producer_id)
+        if abs(sequence - producer.last) > _MAX_JUMP and sequence not in producer.missing:
+            self.resets += 1
+            _log.warning(
+                "producer %s jumped from sequence %d to %d; following it from there",
+                producer_id,
+                producer.last,
+                sequence,
+            )
+            producers[producer_id] = _Producer(sequence)
+        elif sequence > producer.last + 1:
             skipped = range(producer.last + 1, sequence)
             self.gaps += len(skipped)
             _log.warning(
@@ -72,6 +95,11 @@ class SequenceTracker:
             producer.missing.discard(sequence)
             self.filled += 1
             _log.info("producer %s sequence %d arrived late", producer_id, sequence)
+
+    @property
+    def producers(self) -> int:
+        """Producers followed now."""
+        return len(self._producers)
 
     @property
     def missing(self) -> int:

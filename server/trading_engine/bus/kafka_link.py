@@ -17,7 +17,14 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from aiokafka.structs import OffsetAndMetadata
 
 from trading_engine.bus.envelope import Inbound, Outbound
@@ -29,6 +36,14 @@ _log = logging.getLogger(__name__)
 Handler = Callable[[Inbound], Awaitable[None]]
 _Client = TypeVar("_Client", AIOKafkaProducer, AIOKafkaConsumer)
 _STOP_S: Final = 5.0
+# Errors about the message itself, not the broker's state: sending it again cannot succeed.
+_REFUSED_FOR_GOOD: Final = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTopicError,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,6 +55,8 @@ class KafkaOptions:
     session_timeout_ms: int
     commit_interval_seconds: float
     max_poll_records: int
+    # The largest message the producer sends; larger ones are refused before sending.
+    max_message_bytes: int
 
 
 class OffsetTracker:
@@ -109,6 +126,7 @@ class KafkaLink:
                 request_timeout_ms=options.request_timeout_ms,
                 retry_backoff_ms=100,
                 linger_ms=1,
+                max_request_size=options.max_message_bytes,
             ),
             "producer",
         )
@@ -148,9 +166,23 @@ class KafkaLink:
                     await asyncio.sleep(0.5)
                     continue
                 await self._handle(fetched)
+        except Exception:
+            # Ended by a failure, not a stop: keep what was handed off, leave the group, and
+            # let the next run join afresh from the committed offsets.
+            self.consumer_ready = False
+            self._consumer = None
+            await self._commit(consumer)
+            self._offsets = OffsetTracker()
+            await stop_client(consumer)
+            raise
         finally:
             committing.cancel()
             await asyncio.gather(committing, return_exceptions=True)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether intake was asked to stop (so its end is expected)."""
+        return self._stopping.is_set()
 
     def stop_consuming(self) -> None:
         """Finish the message in hand, then stop taking Kafka input."""
@@ -259,3 +291,6 @@ class _Sender:
             headers=[(name, value.encode()) for name, value in message.headers],
         )
         return future
+
+    def refuses_for_good(self, error: Exception) -> bool:
+        return isinstance(error, _REFUSED_FOR_GOOD)

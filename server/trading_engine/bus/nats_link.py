@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 import nats
 import nats.errors
@@ -25,6 +26,9 @@ from trading_engine.bus.names import NATS
 from trading_engine_client.transports import server_has_read
 
 _log = logging.getLogger(__name__)
+
+# What nats-server takes by default, assumed until the server says otherwise.
+DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
 
 Handler = Callable[[Inbound], Awaitable[None]]
 
@@ -73,7 +77,14 @@ class NatsLink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    @property
+    def max_payload(self) -> int:
+        """The largest message the server takes (headers included), as it announced."""
+        client = self._client
+        return client.max_payload if client is not None else DEFAULT_MAX_PAYLOAD
+
     async def publish(self, subject: str, message: Outbound) -> None:
+        """Publish, or count the message as shed (Kafka still carries it); never raises."""
         client = self._client
         if client is None:
             # Never connected yet: Kafka carries this output (the outbox keeps it).
@@ -81,9 +92,10 @@ class NatsLink:
             return
         try:
             await client.publish(subject, message.data, headers=dict(message.headers))
-        except (nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError) as error:
+        except nats.errors.Error as error:
+            # Disconnected with a full buffer, closing, or too large for this server.
             self.shed_outbound += 1
-            self._note_error(f"NATS output shed: {error}")
+            self._note_error(f"NATS output shed: {type(error).__name__}: {error}")
 
     async def close(self) -> None:
         self._closing = True

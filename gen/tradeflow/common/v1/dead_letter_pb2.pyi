@@ -36,6 +36,18 @@ class _DeadLetterReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Dead
     """The payload's tenant differs from the envelope's tenant."""
     DEAD_LETTER_REASON_UNAUTHENTICATED: _DeadLetterReason.ValueType  # 5
     """The envelope's token is missing or invalid while bus authentication is enabled."""
+    DEAD_LETTER_REASON_PROCESSING_FAILED: _DeadLetterReason.ValueType  # 6
+    """The engine failed while handling the message (a defect, named in `detail`); the same
+    bytes would fail again, so other copies of the message are counted as duplicates.
+    """
+    DEAD_LETTER_REASON_UNAVAILABLE: _DeadLetterReason.ValueType  # 7
+    """A dependency the message needs (the store) kept failing through the engine's retries;
+    the same bytes may succeed later, and another copy of the message is still handled.
+    """
+    DEAD_LETTER_REASON_OUTPUT_TOO_LARGE: _DeadLetterReason.ValueType  # 8
+    """The message's output cannot fit the transport's message size limit even when split:
+    one signal alone is larger than the limit.
+    """
 
 class DeadLetterReason(_DeadLetterReason, metaclass=_DeadLetterReasonEnumTypeWrapper):
     """DeadLetterReason classifies why an input message was not processed."""
@@ -52,6 +64,18 @@ DEAD_LETTER_REASON_TENANT_MISMATCH: DeadLetterReason.ValueType  # 4
 """The payload's tenant differs from the envelope's tenant."""
 DEAD_LETTER_REASON_UNAUTHENTICATED: DeadLetterReason.ValueType  # 5
 """The envelope's token is missing or invalid while bus authentication is enabled."""
+DEAD_LETTER_REASON_PROCESSING_FAILED: DeadLetterReason.ValueType  # 6
+"""The engine failed while handling the message (a defect, named in `detail`); the same
+bytes would fail again, so other copies of the message are counted as duplicates.
+"""
+DEAD_LETTER_REASON_UNAVAILABLE: DeadLetterReason.ValueType  # 7
+"""A dependency the message needs (the store) kept failing through the engine's retries;
+the same bytes may succeed later, and another copy of the message is still handled.
+"""
+DEAD_LETTER_REASON_OUTPUT_TOO_LARGE: DeadLetterReason.ValueType  # 8
+"""The message's output cannot fit the transport's message size limit even when split:
+one signal alone is larger than the limit.
+"""
 Global___DeadLetterReason: _TypeAlias = DeadLetterReason  # noqa: Y015
 
 @_typing.final
@@ -69,8 +93,13 @@ class DeadLetter(_message.Message):
     TRANSPORT_FIELD_NUMBER: _builtins.int
     REJECTED_AT_FIELD_NUMBER: _builtins.int
     MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    ORIGINAL_SIZE_FIELD_NUMBER: _builtins.int
+    ORIGINAL_SHA256_FIELD_NUMBER: _builtins.int
+    ORIGINAL_TRUNCATED_FIELD_NUMBER: _builtins.int
     original: _builtins.bytes
-    """The original bytes exactly as received."""
+    """The original bytes exactly as received; only their first bytes when
+    `original_truncated` is set (the dead letter would not fit the transport otherwise).
+    """
     reason: Global___DeadLetterReason.ValueType
     """Classification of the failure."""
     detail: _builtins.str
@@ -81,6 +110,12 @@ class DeadLetter(_message.Message):
     """Transport the message arrived on: "nats" or "kafka"."""
     message_id: _builtins.str
     """Message id of the refused envelope, when it could be decoded."""
+    original_size: _builtins.int
+    """Size of the original message in bytes, whether or not `original` holds all of it."""
+    original_sha256: _builtins.bytes
+    """SHA-256 digest of the whole original message (32 bytes), to recognise it when truncated."""
+    original_truncated: _builtins.bool
+    """True when `original` holds only the first bytes of the message."""
     @_builtins.property
     def rejected_at(self) -> _timestamp_pb2.Timestamp:
         """When the engine refused the message."""
@@ -95,10 +130,13 @@ class DeadLetter(_message.Message):
         transport: _builtins.str = ...,
         rejected_at: _timestamp_pb2.Timestamp | None = ...,
         message_id: _builtins.str = ...,
+        original_size: _builtins.int = ...,
+        original_sha256: _builtins.bytes = ...,
+        original_truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rejected_at", b"rejected_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "message_id", b"message_id", "original", b"original", "reason", b"reason", "rejected_at", b"rejected_at", "source", b"source", "transport", b"transport"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "message_id", b"message_id", "original", b"original", "original_sha256", b"original_sha256", "original_size", b"original_size", "original_truncated", b"original_truncated", "reason", b"reason", "rejected_at", b"rejected_at", "source", b"source", "transport", b"transport"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,19 +26,19 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tradeflow.common.v1 import trace_pb2 as tradeflow_dot_common_dot_v1_dot_trace__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tradeflow/common/v1/envelope.proto\x12\x13tradeflow.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftradeflow/common/v1/trace.proto\"Z\n\x0cStrategyInfo\x12\x1f\n\x0bstrategy_id\x18\x01 \x01(\tR\nstrategyId\x12)\n\x10strategy_version\x18\x02 \x01(\x03R\x0fstrategyVersion\"\x1d\n\tAuthToken\x12\x10\n\x03jwt\x18\x01 \x01(\tR\x03jwt\"\xe5\x04\n\x19TradingProcessingEnvelope\x12\x43\n\x0cmessage_type\x18\x01 \x01(\x0e\x32 .tradeflow.common.v1.MessageTypeR\x0bmessageType\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n\ncompany_id\x18\x03 \x01(\tR\tcompanyId\x12\x18\n\x07payload\x18\x04 \x01(\x0cR\x07payload\x12\x38\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ttimestamp\x12%\n\x0eservice_source\x18\x06 \x01(\tR\rserviceSource\x12%\n\x0e\x63orrelation_id\x18\x07 \x01(\tR\rcorrelationId\x12\x46\n\rtrace_context\x18\x08 \x01(\x0b\x32!.tradeflow.common.v1.TraceContextR\x0ctraceContext\x12\x46\n\rstrategy_info\x18\t \x01(\x0b\x32!.tradeflow.common.v1.StrategyInfoR\x0cstrategyInfo\x12=\n\nauth_token\x18\n \x01(\x0b\x32\x1e.tradeflow.common.v1.AuthTokenR\tauthToken\x12\x1d\n\nmessage_id\x18\x0b \x01(\tR\tmessageId\x12\x1f\n\x0bproducer_id\x18\x0c \x01(\tR\nproducerId\x12\x1a\n\x08sequence\x18\r \x01(\x04R\x08sequence*\xb9\x01\n\x0bMessageType\x12\x1c\n\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12$\n MESSAGE_TYPE_ML_PREDICTION_BATCH\x10\x01\x12%\n!MESSAGE_TYPE_TRADING_SIGNAL_BATCH\x10\x02\x12!\n\x1dMESSAGE_TYPE_EXECUTION_RESULT\x10\x03\x12\x1c\n\x18MESSAGE_TYPE_DEAD_LETTER\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tradeflow/common/v1/envelope.proto\x12\x13tradeflow.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftradeflow/common/v1/trace.proto\"Z\n\x0cStrategyInfo\x12\x1f\n\x0bstrategy_id\x18\x01 \x01(\tR\nstrategyId\x12)\n\x10strategy_version\x18\x02 \x01(\x03R\x0fstrategyVersion\"\x1d\n\tAuthToken\x12\x10\n\x03jwt\x18\x01 \x01(\tR\x03jwt\"\x98\x05\n\x19TradingProcessingEnvelope\x12\x43\n\x0cmessage_type\x18\x01 \x01(\x0e\x32 .tradeflow.common.v1.MessageTypeR\x0bmessageType\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n\ncompany_id\x18\x03 \x01(\tR\tcompanyId\x12\x18\n\x07payload\x18\x04 \x01(\x0cR\x07payload\x12\x38\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ttimestamp\x12%\n\x0eservice_source\x18\x06 \x01(\tR\rserviceSource\x12%\n\x0e\x63orrelation_id\x18\x07 \x01(\tR\rcorrelationId\x12\x46\n\rtrace_context\x18\x08 \x01(\x0b\x32!.tradeflow.common.v1.TraceContextR\x0ctraceContext\x12\x46\n\rstrategy_info\x18\t \x01(\x0b\x32!.tradeflow.common.v1.StrategyInfoR\x0cstrategyInfo\x12=\n\nauth_token\x18\n \x01(\x0b\x32\x1e.tradeflow.common.v1.AuthTokenR\tauthToken\x12\x1d\n\nmessage_id\x18\x0b \x01(\tR\tmessageId\x12\x1f\n\x0bproducer_id\x18\x0c \x01(\tR\nproducerId\x12\x1a\n\x08sequence\x18\r \x01(\x04R\x08sequence\x12\x12\n\x04part\x18\x0e \x01(\rR\x04part\x12\x1d\n\npart_count\x18\x0f \x01(\rR\tpartCount*\xb9\x01\n\x0bMessageType\x12\x1c\n\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12$\n MESSAGE_TYPE_ML_PREDICTION_BATCH\x10\x01\x12%\n!MESSAGE_TYPE_TRADING_SIGNAL_BATCH\x10\x02\x12!\n\x1dMESSAGE_TYPE_EXECUTION_RESULT\x10\x03\x12\x1c\n\x18MESSAGE_TYPE_DEAD_LETTER\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tradeflow.common.v1.envelope_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESSAGETYPE']._serialized_start=865
-  _globals['_MESSAGETYPE']._serialized_end=1050
+  _globals['_MESSAGETYPE']._serialized_start=916
+  _globals['_MESSAGETYPE']._serialized_end=1101
   _globals['_STRATEGYINFO']._serialized_start=125
   _globals['_STRATEGYINFO']._serialized_end=215
   _globals['_AUTHTOKEN']._serialized_start=217
   _globals['_AUTHTOKEN']._serialized_end=246
   _globals['_TRADINGPROCESSINGENVELOPE']._serialized_start=249
-  _globals['_TRADINGPROCESSINGENVELOPE']._serialized_end=862
+  _globals['_TRADINGPROCESSINGENVELOPE']._serialized_end=913
 # @@protoc_insertion_point(module_scope)

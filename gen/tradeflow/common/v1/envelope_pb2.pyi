@@ -120,6 +120,8 @@ class TradingProcessingEnvelope(_message.Message):
     MESSAGE_ID_FIELD_NUMBER: _builtins.int
     PRODUCER_ID_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
+    PART_FIELD_NUMBER: _builtins.int
+    PART_COUNT_FIELD_NUMBER: _builtins.int
     message_type: Global___MessageType.ValueType
     """Type of the message serialized in `payload`."""
     user_id: _builtins.str
@@ -140,6 +142,14 @@ class TradingProcessingEnvelope(_message.Message):
     """Identifier of the producing process; scopes `sequence`."""
     sequence: _builtins.int
     """Per-producer sequence number, starting at 1 and increasing by 1 per message; gaps are detected and reported."""
+    part: _builtins.int
+    """Position of this message, from 1, among the `part_count` messages one output was split
+    into because it did not fit the transport's message size limit; 0 when not split. The
+    engine splits a signal batch between signals: the parts' signals, in part order, are
+    the batch's signals in input order, and each part's counts are its own signals'.
+    """
+    part_count: _builtins.int
+    """Number of messages the output was split into; 0 when not split."""
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
         """When the producer created the envelope."""
@@ -172,10 +182,12 @@ class TradingProcessingEnvelope(_message.Message):
         message_id: _builtins.str = ...,
         producer_id: _builtins.str = ...,
         sequence: _builtins.int = ...,
+        part: _builtins.int = ...,
+        part_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auth_token", b"auth_token", "strategy_info", b"strategy_info", "timestamp", b"timestamp", "trace_context", b"trace_context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_token", b"auth_token", "company_id", b"company_id", "correlation_id", b"correlation_id", "message_id", b"message_id", "message_type", b"message_type", "payload", b"payload", "producer_id", b"producer_id", "sequence", b"sequence", "service_source", b"service_source", "strategy_info", b"strategy_info", "timestamp", b"timestamp", "trace_context", b"trace_context", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_token", b"auth_token", "company_id", b"company_id", "correlation_id", b"correlation_id", "message_id", b"message_id", "message_type", b"message_type", "part", b"part", "part_count", b"part_count", "payload", b"payload", "producer_id", b"producer_id", "sequence", b"sequence", "service_source", b"service_source", "strategy_info", b"strategy_info", "timestamp", b"timestamp", "trace_context", b"trace_context", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
