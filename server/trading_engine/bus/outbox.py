@@ -230,7 +230,8 @@ class KafkaOutput:
 
     @property
     def pending(self) -> int:
-        return len(self._queue) + self._outbox.pending
+        """Messages handed in and not yet acknowledged by Kafka (in flight included)."""
+        return len(self._in_flight) + len(self._queue) + self._outbox.pending
 
     def put(self, topic: str, message: Outbound, receipt: Receipt | None = None) -> None:
         """Hand a message in; `receipt` fires once it is handed off. Never waits."""
