@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.fuzz import draw_inputs, fuzz_bus
-from bench.fuzz_inputs import KINDS
+from bench.fuzz.bus import draw_inputs, fuzz_bus
+from bench.fuzz.bus_inputs import KINDS
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -1,8 +1,8 @@
 """Fuzz the bus: hostile and careless inputs through a real engine on real brokers.
 
-`python -m bench.fuzz --bus 100000` starts a private nats-server and Tansu, an
-engine on both (in this process, on the same loop), and sends the inputs of
-`bench/fuzz_inputs.py` (mostly mangled envelopes, payloads and numbers, with
+`fuzz_bus` starts a private nats-server and Tansu, an engine on both (in
+this process, on the same loop), and sends the inputs of
+`bench/fuzz/bus_inputs.py` (mostly mangled envelopes, payloads and numbers, with
 valid batches and repeated copies among them) on NATS and Kafka. It listens
 on the signal and dead-letter subjects like a consumer would, and prints one
 JSON object: what was sent, by kind; what the engine counted, by outcome;
@@ -16,23 +16,19 @@ letter and signal message seen on NATS also on Kafka.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import dataclasses
 import hashlib
-import json
 import random
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import nats
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from nats.aio.msg import Msg
 
-from bench.fuzz_inputs import KINDS, BusInput, Envelope, bus_input
+from bench.fuzz.bus_inputs import KINDS, BusInput, Envelope, bus_input
 from tradeflow.common.v1 import dead_letter_pb2
 from trading_engine.app import Application
 from trading_engine.bus import names
@@ -284,27 +280,3 @@ async def _before(deadline: float, what: str) -> None:
     if time.monotonic() > deadline:
         raise TimeoutError(f"fuzz: not in time: {what}")
     await asyncio.sleep(0.02)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__)
-    parser.add_argument("--bus", type=int, default=100_000, help="bus inputs to send")
-    parser.add_argument("--seed", type=int, default=int(time.time()), help="the run's seed")
-    args = parser.parse_args()
-    inputs = draw_inputs(args.bus, args.seed)
-    with tempfile.TemporaryDirectory(prefix="fuzz-") as workdir:
-        report = asyncio.run(fuzz_bus(inputs, Path(workdir), within_s=max(120.0, args.bus / 200)))
-    result: dict[str, Any] = {
-        "name": "fuzz_bus",
-        "seed": args.seed,
-        "holds": report.holds,
-        **dataclasses.asdict(report),
-        "vanished": report.vanished[:50],
-        "vanished_count": len(report.vanished),
-        "inputs_per_second": round(report.sent / report.seconds),
-    }
-    print(json.dumps(result), flush=True)
-
-
-if __name__ == "__main__":
-    main()
