@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PROTO = ROOT / "proto" / "tradeflow" / "trading" / "v1" / "strategy.proto"
 REFERENCE = ROOT / "docs" / "strategy-parameters.md"
-_FIELD = re.compile(r"(repeated )?([\w.]+) (\w+) = \d+;")
+_FIELD = re.compile(r"(repeated )?([\w.]+) (\w+) = \d+\b")
 _HEADER = """\
 # Strategy parameters
 

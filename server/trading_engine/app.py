@@ -239,6 +239,8 @@ class Application:
         detail = f"{self.store.backend} open; {writer.written} signals written"
         if writer.dropped:
             detail += f", {writer.dropped} dropped (history queue full)"
+        if writer.dropped_batches:
+            detail += f", {writer.dropped_batches} prediction batches dropped (queue full)"
         return ComponentReport("store", ComponentState.UP, detail)
 
     def _grpc_probe(self) -> ComponentReport:

@@ -13,7 +13,7 @@ import dataclasses
 from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from trading_engine import errors
-from trading_engine.stores.base import Store
+from trading_engine.stores.base import SignalRecord, Store
 from trading_engine.stores.history import HistoryWriter
 from trading_engine.tenancy import Caller, subject_user
 
@@ -66,7 +66,7 @@ class SignalAudit:
         outcome = await self._store.outcome(company_id, signal_id)
         return Explanation(
             signal,
-            await self._prediction(company_id, signal),
+            await self._prediction(record, signal),
             executions,
             None
             if outcome is None
@@ -74,16 +74,23 @@ class SignalAudit:
         )
 
     async def _prediction(
-        self, company_id: str, signal: signal_pb2.TradingSignal
+        self, record: SignalRecord, signal: signal_pb2.TradingSignal
     ) -> prediction_pb2.Prediction | None:
+        """The prediction the signal was decided from: in the batch its user sent under its
+        batch id and that was decided at the signal's instant (decision 21)."""
         if not signal.batch_id or not signal.prediction_id:
             return None
-        batch = await self._store.prediction_batch(company_id, signal.batch_id)
-        if batch is None:
-            return None
-        for prediction in prediction_pb2.MLPredictionBatch.FromString(batch.payload).predictions:
-            if prediction.prediction_id == signal.prediction_id:
-                return prediction
+        kept = await self._store.prediction_batches_decided_at(
+            record.company_id, record.user_id, signal.batch_id, record.generated_at_ns
+        )
+        # Several only for different batches under one id decided in the same nanosecond: the
+        # first holding the prediction decided it (the later ones got its signal back).
+        for batch in kept:
+            for prediction in prediction_pb2.MLPredictionBatch.FromString(
+                batch.payload
+            ).predictions:
+                if prediction.prediction_id == signal.prediction_id:
+                    return prediction
         return None
 
 

@@ -17,6 +17,10 @@ from trading_engine.tenancy import Caller, subject_user
 
 DEFAULT_PAGE_SIZE: Final = 100
 MAX_PAGE_SIZE: Final = 1000
+# A page ends before its signals pass this many bytes, whatever page_size asks: each page is
+# one gRPC message, and a default client takes at most 4 MiB (signals carry notes and reasons
+# of up to 1,000 characters).
+MAX_PAGE_BYTES: Final = 3 * 1024 * 1024
 _TOKEN_KIND: Final = "h1"
 
 
@@ -65,12 +69,12 @@ class SignalHistory:
             limit = page_size if remaining is None else min(page_size, remaining)
             # One more than the page shows whether another page follows.
             found = await self._store.query_signals(dataclasses.replace(query, limit=limit + 1))
-            records = found[:limit]
+            records = _within_bytes(found[:limit])
             if not records:
                 return
             if remaining is not None:
                 remaining -= len(records)
-            more = len(found) > limit and remaining != 0
+            more = len(found) > len(records) and remaining != 0
             last = records[-1]
             token = (
                 paging.page_token(_TOKEN_KIND, last.generated_at_ns, last.signal_id) if more else ""
@@ -79,6 +83,16 @@ class SignalHistory:
             if not more:
                 return
             query = dataclasses.replace(query, after=(last.generated_at_ns, last.signal_id))
+
+
+def _within_bytes(records: list[SignalRecord]) -> list[SignalRecord]:
+    """The leading records whose payloads fit MAX_PAGE_BYTES; at least one."""
+    total = 0
+    for count, record in enumerate(records):
+        total += len(record.payload)
+        if total > MAX_PAGE_BYTES and count:
+            return records[:count]
+    return records
 
 
 def _check(request: HistoryRequest) -> None:

@@ -95,6 +95,12 @@ class EngineCollector(Collector):
             "Signals history refused because its queue was full.",
             value=self._history.dropped,
         )
+        yield CounterMetricFamily(
+            "trading_engine_history_dropped_prediction_batches",
+            "Prediction batches history refused because its queue was full: their signals "
+            "cannot be explained with their prediction nor replayed from history.",
+            value=self._history.dropped_batches,
+        )
         if self._risk is not None:
             yield from _risk_metrics(self._risk)
         if self._bus.enabled:

@@ -259,6 +259,13 @@ async def test_bad_predictions_are_answered_invalid_while_the_rest_is_decided(
     assert response.signal_batch.invalid_count == 6
 
 
+def _long_correlation_id() -> service_pb2.ProcessPredictionsRequest:
+    # Copied onto every signal of the batch: 129 characters refuse it, 128 are decided (above).
+    request = service_pb2.ProcessPredictionsRequest(batch=batch("b", []))
+    request.batch.correlation_id = "c" * 129
+    return request
+
+
 def _without_tenant() -> service_pb2.ProcessPredictionsRequest:
     request = service_pb2.ProcessPredictionsRequest(batch=batch("b", []))
     request.batch.ClearField("user_context")
@@ -274,8 +281,9 @@ def _without_tenant() -> service_pb2.ProcessPredictionsRequest:
             {"batch.batch_id": "required"},
         ),
         (_without_tenant(), {"batch.user_context": "required: the tenant"}),
+        (_long_correlation_id(), {"batch.correlation_id": "longer than 128"}),
     ],
-    ids=["no-batch", "no-batch-id", "no-tenant"],
+    ids=["no-batch", "no-batch-id", "no-tenant", "long-correlation-id"],
 )
 async def test_a_malformed_stream_message_ends_the_stream_with_invalid_argument(
     fixed_stub: Stub,
@@ -283,6 +291,7 @@ async def test_a_malformed_stream_message_ends_the_stream_with_invalid_argument(
     violations: dict[str, str],
 ) -> None:
     good = service_pb2.ProcessPredictionsRequest(batch=batch("ok", [prediction("p")]))
+    good.batch.correlation_id = "c" * 128
     call = fixed_stub.ProcessPredictions(iter([good, request_message, good]))
     first = await call.read()
     assert isinstance(first, service_pb2.ProcessPredictionsResponse)

@@ -51,13 +51,7 @@ def test_a_removed_field_is_a_breaking_change(tmp_path: Path) -> None:
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "contracts")
     proto = workspace / "proto/tradeflow/ml/v1/prediction.proto"
-    proto.write_text(
-        proto.read_text().replace(
-            "  // Correlation identifier copied onto every signal decided from this batch.\n"
-            "  string correlation_id = 5;\n",
-            "",
-        )
-    )
+    proto.write_text(proto.read_text().replace("  string correlation_id = 5;\n", ""))
     problems = check_contracts.check_breaking(workspace)
     assert len(problems) == 1
     assert "correlation_id" in problems[0]

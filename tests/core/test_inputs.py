@@ -151,6 +151,8 @@ _INF = math.inf
             "patterns[0].probability",
             id="pattern-probability-above-1",
         ),
+        pytest.param({"votes": [vote()] * 65}, "votes", id="votes-over-64"),
+        pytest.param({"patterns": [pattern()] * 33}, "patterns", id="patterns-over-32"),
         pytest.param({"horizon_ns": -SECOND_NS}, "horizon", id="horizon-negative"),
         pytest.param(
             {"at_ns": NOW_NS + 5 * SECOND_NS + 1}, "timestamp", id="timestamp-over-5s-in-future"

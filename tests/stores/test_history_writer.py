@@ -100,6 +100,28 @@ async def test_signals_beyond_max_pending_are_dropped_and_counted(store: Store) 
     assert writer.dropped == 15, "signals submitted after close are counted as dropped"
 
 
+async def test_prediction_batches_beyond_max_pending_are_dropped_and_counted(
+    store: Store,
+) -> None:
+    writer = HistoryWriter(store, flush_interval_s=60, max_pending=2)
+    kept = [
+        PredictionBatchRecord("acme", f"batch-{n}", "alice", NOW_NS, b"batch") for n in range(3)
+    ]
+
+    for record in kept:
+        writer.keep_batch(record)
+    await writer.close()
+    writer.keep_batch(kept[0])
+
+    # Two written, one refused for room and one after close: each counted, none silently.
+    assert writer.dropped_batches == 2
+    found = [
+        await store.prediction_batches_decided_at("acme", "alice", f"batch-{n}", NOW_NS)
+        for n in range(3)
+    ]
+    assert found == [[kept[0]], [kept[1]], []]
+
+
 async def test_signals_wait_out_a_store_failure_and_are_written_after_it(
     backend: Backend,
 ) -> None:
@@ -137,5 +159,6 @@ async def test_prediction_batches_are_written_before_their_signals_unless_switch
 
     await writer.flush()
 
-    assert await store.prediction_batch("acme", "batch-1") == (batch if keep else None)
+    found = await store.prediction_batches_decided_at("acme", "alice", "batch-1", NOW_NS)
+    assert found == ([batch] if keep else [])
     assert await _stored(store) == 10

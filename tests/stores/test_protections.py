@@ -1,5 +1,6 @@
 """Trading states and prediction batches: a state replaced per user and per company, loaded in
-order and kept across restarts; a batch kept once per company, byte for byte, until retention."""
+order and kept across restarts; a batch kept per user and decision, byte for byte, until
+retention."""
 
 from __future__ import annotations
 
@@ -61,6 +62,18 @@ def batch(
         received_at_ns=at_ns,
         payload=payload if payload is not None else f"batch {company_id}/{batch_id}".encode(),
     )
+
+
+async def kept(
+    store: Store,
+    batch_id: str = "batch-1",
+    at_ns: int = NOW_NS,
+    *,
+    company_id: str = "acme",
+    user_id: str = "alice",
+) -> list[PredictionBatchRecord]:
+    """The user's batches kept under `batch_id` and decided at `at_ns`."""
+    return await store.prediction_batches_decided_at(company_id, user_id, batch_id, at_ns)
 
 
 # Trading states.
@@ -140,13 +153,13 @@ async def test_states_and_batches_survive_a_restart(backend: Backend) -> None:
     after = await backend.opened()
 
     assert await after.trading_states() == [company, alice]
-    assert await after.prediction_batch("acme", "batch-1") == stored
-    # Still the same rows: a change replaces them, a redelivery keeps the first.
+    assert await kept(after) == [stored]
+    # Still the same rows: a change replaces them, the same batch written again adds nothing.
     resumed = trading_state("alice", ACTIVE, at_ns=NOW_NS + HOUR_NS)
     await after.put_trading_state(resumed)
-    await after.append_prediction_batches([batch("batch-1", payload=b"redelivered")])
+    await after.append_prediction_batches([batch("batch-1")])
     assert await after.trading_states() == [company, resumed]
-    assert await after.prediction_batch("acme", "batch-1") == stored
+    assert await kept(after) == [stored]
 
 
 # Prediction batches.
@@ -158,48 +171,57 @@ async def test_a_prediction_batch_is_kept_byte_for_byte(store: Store) -> None:
 
     await store.append_prediction_batches([stored])
 
-    assert await store.prediction_batch("acme", "batch-1") == stored
+    assert await kept(store, user_id="bob") == [stored]
 
 
-async def test_an_unknown_batch_is_none(store: Store) -> None:
+async def test_a_batch_is_found_only_by_its_tenant_id_and_decision_instant(store: Store) -> None:
     await store.append_prediction_batches([batch("batch-1", company_id="acme")])
 
-    assert await store.prediction_batch("acme", "batch-2") is None
-    assert await store.prediction_batch("globex", "batch-1") is None
+    assert await kept(store, "batch-2") == []
+    assert await kept(store, company_id="globex") == []
+    assert await kept(store, user_id="bob") == []
+    assert await kept(store, at_ns=NOW_NS + 1) == []
+    assert await kept(store, at_ns=NOW_NS - 1) == []
 
 
-async def test_a_batch_delivered_again_keeps_the_first(store: Store) -> None:
-    first = batch("batch-1", NOW_NS, payload=b"first delivery")
-    await store.append_prediction_batches([first])
-    new = batch("batch-2", NOW_NS + 2 * SECOND_NS, payload=b"new")
+async def test_another_users_batch_under_the_same_id_is_kept_apart(store: Store) -> None:
+    # trader-2 reuses trader-1's batch id, in the same flush and in a later one.
+    alice = batch("batch-1", NOW_NS, user_id="alice", payload=b"alice's predictions")
+    bob = batch("batch-1", NOW_NS, user_id="bob", payload=b"bob's predictions")
+    carol = batch("batch-1", NOW_NS + SECOND_NS, user_id="carol", payload=b"carol's")
 
-    await store.append_prediction_batches(
-        [batch("batch-1", NOW_NS + SECOND_NS, user_id="bob", payload=b"second delivery")]
-    )
-    # Along with a new batch, and that one twice in the same call.
-    await store.append_prediction_batches(
-        [
-            batch("batch-1", NOW_NS + 2 * SECOND_NS, payload=b"third delivery"),
-            new,
-            batch("batch-2", NOW_NS + 3 * SECOND_NS, payload=b"new, again"),
-        ]
-    )
+    await store.append_prediction_batches([alice, bob])
+    await store.append_prediction_batches([carol])
 
-    assert await store.prediction_batch("acme", "batch-1") == first
-    assert await store.prediction_batch("acme", "batch-2") == new
+    assert await kept(store, user_id="alice") == [alice]
+    assert await kept(store, user_id="bob") == [bob]
+    assert await kept(store, at_ns=NOW_NS + SECOND_NS, user_id="carol") == [carol]
 
 
-async def test_the_same_batch_id_in_another_company_is_another_batch(store: Store) -> None:
-    acme = batch("batch-1", company_id="acme", payload=b"acme's")
-    globex = batch(
-        "batch-1", NOW_NS + SECOND_NS, company_id="globex", user_id="bob", payload=b"globex's"
-    )
+async def test_a_batch_id_sent_again_with_other_content_is_kept_too(store: Store) -> None:
+    first = batch("batch-1", NOW_NS, payload=b"p1 on EURUSD")
+    # A second later: its signals carry that instant, and so does the row.
+    later = batch("batch-1", NOW_NS + SECOND_NS, payload=b"p1 corrected, p2 on GBPUSD")
+    # Decided in the same nanosecond as the first: kept after it.
+    same_instant = batch("batch-1", NOW_NS, payload=b"p3 on USDJPY")
 
-    await store.append_prediction_batches([acme])
-    await store.append_prediction_batches([globex])
+    await store.append_prediction_batches([first, later])
+    await store.append_prediction_batches([same_instant])
 
-    assert await store.prediction_batch("acme", "batch-1") == acme
-    assert await store.prediction_batch("globex", "batch-1") == globex
+    assert await kept(store) == [first, same_instant]
+    assert await kept(store, at_ns=NOW_NS + SECOND_NS) == [later]
+
+
+async def test_the_same_batch_written_again_adds_nothing(store: Store) -> None:
+    # A flush retried after a lost answer, or the batch twice in one flush: one row.
+    stored = batch("batch-1", NOW_NS, payload=b"the same bytes")
+    await store.append_prediction_batches([stored, stored])
+
+    await store.append_prediction_batches([stored])
+
+    assert await kept(store) == [stored]
+    page = await store.prediction_batches("acme", NOW_NS, NOW_NS + 1, None, 10)
+    assert [arrived.record for arrived in page] == [stored]
 
 
 async def test_retention_drops_old_batches_and_keeps_new_ones(store: Store) -> None:
@@ -221,10 +243,10 @@ async def test_retention_drops_old_batches_and_keeps_new_ones(store: Store) -> N
     assert deleted == 1
     assert await store.signal("acme", "s-old") is None
     assert await store.signal("acme", "s-new") is not None
-    assert await store.prediction_batch("acme", "old") is None
-    assert await store.prediction_batch("globex", "older") is None
-    assert await store.prediction_batch("acme", "at-cutoff") == at_cutoff
-    assert await store.prediction_batch("globex", "newer") == newer
+    assert await kept(store, "old", NOW_NS - SECOND_NS) == []
+    assert await kept(store, "older", NOW_NS - HOUR_NS, company_id="globex") == []
+    assert await kept(store, "at-cutoff") == [at_cutoff]
+    assert await kept(store, "newer", NOW_NS + SECOND_NS, company_id="globex") == [newer]
 
 
 async def test_an_empty_append_is_a_no_op(backend: Backend) -> None:
@@ -237,7 +259,7 @@ async def test_an_empty_append_is_a_no_op(backend: Backend) -> None:
         await asyncio.wait_for(store.append_prediction_batches([]), timeout=2)
 
     assert await backend.query("SELECT count(*) FROM prediction_batches") == [(1,)]
-    assert await store.prediction_batch("acme", "batch-1") == stored
+    assert await kept(store) == [stored]
 
 
 # Failures and upgrades.
@@ -256,7 +278,7 @@ async def test_a_failing_database_is_a_store_error_saying_what_failed(backend: B
     with pytest.raises(StoreError, match="cannot append prediction batches"):
         await store.append_prediction_batches([batch()])
     with pytest.raises(StoreError, match="cannot read a prediction batch"):
-        await store.prediction_batch("acme", "batch-1")
+        await kept(store)
     with pytest.raises(StoreError, match="cannot delete old signals and prediction batches"):
         await store.delete_signals_before(NOW_NS)
     # Retention is all or nothing: the signal it could have deleted is still there.
@@ -289,7 +311,7 @@ async def test_a_database_from_before_protections_is_migrated(
     await new.put_trading_state(trading_state())
     await new.append_prediction_batches([batch()])
     assert await new.trading_states() == [trading_state()]
-    assert await new.prediction_batch("acme", "batch-1") == batch()
+    assert await kept(new) == [batch()]
 
 
 async def test_a_companys_batches_are_read_in_decision_order_page_by_page(store: Store) -> None:
@@ -319,3 +341,50 @@ async def test_a_companys_batches_are_read_in_decision_order_page_by_page(store:
     assert await read(NOW_NS + SECOND_NS, NOW_NS + 2 * SECOND_NS) == ["b-3", "b-2"]
     arrived = (await store.prediction_batches("acme", NOW_NS, NOW_NS + 1, None, 10))[0]
     assert arrived.record == decided[0]
+
+
+async def test_batches_kept_per_company_are_migrated_to_per_user_in_their_order(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An engine from before batches were kept per user: migrations 1 to 5.
+    decided = [
+        dataclasses.replace(batch("b-1", NOW_NS), risk_verdict='{"asked":["s-1"]}'),
+        batch("b-2", NOW_NS + SECOND_NS, user_id="bob"),
+        # Decided at the same instant as b-1, after it.
+        batch("b-3", NOW_NS),
+    ]
+    with monkeypatch.context() as older:
+        for module in (sqlite, postgres):
+            known = module.migrations
+            older.setattr(module, "migrations", lambda folder, known=known: known(folder)[:5])
+        old = await backend.opened()
+        await old.close()
+    for record in decided:
+        # As that engine wrote them (today's code writes the digest too).
+        blob = (
+            f"X'{record.payload.hex()}'"
+            if backend.name == "sqlite"
+            else f"'\\x{record.payload.hex()}'::bytea"
+        )
+        await backend.query(
+            "INSERT INTO prediction_batches "
+            "(company_id, batch_id, user_id, received_at_ns, payload, risk_verdict) VALUES "
+            f"('{record.company_id}', '{record.batch_id}', '{record.user_id}', "
+            f"{record.received_at_ns}, {blob}, '{record.risk_verdict}')"
+        )
+
+    new = await backend.opened()
+
+    assert [row[0] for row in await backend.query("SELECT version FROM schema_migrations")] == (
+        EVERY_MIGRATION
+    )
+    assert await kept(new, "b-1") == [decided[0]]
+    assert await kept(new, "b-2", NOW_NS + SECOND_NS, user_id="bob") == [decided[1]]
+    page = await new.prediction_batches("acme", NOW_NS, NOW_NS + 2 * SECOND_NS, None, 10)
+    assert [arrived.record for arrived in page] == [decided[0], decided[2], decided[1]]
+    # Bob may now use alice's batch id, and it comes after what was there.
+    bobs = batch("b-1", NOW_NS, user_id="bob", payload=b"bob's b-1")
+    await new.append_prediction_batches([bobs])
+    assert await kept(new, "b-1", user_id="bob") == [bobs]
+    page = await new.prediction_batches("acme", NOW_NS, NOW_NS + 1, None, 10)
+    assert [arrived.record for arrived in page] == [decided[0], decided[2], bobs]

@@ -16,7 +16,12 @@ from tests.stores.builders import (
     SUPPRESSED,
     signal,
 )
+from tradeflow.common.v1 import tier_pb2
+from trading_engine.history import HistoryRequest, SignalHistory
 from trading_engine.stores.base import SignalQuery, SignalRecord, Store
+from trading_engine.tenancy import Caller
+
+TRADER_ALICE = Caller("alice", "acme", tier_pb2.SUBSCRIPTION_TIER_PRO)
 
 
 def _ids(records: list[SignalRecord]) -> list[str]:
@@ -189,3 +194,20 @@ async def test_the_newest_signals_of_every_company_come_newest_first(day: Store)
     assert len(everything) == 8
     assert {record.company_id for record in everything} == {"acme", "globex"}
     assert await day.newest_signals(0) == []
+
+
+async def test_a_history_page_ends_before_4_mib_whatever_its_size_asks(store: Store) -> None:
+    # Ten signals of 1 MiB each (notes and reasons make signals large): pages of ten would be
+    # 10 MiB, more than a default gRPC client takes in one message.
+    mib = 1024 * 1024
+    await store.append_signals(
+        [signal(f"s-{n}", NOW_NS + n, payload=bytes([n]) * mib) for n in range(10)]
+    )
+    request = HistoryRequest(page_size=10)
+
+    pages = [page async for page in SignalHistory(store).pages(TRADER_ALICE, request)]
+
+    assert [len(page.records) for page in pages] == [3, 3, 3, 1]
+    assert all(sum(len(r.payload) for r in page.records) <= 3 * mib for page in pages)
+    assert [r.signal_id for page in pages for r in page.records] == [f"s-{n}" for n in range(10)]
+    assert [bool(page.next_page_token) for page in pages] == [True, True, True, False]

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine.api.auth import AuthInterceptor
+from trading_engine.api.limits import RequestLimitsInterceptor
 from trading_engine.api.status import ErrorMappingInterceptor
 from trading_engine.auth.tokens import TokenVerifier
 
@@ -27,7 +28,8 @@ def build_server(
     tracer_provider: TracerProvider | None = None,
 ) -> grpc.aio.Server:
     # The first interceptor is the outermost: a traced call is traced even when refused,
-    # and without a token there is no other answer.
+    # and without a token there is no other answer; a request beyond the contract's size
+    # limits is refused inside the error mapping, which gives it its status.
     tracing = (
         # The instrumentation package ships no type hints.
         [aio_server_interceptor(tracer_provider=tracer_provider)]  # type: ignore[no-untyped-call]
@@ -35,7 +37,12 @@ def build_server(
         else []
     )
     server = grpc.aio.server(
-        interceptors=[*tracing, AuthInterceptor(verifier), ErrorMappingInterceptor()],
+        interceptors=[
+            *tracing,
+            AuthInterceptor(verifier),
+            ErrorMappingInterceptor(),
+            RequestLimitsInterceptor(),
+        ],
         # gRPC sets SO_REUSEPORT by default, so a second engine on the same port
         # would silently share it; fail loudly instead.
         options=[("grpc.so_reuseport", 0)],

@@ -13,7 +13,7 @@ from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
-from trading_engine import errors
+from trading_engine import errors, field_limits
 from trading_engine.analytics import PerformanceAnalytics, Subscription, live_summaries
 from trading_engine.api.auth import current_caller
 from trading_engine.api.performance_messages import (
@@ -171,6 +171,8 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         response: service_pb2.ManageStrategiesResponse,
         context: Context,
     ) -> None:
+        # The size limits the interceptor checks for the unary twins (api/limits.py).
+        field_limits.check(request)
         operation = request.WhichOneof("operation")
         if operation == "get":
             response.get.CopyFrom(await self.GetStrategy(request.get, context))

@@ -35,7 +35,6 @@ from trading_engine.core.market import MarketBook
 from trading_engine.errors import FieldViolation
 
 _TRADABLE_TYPES: Final = (BUY, WEAK_BUY, WEAK_SELL, SELL)
-MAX_NOTE_CHARS: Final = 500
 MAX_VALIDITY_NS: Final = 86_400 * 1_000_000_000
 # Full strength for BUY and SELL, half for the weak types: the admin's call, not a model's.
 _STRENGTH: Final = {BUY: 1.0, SELL: 1.0, WEAK_BUY: 0.5, WEAK_SELL: 0.5}
@@ -88,8 +87,6 @@ def order_violations(
             refuse("position_size_lots", problem)
     if not 0 <= order.validity_ns <= MAX_VALIDITY_NS:
         refuse("validity", "must be at most 1 day (unset: the strategy's signal_validity)")
-    if len(order.note) > MAX_NOTE_CHARS:
-        refuse("note", f"at most {MAX_NOTE_CHARS} characters")
     return violations
 
 

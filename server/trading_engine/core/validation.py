@@ -15,6 +15,10 @@ from trading_engine.core.inputs import BatchInput, PredictionInput
 from trading_engine.errors import FieldViolation
 
 MAX_ID_LENGTH: Final = 128
+# Votes and patterns one prediction may carry (tradeflow.ml.v1.Prediction): each costs decision
+# time, and ensembles and pattern detectors are far smaller.
+MAX_VOTES: Final = 64
+MAX_PATTERNS: Final = 32
 # How far in the future a prediction's timestamp may lie (clock skew between hosts).
 MAX_FUTURE_SKEW_NS: Final = 5_000_000_000
 
@@ -30,6 +34,9 @@ def batch_violations(batch: BatchInput) -> list[FieldViolation]:
         violations.append(FieldViolation("batch.batch_id", "required"))
     elif len(batch.batch_id) > MAX_ID_LENGTH:
         violations.append(FieldViolation("batch.batch_id", f"longer than {MAX_ID_LENGTH}"))
+    if len(batch.correlation_id) > MAX_ID_LENGTH:
+        # Copied onto every signal of the batch.
+        violations.append(FieldViolation("batch.correlation_id", f"longer than {MAX_ID_LENGTH}"))
     if not batch.has_tenant:
         violations.append(FieldViolation("batch.user_context", "required: the tenant"))
         return violations
@@ -84,6 +91,10 @@ def prediction_problem(prediction: PredictionInput, now_ns: int) -> tuple[str, s
     volume = prediction.volume
     if volume is not None and not 0.0 <= volume <= 1.0:
         return "volume_confirmation", "must be in [0, 1]"
+    if len(prediction.votes) > MAX_VOTES:
+        return "votes", f"at most {MAX_VOTES} votes"
+    if len(prediction.patterns) > MAX_PATTERNS:
+        return "patterns", f"at most {MAX_PATTERNS} patterns"
     index = 0
     for direction, vote_confidence, weight in prediction.votes:
         if not _FIRST_DIRECTION <= direction <= _LAST_DIRECTION:

@@ -131,7 +131,9 @@ class StoredSession:
     each was decided at, and the signals it stored."""
 
     batches: list[RecordedBatch]
-    versions: dict[str, int]
+    # The strategy version each batch was decided at, by (user, batch id, decision instant):
+    # users may share batch ids, and a user's id may come back with other content later.
+    versions: dict[tuple[str, str, int], int]
     signals: dict[str, SignalRecord]
     # The company's trading states, positions and stop-outs, as they stood at each batch.
     protections: RecordedProtections
@@ -141,7 +143,7 @@ async def stored_session(
     store: Store, company_id: str, start_ns: int, end_ns: int, batches: AsyncIterator[RecordedBatch]
 ) -> StoredSession:
     recorded = [batch async for batch in batches]
-    versions: dict[str, int] = {}
+    versions: dict[tuple[str, str, int], int] = {}
     signals: dict[str, SignalRecord] = {}
     for user_id in sorted({batch.user_id for batch in recorded}):
         after: tuple[int, str] | None = None
@@ -153,7 +155,8 @@ async def stored_session(
         ):  # fmt: skip
             for record in page:
                 signal = signal_pb2.TradingSignal.FromString(record.payload)
-                versions[signal.batch_id] = signal.strategy_version
+                batch_key = (record.user_id, signal.batch_id, record.generated_at_ns)
+                versions[batch_key] = signal.strategy_version
                 signals[record.signal_id] = record
             after = (page[-1].generated_at_ns, page[-1].signal_id)
     protections = await RecordedProtections.load(store, company_id, end_ns)
@@ -168,7 +171,8 @@ async def replay_stored(replay: Replay, store: Store, session: StoredSession) ->
     for side in replay.sides:
         side.engine.protections = protections
     for done, recorded in enumerate(session.batches, start=1):
-        version = session.versions.get(recorded.batch_id, 0)
+        batch_key = (recorded.user_id, recorded.batch_id, recorded.decided_at_ns)
+        version = session.versions.get(batch_key, 0)
         layers = await versions.at(recorded.company_id, recorded.user_id, version)
         protections.advance_to(recorded.decided_at_ns)
         replay.decide(recorded, layers)

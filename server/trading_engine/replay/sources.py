@@ -251,7 +251,7 @@ async def from_history(
                 record.user_id,
                 tier,
                 record.received_at_ns,
-                f"batch {record.batch_id}",
+                f"batch {record.batch_id} of {record.user_id}",
                 record.risk_verdict,
             )
         after = page[-1].position

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
@@ -122,6 +123,9 @@ TRADING_STATES_SQL: Final = (
 PREDICTION_BATCH_COLUMNS: Final = (
     "company_id, batch_id, user_id, received_at_ns, payload, risk_verdict"
 )
+# What an insert sets: the columns above and the SHA-256 of the payload, which tells apart two
+# batches a tenant sent under one id and that were decided at the same instant.
+NEW_PREDICTION_BATCH_COLUMNS: Final = f"{PREDICTION_BATCH_COLUMNS}, payload_sha256"
 
 _MIGRATIONS_ROOT: Final = Path(__file__).parent / "migrations"
 
@@ -392,8 +396,8 @@ def trading_state_from_row(row: Row) -> TradingStateRecord:
 
 def prediction_batch_values(
     record: PredictionBatchRecord,
-) -> tuple[str, str, str, int, bytes, str]:
-    """The PREDICTION_BATCH_COLUMNS values of a batch."""
+) -> tuple[str, str, str, int, bytes, str, bytes]:
+    """The NEW_PREDICTION_BATCH_COLUMNS values of a batch."""
     return (
         record.company_id,
         record.batch_id,
@@ -401,7 +405,13 @@ def prediction_batch_values(
         record.received_at_ns,
         record.payload,
         record.risk_verdict,
+        payload_sha256(record.payload),
     )
+
+
+def payload_sha256(payload: bytes) -> bytes:
+    """The digest a batch row keeps of its payload (the SQL function sha256 of both databases)."""
+    return hashlib.sha256(payload).digest()
 
 
 def prediction_batch_from_row(row: Row) -> PredictionBatchRecord:
@@ -409,15 +419,26 @@ def prediction_batch_from_row(row: Row) -> PredictionBatchRecord:
     return PredictionBatchRecord(row[0], row[1], row[2], row[3], bytes(row[4]), row[5])
 
 
-def prediction_batches_sql(placeholder: Placeholder, arrival: str) -> str:
+def prediction_batches_sql(placeholder: Placeholder) -> str:
     """SELECT of a company's batches in decision order: company, start, end, after time,
-    after arrival, limit. `arrival` names the backend's insertion-order column."""
+    after arrival, limit."""
     p = placeholder
     return (
-        f"SELECT {PREDICTION_BATCH_COLUMNS}, {arrival} FROM prediction_batches "
+        f"SELECT {PREDICTION_BATCH_COLUMNS}, arrival FROM prediction_batches "
         f"WHERE company_id = {p(1)} AND received_at_ns >= {p(2)} AND received_at_ns < {p(3)} "
-        f"AND (received_at_ns, {arrival}) > ({p(4)}, {p(5)}) "
-        f"ORDER BY received_at_ns, {arrival} LIMIT {p(6)}"
+        f"AND (received_at_ns, arrival) > ({p(4)}, {p(5)}) "
+        f"ORDER BY received_at_ns, arrival LIMIT {p(6)}"
+    )
+
+
+def batches_decided_at_sql(placeholder: Placeholder) -> str:
+    """SELECT of a tenant's batches kept under one id and decided at one instant, in arrival
+    order: company, user, batch id, decision instant (the primary key's leading columns)."""
+    p = placeholder
+    return (
+        f"SELECT {PREDICTION_BATCH_COLUMNS} FROM prediction_batches "
+        f"WHERE company_id = {p(1)} AND user_id = {p(2)} AND batch_id = {p(3)} "
+        f"AND received_at_ns = {p(4)} ORDER BY arrival"
     )
 
 
@@ -519,14 +540,15 @@ def put_trading_state_sql(placeholder: Placeholder) -> str:
 
 
 def append_prediction_batch_sql(placeholder: Placeholder) -> str:
-    """INSERT of one batch, PREDICTION_BATCH_COLUMNS values; inserts nothing for a known batch.
+    """INSERT of one batch, NEW_PREDICTION_BATCH_COLUMNS values.
 
-    A batch delivered again keeps its first row, as its replayed signals keep theirs.
+    Inserts nothing only for the row already there: the tenant's batch with this id and these
+    bytes, decided at this instant (a write retried). Anything else is kept as a row of its own.
     """
     return (
-        f"INSERT INTO prediction_batches ({PREDICTION_BATCH_COLUMNS}) "
-        f"VALUES ({_parameters(PREDICTION_BATCH_COLUMNS, placeholder)}) "
-        "ON CONFLICT (company_id, batch_id) DO NOTHING"
+        f"INSERT INTO prediction_batches ({NEW_PREDICTION_BATCH_COLUMNS}) "
+        f"VALUES ({_parameters(NEW_PREDICTION_BATCH_COLUMNS, placeholder)}) "
+        "ON CONFLICT (company_id, user_id, batch_id, received_at_ns, payload_sha256) DO NOTHING"
     )
 
 

@@ -6,7 +6,7 @@ layers are versioned (each change appends a revision; nothing is updated in
 place), signal history and execution results are append-only, each signal's
 outcome is kept current as its results arrive, and audit records say who did
 what. Each user's and each company's trading state is kept current, and the
-prediction batches signals were decided from are kept as long as signals are.
+prediction batches signals were decided from are kept, per user, as long as signals are.
 
 Backends: `stores.sqlite` (a file, the embedded default) and
 `stores.postgres` (selected by a postgresql:// URL). Both run the same
@@ -224,11 +224,17 @@ class TradingStateRecord:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PredictionBatchRecord:
-    """A prediction batch as received, kept so its signals can be explained with it."""
+    """A prediction batch as received, kept so its signals can be explained and replayed with it.
+
+    It is the tenant's (company and user): another user's batch under the same id is another
+    batch. Kept once per decision that made fresh signals from it, at the decision instant,
+    which its signals carry as their generation time (decision 21).
+    """
 
     company_id: str
     batch_id: str
     user_id: str
+    # The instant the batch was decided: its signals' generated_at_ns.
     received_at_ns: int
     # The serialized batch.
     payload: bytes
@@ -411,14 +417,23 @@ class Store(Protocol):
     async def append_prediction_batches(self, records: Sequence[PredictionBatchRecord]) -> None:
         """Store batches in one transaction: all of them or none.
 
-        A batch delivered again (the company already has its batch_id) keeps
-        the row stored first, as a replayed prediction keeps its first signal.
+        Every record is kept, none replaces another: another user's batch under the same id,
+        the same id sent again with other content, the same batch decided again later. Only
+        the record already stored (same tenant, id, decision instant and bytes: a write
+        retried) adds nothing.
         """
         ...
 
-    async def prediction_batch(
-        self, company_id: str, batch_id: str
-    ) -> PredictionBatchRecord | None: ...
+    async def prediction_batches_decided_at(
+        self, company_id: str, user_id: str, batch_id: str, received_at_ns: int
+    ) -> list[PredictionBatchRecord]:
+        """The user's batches kept under `batch_id` and decided at `received_at_ns`, in the
+        order they were stored: the one a signal of that batch and instant was decided from.
+
+        Several only when the user sent different batches under one id that were decided at
+        the same nanosecond.
+        """
+        ...
 
     async def prediction_batches(
         self, company_id: str, start_ns: int, end_ns: int, after: BatchPosition | None, limit: int

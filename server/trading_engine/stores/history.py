@@ -12,7 +12,8 @@ a crash (or SIGKILL) loses at most the records of the last flush interval,
 plus whatever piled up while the store was failing. A batch the store took
 is complete: none is ever half-written. When the store fails, the records
 stay queued and are retried at the next interval; beyond `max_pending`
-queued records new ones are dropped and counted in `dropped`.
+queued records new ones are dropped and counted in `dropped` (prediction
+batches in `dropped_batches`): never silently.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class HistoryWriter:
         self._batches: collections.deque[PredictionBatchRecord] = collections.deque()
         self._written = 0
         self._dropped = 0
+        self._dropped_batches = 0
         self._last_error: str | None = None
         # Set when a full batch waits (or on close): the task flushes before its interval ends.
         self._wake = asyncio.Event()
@@ -77,6 +79,12 @@ class HistoryWriter:
         return self._dropped
 
     @property
+    def dropped_batches(self) -> int:
+        """Prediction batches refused because `max_pending` were queued, or kept after close:
+        their signals cannot be explained with their prediction, nor replayed from history."""
+        return self._dropped_batches
+
+    @property
     def last_error(self) -> str | None:
         """Why the store failed, while it keeps failing; None once a write succeeds."""
         return self._last_error
@@ -96,9 +104,13 @@ class HistoryWriter:
             self._wake.set()
 
     def keep_batch(self, record: PredictionBatchRecord) -> None:
-        """Queue a prediction batch for writing; dropped (not counted) when the queue is full."""
-        if self._keep_batches and not self._closed and len(self._batches) < self._max_pending:
-            self._batches.append(record)
+        """Queue a prediction batch for writing; dropped and counted when the queue is full."""
+        if not self._keep_batches:
+            return
+        if self._closed or len(self._batches) >= self._max_pending:
+            self._dropped_batches += 1
+            return
+        self._batches.append(record)
 
     async def start(self) -> None:
         if self._task is None and not self._closed:

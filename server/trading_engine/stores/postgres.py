@@ -29,7 +29,6 @@ from trading_engine.stores._common import (
     NEWEST_SIGNALS_SQL,
     OPEN_OUTCOMES_SQL,
     OUTCOME_COLUMNS,
-    PREDICTION_BATCH_COLUMNS,
     RECORD_USER_CONFLICT,
     REVISION_COLUMNS,
     SIGNAL_COLUMNS,
@@ -38,6 +37,7 @@ from trading_engine.stores._common import (
     arrived_batch_from_row,
     audit_from_row,
     audit_values,
+    batches_decided_at_sql,
     check_limit,
     closed_executions_sql,
     company_executions_sql,
@@ -115,7 +115,8 @@ _PUT_TRADING_STATE: Final = put_trading_state_sql(_placeholder)
 _APPEND_PREDICTION_BATCH: Final = append_prediction_batch_sql(_placeholder)
 _COMPANY_EXECUTIONS: Final = company_executions_sql(_placeholder)
 _TRADING_STATE_CHANGES: Final = trading_state_changes_sql(_placeholder)
-_PREDICTION_BATCHES: Final = prediction_batches_sql(_placeholder, "arrival")
+_PREDICTION_BATCHES: Final = prediction_batches_sql(_placeholder)
+_BATCHES_DECIDED_AT: Final = batches_decided_at_sql(_placeholder)
 
 
 class PostgresStore:
@@ -415,17 +416,18 @@ class PostgresStore:
                     _APPEND_PREDICTION_BATCH, map(prediction_batch_values, records)
                 )
 
-    async def prediction_batch(
-        self, company_id: str, batch_id: str
-    ) -> PredictionBatchRecord | None:
+    async def prediction_batches_decided_at(
+        self, company_id: str, user_id: str, batch_id: str, received_at_ns: int
+    ) -> list[PredictionBatchRecord]:
         rows = await self._fetch(
             "read a prediction batch",
-            f"SELECT {PREDICTION_BATCH_COLUMNS} FROM prediction_batches "
-            "WHERE company_id = $1 AND batch_id = $2",
+            _BATCHES_DECIDED_AT,
             company_id,
+            user_id,
             batch_id,
+            received_at_ns,
         )
-        return prediction_batch_from_row(rows[0]) if rows else None
+        return [prediction_batch_from_row(row) for row in rows]
 
     async def prediction_batches(
         self, company_id: str, start_ns: int, end_ns: int, after: BatchPosition | None, limit: int

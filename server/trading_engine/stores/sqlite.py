@@ -34,7 +34,6 @@ from trading_engine.stores._common import (
     NEWEST_SIGNALS_SQL,
     OPEN_OUTCOMES_SQL,
     OUTCOME_COLUMNS,
-    PREDICTION_BATCH_COLUMNS,
     RECORD_USER_CONFLICT,
     REVISION_COLUMNS,
     SIGNAL_COLUMNS,
@@ -43,6 +42,7 @@ from trading_engine.stores._common import (
     arrived_batch_from_row,
     audit_from_row,
     audit_values,
+    batches_decided_at_sql,
     check_limit,
     closed_executions_sql,
     company_executions_sql,
@@ -57,6 +57,7 @@ from trading_engine.stores._common import (
     outcome_from_row,
     outcome_values,
     outcomes_sql,
+    payload_sha256,
     prediction_batch_from_row,
     prediction_batch_values,
     prediction_batches_sql,
@@ -121,7 +122,8 @@ _PUT_TRADING_STATE: Final = put_trading_state_sql(_placeholder)
 _APPEND_PREDICTION_BATCH: Final = append_prediction_batch_sql(_placeholder)
 _COMPANY_EXECUTIONS: Final = company_executions_sql(_placeholder)
 _TRADING_STATE_CHANGES: Final = trading_state_changes_sql(_placeholder)
-_PREDICTION_BATCHES: Final = prediction_batches_sql(_placeholder, "rowid")
+_PREDICTION_BATCHES: Final = prediction_batches_sql(_placeholder)
+_BATCHES_DECIDED_AT: Final = batches_decided_at_sql(_placeholder)
 
 
 class SqliteStore:
@@ -331,15 +333,15 @@ class SqliteStore:
                 "append prediction batches", lambda db: _append_prediction_batches(db, records)
             )
 
-    async def prediction_batch(
-        self, company_id: str, batch_id: str
-    ) -> PredictionBatchRecord | None:
-        sql = (
-            f"SELECT {PREDICTION_BATCH_COLUMNS} FROM prediction_batches "
-            "WHERE company_id = ? AND batch_id = ?"
+    async def prediction_batches_decided_at(
+        self, company_id: str, user_id: str, batch_id: str, received_at_ns: int
+    ) -> list[PredictionBatchRecord]:
+        rows = await self._fetch(
+            "read a prediction batch",
+            _BATCHES_DECIDED_AT,
+            (company_id, user_id, batch_id, received_at_ns),
         )
-        rows = await self._fetch("read a prediction batch", sql, (company_id, batch_id))
-        return prediction_batch_from_row(rows[0]) if rows else None
+        return [prediction_batch_from_row(row) for row in rows]
 
     async def prediction_batches(
         self, company_id: str, start_ns: int, end_ns: int, after: BatchPosition | None, limit: int
@@ -406,6 +408,8 @@ class SqliteStore:
             _use_write_ahead_log(db, self.path, self._busy_timeout_s)
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
+            # PostgreSQL's sha256(bytea), which migrations use on both databases.
+            db.create_function("sha256", 1, payload_sha256, deterministic=True)
             _migrate(db, self.path)
         except BaseException:
             db.close()

@@ -33,13 +33,17 @@ class UserContext(_message.Message):
     user_id: _builtins.str
     """Identifier of the user (the JWT `sub` claim); required, at most 128 characters."""
     company_id: _builtins.str
-    """Identifier of the company the user belongs to (the JWT `company_id` claim); required."""
+    """Identifier of the company the user belongs to (the JWT `company_id` claim); required, at most
+    128 characters.
+    """
     tier: _tier_pb2.SubscriptionTier.ValueType
     """Subscription tier of the user; must agree with the caller's token when one is present."""
     account_equity: _builtins.float
     """Account equity in units of `account_currency`, used for risk-based position sizing; must be > 0 to size a position."""
     account_currency: _builtins.str
-    """ISO 4217 code of the account currency, for example "USD"; empty means "USD"."""
+    """ISO 4217 code of the account currency, for example "USD" (three upper-case letters); empty
+    means "USD".
+    """
     def __init__(
         self,
         *,

@@ -69,7 +69,9 @@ class ModelVote(_message.Message):
     CONFIDENCE_FIELD_NUMBER: _builtins.int
     WEIGHT_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
-    """Identifier of the model, for example "lstm-eurusd-v7"."""
+    """Identifier of the model, for example "lstm-eurusd-v7"; kept with the batch, not read by the
+    engine, so bounded only by the message size.
+    """
     direction: Global___Direction.ValueType
     """Direction the model predicts."""
     confidence: _builtins.float
@@ -102,7 +104,9 @@ class PatternDetection(_message.Message):
     PROBABILITY_FIELD_NUMBER: _builtins.int
     DIRECTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Pattern name, for example "bullish_engulfing" or "head_and_shoulders"."""
+    """Pattern name, for example "bullish_engulfing" or "head_and_shoulders"; kept with the batch,
+    not read by the engine, so bounded only by the message size.
+    """
     probability: _builtins.float
     """Probability that the pattern is genuine, in [0, 1]."""
     direction: Global___Direction.ValueType
@@ -147,7 +151,9 @@ class Prediction(_message.Message):
     delivered twice yields the same signal.
     """
     symbol: _builtins.str
-    """Instrument symbol in upper case without separators, for example "EURUSD" or "USDJPY"."""
+    """Instrument symbol in upper case without separators, for example "EURUSD" or "USDJPY"; a symbol
+    the engine does not know makes the prediction INVALID.
+    """
     primary_direction: Global___Direction.ValueType
     """The ensemble's primary direction."""
     confidence: _builtins.float
@@ -166,11 +172,15 @@ class Prediction(_message.Message):
     """Quoted spread in pips of the instrument, used when `bid` and `ask` are not set; unset when unknown."""
     @_builtins.property
     def votes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelVote]:
-        """Per-model votes; with no votes the consensus score falls back to `confidence`."""
+        """Per-model votes, at most 64 (more make the prediction INVALID); with no votes the consensus
+        score falls back to `confidence`.
+        """
 
     @_builtins.property
     def patterns(self) -> _containers.RepeatedCompositeFieldContainer[Global___PatternDetection]:
-        """Chart patterns detected; used only when the strategy enables pattern trading."""
+        """Chart patterns detected, at most 32 (more make the prediction INVALID); used only when the
+        strategy enables pattern trading.
+        """
 
     @_builtins.property
     def horizon(self) -> _duration_pb2.Duration:
@@ -227,7 +237,9 @@ class MLPredictionBatch(_message.Message):
     batch_id: _builtins.str
     """Identifier of the batch, unique within the producer, at most 128 characters."""
     correlation_id: _builtins.str
-    """Correlation identifier copied onto every signal decided from this batch."""
+    """Correlation identifier copied onto every signal decided from this batch, at most 128
+    characters (a longer one refuses the batch).
+    """
     @_builtins.property
     def user_context(self) -> _user_context_pb2.UserContext:
         """Tenant the predictions are for; must match the envelope or the caller's token."""
@@ -238,7 +250,9 @@ class MLPredictionBatch(_message.Message):
 
     @_builtins.property
     def predictions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Prediction]:
-        """The predictions, at most the engine's configured batch size (default 500)."""
+        """The predictions; beyond the engine's configured batch size (default 500) each is answered
+        INVALID.
+        """
 
     def __init__(
         self,

@@ -24,24 +24,43 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from tradeflow.common.v1 import limits_pb2 as tradeflow_dot_common_dot_v1_dot_limits__pb2
 from tradeflow.trading.v1 import signal_pb2 as tradeflow_dot_trading_dot_v1_dot_signal__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$tradeflow/trading/v1/execution.proto\x12\x14tradeflow.trading.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!tradeflow/trading/v1/signal.proto\"\xe1\x05\n\x0f\x45xecutionResult\x12!\n\x0c\x65xecution_id\x18\x01 \x01(\tR\x0b\x65xecutionId\x12\x1b\n\tsignal_id\x18\x02 \x01(\tR\x08signalId\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12\x1d\n\ncompany_id\x18\x04 \x01(\tR\tcompanyId\x12\x16\n\x06symbol\x18\x05 \x01(\tR\x06symbol\x12=\n\x06status\x18\x06 \x01(\x0e\x32%.tradeflow.trading.v1.ExecutionStatusR\x06status\x12%\n\x0e\x65xecuted_price\x18\x07 \x01(\x01R\rexecutedPrice\x12,\n\x12\x65xecuted_size_lots\x18\x08 \x01(\x01R\x10\x65xecutedSizeLots\x12;\n\x0b\x65xecuted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexecutedAt\x12\x1d\n\nexit_price\x18\n \x01(\x01R\texitPrice\x12\x37\n\tclosed_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x63losedAt\x12\x44\n\x0c\x63lose_reason\x18\x0c \x01(\x0e\x32!.tradeflow.trading.v1.CloseReasonR\x0b\x63loseReason\x12\x1f\n\x0bprofit_loss\x18\r \x01(\x01R\nprofitLoss\x12\x1a\n\x08\x63urrency\x18\x0e \x01(\tR\x08\x63urrency\x12\x1e\n\ncommission\x18\x0f \x01(\x01R\ncommission\x12&\n\x0f\x62roker_order_id\x18\x10 \x01(\tR\rbrokerOrderId\x12#\n\rreject_reason\x18\x11 \x01(\tR\x0crejectReason\x12%\n\x0e\x63orrelation_id\x18\x12 \x01(\tR\rcorrelationId\"\xaf\x05\n\x11SignalPerformance\x12\x1b\n\tsignal_id\x18\x01 \x01(\tR\x08signalId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n\ncompany_id\x18\x03 \x01(\tR\tcompanyId\x12\x16\n\x06symbol\x18\x04 \x01(\tR\x06symbol\x12\x41\n\x0bsignal_type\x18\x05 \x01(\x0e\x32 .tradeflow.trading.v1.SignalTypeR\nsignalType\x12\x1a\n\x08strength\x18\x06 \x01(\x01R\x08strength\x12\x1e\n\nconfidence\x18\x07 \x01(\x01R\nconfidence\x12\x46\n\x11\x65xecution_latency\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationR\x10\x65xecutionLatency\x12#\n\rslippage_pips\x18\t \x01(\x01R\x0cslippagePips\x12=\n\x07outcome\x18\n \x01(\x0e\x32#.tradeflow.trading.v1.SignalOutcomeR\x07outcome\x12(\n\x10profit_loss_pips\x18\x0b \x01(\x01R\x0eprofitLossPips\x12\x1f\n\x0bprofit_loss\x18\x0c \x01(\x01R\nprofitLoss\x12\x1a\n\x08\x63urrency\x18\r \x01(\tR\x08\x63urrency\x12\x37\n\topened_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08openedAt\x12\x37\n\tclosed_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x63losedAt\x12)\n\x10strategy_version\x18\x10 \x01(\x03R\x0fstrategyVersion*\xf1\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_STATUS_FILLED\x10\x01\x12%\n!EXECUTION_STATUS_PARTIALLY_FILLED\x10\x02\x12\x1d\n\x19\x45XECUTION_STATUS_REJECTED\x10\x03\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_CLOSED\x10\x05\x12\x1c\n\x18\x45XECUTION_STATUS_EXPIRED\x10\x06*\x97\x01\n\x0b\x43loseReason\x12\x1c\n\x18\x43LOSE_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43LOSE_REASON_STOP_LOSS\x10\x01\x12\x1c\n\x18\x43LOSE_REASON_TAKE_PROFIT\x10\x02\x12\x17\n\x13\x43LOSE_REASON_MANUAL\x10\x03\x12\x17\n\x13\x43LOSE_REASON_BROKER\x10\x04*\xb6\x01\n\rSignalOutcome\x12\x1e\n\x1aSIGNAL_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12SIGNAL_OUTCOME_WIN\x10\x01\x12\x17\n\x13SIGNAL_OUTCOME_LOSS\x10\x02\x12\x1c\n\x18SIGNAL_OUTCOME_BREAKEVEN\x10\x03\x12\x17\n\x13SIGNAL_OUTCOME_OPEN\x10\x04\x12\x1d\n\x19SIGNAL_OUTCOME_NOT_FILLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$tradeflow/trading/v1/execution.proto\x12\x14tradeflow.trading.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a tradeflow/common/v1/limits.proto\x1a!tradeflow/trading/v1/signal.proto\"\xb0\x06\n\x0f\x45xecutionResult\x12*\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x07\x82\x99\x19\x03\x08\x80\x01R\x0b\x65xecutionId\x12$\n\tsignal_id\x18\x02 \x01(\tB\x07\x82\x99\x19\x03\x08\x80\x01R\x08signalId\x12 \n\x07user_id\x18\x03 \x01(\tB\x07\x82\x99\x19\x03\x08\x80\x01R\x06userId\x12&\n\ncompany_id\x18\x04 \x01(\tB\x07\x82\x99\x19\x03\x08\x80\x01R\tcompanyId\x12\x1e\n\x06symbol\x18\x05 \x01(\tB\x06\x82\x99\x19\x02\x08 R\x06symbol\x12=\n\x06status\x18\x06 \x01(\x0e\x32%.tradeflow.trading.v1.ExecutionStatusR\x06status\x12%\n\x0e\x65xecuted_price\x18\x07 \x01(\x01R\rexecutedPrice\x12,\n\x12\x65xecuted_size_lots\x18\x08 \x01(\x01R\x10\x65xecutedSizeLots\x12;\n\x0b\x65xecuted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexecutedAt\x12\x1d\n\nexit_price\x18\n \x01(\x01R\texitPrice\x12\x37\n\tclosed_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x63losedAt\x12\x44\n\x0c\x63lose_reason\x18\x0c \x01(\x0e\x32!.tradeflow.trading.v1.CloseReasonR\x0b\x63loseReason\x12\x1f\n\x0bprofit_loss\x18\r \x01(\x01R\nprofitLoss\x12\"\n\x08\x63urrency\x18\x0e \x01(\tB\x06\x82\x99\x19\x02\x08\x08R\x08\x63urrency\x12\x1e\n\ncommission\x18\x0f \x01(\x01R\ncommission\x12/\n\x0f\x62roker_order_id\x18\x10 \x01(\tB\x07\x82\x99\x19\x03\x08\x80\x01R\rbrokerOrderId\x12,\n\rreject_reason\x18\x11 \x01(\tB\x07\x82\x99\x19\x03\x08\xe8\x07R\x0crejectReason\x12.\n\x0e\x63orrelation_id\x18\x12 \x01(\tB\x07\x82\x99\x19\x03\x08\x80\x01R\rcorrelationId\"\xaf\x05\n\x11SignalPerformance\x12\x1b\n\tsignal_id\x18\x01 \x01(\tR\x08signalId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n\ncompany_id\x18\x03 \x01(\tR\tcompanyId\x12\x16\n\x06symbol\x18\x04 \x01(\tR\x06symbol\x12\x41\n\x0bsignal_type\x18\x05 \x01(\x0e\x32 .tradeflow.trading.v1.SignalTypeR\nsignalType\x12\x1a\n\x08strength\x18\x06 \x01(\x01R\x08strength\x12\x1e\n\nconfidence\x18\x07 \x01(\x01R\nconfidence\x12\x46\n\x11\x65xecution_latency\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationR\x10\x65xecutionLatency\x12#\n\rslippage_pips\x18\t \x01(\x01R\x0cslippagePips\x12=\n\x07outcome\x18\n \x01(\x0e\x32#.tradeflow.trading.v1.SignalOutcomeR\x07outcome\x12(\n\x10profit_loss_pips\x18\x0b \x01(\x01R\x0eprofitLossPips\x12\x1f\n\x0bprofit_loss\x18\x0c \x01(\x01R\nprofitLoss\x12\x1a\n\x08\x63urrency\x18\r \x01(\tR\x08\x63urrency\x12\x37\n\topened_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08openedAt\x12\x37\n\tclosed_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x63losedAt\x12)\n\x10strategy_version\x18\x10 \x01(\x03R\x0fstrategyVersion*\xf1\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_STATUS_FILLED\x10\x01\x12%\n!EXECUTION_STATUS_PARTIALLY_FILLED\x10\x02\x12\x1d\n\x19\x45XECUTION_STATUS_REJECTED\x10\x03\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_CLOSED\x10\x05\x12\x1c\n\x18\x45XECUTION_STATUS_EXPIRED\x10\x06*\x97\x01\n\x0b\x43loseReason\x12\x1c\n\x18\x43LOSE_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43LOSE_REASON_STOP_LOSS\x10\x01\x12\x1c\n\x18\x43LOSE_REASON_TAKE_PROFIT\x10\x02\x12\x17\n\x13\x43LOSE_REASON_MANUAL\x10\x03\x12\x17\n\x13\x43LOSE_REASON_BROKER\x10\x04*\xb6\x01\n\rSignalOutcome\x12\x1e\n\x1aSIGNAL_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12SIGNAL_OUTCOME_WIN\x10\x01\x12\x17\n\x13SIGNAL_OUTCOME_LOSS\x10\x02\x12\x1c\n\x18SIGNAL_OUTCOME_BREAKEVEN\x10\x03\x12\x17\n\x13SIGNAL_OUTCOME_OPEN\x10\x04\x12\x1d\n\x19SIGNAL_OUTCOME_NOT_FILLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tradeflow.trading.v1.execution_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXECUTIONSTATUS']._serialized_start=1593
-  _globals['_EXECUTIONSTATUS']._serialized_end=1834
-  _globals['_CLOSEREASON']._serialized_start=1837
-  _globals['_CLOSEREASON']._serialized_end=1988
-  _globals['_SIGNALOUTCOME']._serialized_start=1991
-  _globals['_SIGNALOUTCOME']._serialized_end=2173
-  _globals['_EXECUTIONRESULT']._serialized_start=163
-  _globals['_EXECUTIONRESULT']._serialized_end=900
-  _globals['_SIGNALPERFORMANCE']._serialized_start=903
-  _globals['_SIGNALPERFORMANCE']._serialized_end=1590
+  _globals['_EXECUTIONRESULT'].fields_by_name['execution_id']._loaded_options = None
+  _globals['_EXECUTIONRESULT'].fields_by_name['execution_id']._serialized_options = b'\202\231\031\003\010\200\001'
+  _globals['_EXECUTIONRESULT'].fields_by_name['signal_id']._loaded_options = None
+  _globals['_EXECUTIONRESULT'].fields_by_name['signal_id']._serialized_options = b'\202\231\031\003\010\200\001'
+  _globals['_EXECUTIONRESULT'].fields_by_name['user_id']._loaded_options = None
+  _globals['_EXECUTIONRESULT'].fields_by_name['user_id']._serialized_options = b'\202\231\031\003\010\200\001'
+  _globals['_EXECUTIONRESULT'].fields_by_name['company_id']._loaded_options = None
+  _globals['_EXECUTIONRESULT'].fields_by_name['company_id']._serialized_options = b'\202\231\031\003\010\200\001'
+  _globals['_EXECUTIONRESULT'].fields_by_name['symbol']._loaded_options = None
+  _globals['_EXECUTIONRESULT'].fields_by_name['symbol']._serialized_options = b'\202\231\031\002\010 '
+  _globals['_EXECUTIONRESULT'].fields_by_name['currency']._loaded_options = None
+  _globals['_EXECUTIONRESULT'].fields_by_name['currency']._serialized_options = b'\202\231\031\002\010\010'
+  _globals['_EXECUTIONRESULT'].fields_by_name['broker_order_id']._loaded_options = None
+  _globals['_EXECUTIONRESULT'].fields_by_name['broker_order_id']._serialized_options = b'\202\231\031\003\010\200\001'
+  _globals['_EXECUTIONRESULT'].fields_by_name['reject_reason']._loaded_options = None
+  _globals['_EXECUTIONRESULT'].fields_by_name['reject_reason']._serialized_options = b'\202\231\031\003\010\350\007'
+  _globals['_EXECUTIONRESULT'].fields_by_name['correlation_id']._loaded_options = None
+  _globals['_EXECUTIONRESULT'].fields_by_name['correlation_id']._serialized_options = b'\202\231\031\003\010\200\001'
+  _globals['_EXECUTIONSTATUS']._serialized_start=1706
+  _globals['_EXECUTIONSTATUS']._serialized_end=1947
+  _globals['_CLOSEREASON']._serialized_start=1950
+  _globals['_CLOSEREASON']._serialized_end=2101
+  _globals['_SIGNALOUTCOME']._serialized_start=2104
+  _globals['_SIGNALOUTCOME']._serialized_end=2286
+  _globals['_EXECUTIONRESULT']._serialized_start=197
+  _globals['_EXECUTIONRESULT']._serialized_end=1013
+  _globals['_SIGNALPERFORMANCE']._serialized_start=1016
+  _globals['_SIGNALPERFORMANCE']._serialized_end=1703
 # @@protoc_insertion_point(module_scope)

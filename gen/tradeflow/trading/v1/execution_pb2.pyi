@@ -156,15 +156,15 @@ class ExecutionResult(_message.Message):
     REJECT_REASON_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
-    """Identifier of this report, unique per execution side; the same id reported twice is applied once."""
+    """Identifier of this report, unique per execution side; the same id reported twice is applied once; at most 128 characters."""
     signal_id: _builtins.str
-    """The signal the order was placed for."""
+    """The signal the order was placed for; at most 128 characters."""
     user_id: _builtins.str
-    """Tenant user; must match the signal's."""
+    """Tenant user; must match the signal's; at most 128 characters."""
     company_id: _builtins.str
-    """Tenant company; must match the signal's."""
+    """Tenant company; must match the signal's; at most 128 characters."""
     symbol: _builtins.str
-    """Instrument symbol; must match the signal's."""
+    """Instrument symbol; must match the signal's; at most 32 characters."""
     status: Global___ExecutionStatus.ValueType
     """Order state after this report."""
     executed_price: _builtins.float
@@ -178,15 +178,15 @@ class ExecutionResult(_message.Message):
     profit_loss: _builtins.float
     """Realised profit or loss in the account currency, after commission; set when closed."""
     currency: _builtins.str
-    """ISO 4217 account currency of `profit_loss` and `commission`."""
+    """ISO 4217 account currency of `profit_loss` and `commission`; at most 8 characters."""
     commission: _builtins.float
     """Commission charged, in the account currency, >= 0."""
     broker_order_id: _builtins.str
-    """The broker's order identifier."""
+    """The broker's order identifier; at most 128 characters."""
     reject_reason: _builtins.str
-    """The broker's reason for a rejection."""
+    """The broker's reason for a rejection; at most 1,000 characters."""
     correlation_id: _builtins.str
-    """Correlation identifier of the signal."""
+    """Correlation identifier of the signal; at most 128 characters."""
     @_builtins.property
     def executed_at(self) -> _timestamp_pb2.Timestamp:
         """When the order was (last) filled, or refused."""

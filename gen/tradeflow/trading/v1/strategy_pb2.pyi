@@ -294,7 +294,7 @@ class StrategyConfig(_message.Message):
     """Drawdown of the day's closed signals, in percent of account equity, at which the user's trading is halted; 0 switches the limit off; in [0, 100]; default 0."""
     @_builtins.property
     def available_instruments(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Instruments the strategy trades; must be a subset of the tier's instruments; empty means all the tier allows."""
+        """Instruments the strategy trades; must be a subset of the tier's instruments; empty means all the tier allows; at most 50 entries of at most 32 characters each."""
 
     @_builtins.property
     def features(self) -> Global___TierFeatures:

@@ -277,11 +277,11 @@ class SignalFilter(_message.Message):
     """Whether HOLD, rejected, suppressed and invalid decisions are sent too; default false."""
     @_builtins.property
     def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Symbols to receive; empty means all."""
+        """Symbols to receive; empty means all; at most 50 entries of at most 32 characters each."""
 
     @_builtins.property
     def signal_types(self) -> _containers.RepeatedScalarFieldContainer[_signal_pb2.SignalType.ValueType]:
-        """Signal types to receive; empty means all."""
+        """Signal types to receive; empty means all; at most 16 values."""
 
     def __init__(
         self,
@@ -366,7 +366,7 @@ class ManageStrategiesRequest(_message.Message):
     LIST_VERSIONS_FIELD_NUMBER: _builtins.int
     RESET_FIELD_NUMBER: _builtins.int
     operation_id: _builtins.str
-    """Caller-chosen identifier echoed in the response, so answers can be matched to operations."""
+    """Caller-chosen identifier echoed in the response, so answers can be matched to operations; at most 128 characters."""
     @_builtins.property
     def get(self) -> Global___GetStrategyRequest:
         """Read an effective strategy."""
@@ -467,14 +467,14 @@ class AnalyticsSubscription(_message.Message):
     MIN_INTERVAL_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """User whose figures to receive; empty means the caller; another user of the caller's company needs the admin role."""
+    """User whose figures to receive; empty means the caller; another user of the caller's company needs the admin role; at most 128 characters."""
     @_builtins.property
     def windows(self) -> _containers.RepeatedScalarFieldContainer[_performance_pb2.PerformanceWindow.ValueType]:
-        """Windows to receive; empty means ALL_TIME only."""
+        """Windows to receive; empty means ALL_TIME only; at most 16 values."""
 
     @_builtins.property
     def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Symbols to receive figures for, each separately; empty means all symbols together."""
+        """Symbols to receive figures for, each separately; empty means all symbols together; at most 50 entries of at most 32 characters each."""
 
     @_builtins.property
     def min_interval(self) -> _duration_pb2.Duration:
@@ -560,22 +560,22 @@ class GetSignalHistoryRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     MAX_SIGNALS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """User whose signals to stream; empty means the caller; another user of the caller's company needs the admin role."""
+    """User whose signals to stream; empty means the caller; another user of the caller's company needs the admin role; at most 128 characters."""
     include_non_actionable: _builtins.bool
     """Whether rejected, suppressed, held and invalid decisions are included; default false."""
     page_size: _builtins.int
     """Signals per page, in [1, 1000]; 0 means 100."""
     page_token: _builtins.str
-    """A `next_page_token` from an earlier response, to resume after it."""
+    """A `next_page_token` from an earlier response, to resume after it; at most 512 characters."""
     max_signals: _builtins.int
     """Most signals to send in total; 0 means no limit."""
     @_builtins.property
     def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Symbols to include; empty means all."""
+        """Symbols to include; empty means all; at most 50 entries of at most 32 characters each."""
 
     @_builtins.property
     def signal_types(self) -> _containers.RepeatedScalarFieldContainer[_signal_pb2.SignalType.ValueType]:
-        """Signal types to include; empty means all."""
+        """Signal types to include; empty means all; at most 16 values."""
 
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
@@ -644,12 +644,12 @@ class GetStrategyPerformanceRequest(_message.Message):
     WINDOWS_FIELD_NUMBER: _builtins.int
     SYMBOL_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """User whose figures to send; empty means the caller; another user of the caller's company needs the admin role."""
+    """User whose figures to send; empty means the caller; another user of the caller's company needs the admin role; at most 128 characters."""
     symbol: _builtins.str
-    """Restrict the figures to one symbol; empty means all."""
+    """Restrict the figures to one symbol; empty means all; at most 32 characters."""
     @_builtins.property
     def windows(self) -> _containers.RepeatedScalarFieldContainer[_performance_pb2.PerformanceWindow.ValueType]:
-        """Windows to send, one summary each; empty means TODAY, LAST_7_DAYS, LAST_30_DAYS and ALL_TIME."""
+        """Windows to send, one summary each; empty means TODAY, LAST_7_DAYS, LAST_30_DAYS and ALL_TIME; at most 16 values."""
 
     def __init__(
         self,
@@ -706,20 +706,20 @@ class UpdateStrategyRequest(_message.Message):
     layer: _strategy_pb2.StrategyLayer.ValueType
     """Layer to change: USER (the caller's own, or a company user's for admins) or COMPANY (admins only)."""
     user_id: _builtins.str
-    """User whose layer to change; empty means the caller; ignored for COMPANY."""
+    """User whose layer to change; empty means the caller; ignored for COMPANY; at most 128 characters."""
     expected_version: _builtins.int
     """The layer's current revision as last read; the update fails with FAILED_PRECONDITION if it changed meanwhile. 0 means the layer must not exist yet."""
     request_id: _builtins.str
-    """Idempotency key; retrying with the same key returns the first result without a second revision."""
+    """Idempotency key; retrying with the same key returns the first result without a second revision; at most 128 characters."""
     reason: _builtins.str
-    """Why the change is made; stored with the revision."""
+    """Why the change is made; stored with the revision; at most 1,000 characters."""
     @_builtins.property
     def strategy(self) -> _strategy_pb2.StrategyConfig:
         """The new values; only the fields named in `update_mask` are read."""
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Field paths of `strategy` to change, for example "min_confidence_threshold,features.pattern_trading_enabled"; required."""
+        """Field paths of `strategy` to change, for example "min_confidence_threshold,features.pattern_trading_enabled"; required; at most 64 paths of at most 128 characters each."""
 
     def __init__(
         self,
@@ -778,7 +778,7 @@ class GetStrategyRequest(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """User whose strategy to read; empty means the caller; another user of the caller's company needs the admin role."""
+    """User whose strategy to read; empty means the caller; another user of the caller's company needs the admin role; at most 128 characters."""
     def __init__(
         self,
         *,
@@ -829,11 +829,11 @@ class ListStrategyVersionsRequest(_message.Message):
     layer: _strategy_pb2.StrategyLayer.ValueType
     """Layer to list: USER, ADAPTIVE or COMPANY."""
     user_id: _builtins.str
-    """User whose layer to list; empty means the caller; ignored for COMPANY."""
+    """User whose layer to list; empty means the caller; ignored for COMPANY; at most 128 characters."""
     page_size: _builtins.int
     """Revisions per page, in [1, 100]; 0 means 20."""
     page_token: _builtins.str
-    """A `next_page_token` from an earlier response."""
+    """A `next_page_token` from an earlier response; at most 512 characters."""
     def __init__(
         self,
         *,
@@ -893,15 +893,15 @@ class ResetStrategyRequest(_message.Message):
     layer: _strategy_pb2.StrategyLayer.ValueType
     """Layer to reset: USER, ADAPTIVE (undoes automatic adjustments) or COMPANY (admins only)."""
     user_id: _builtins.str
-    """User whose layer to reset; empty means the caller; ignored for COMPANY."""
+    """User whose layer to reset; empty means the caller; ignored for COMPANY; at most 128 characters."""
     to_version: _builtins.int
     """Revision of the layer to restore; 0 clears the layer so the values below it apply."""
     expected_version: _builtins.int
     """The layer's current revision as last read; FAILED_PRECONDITION if it changed meanwhile."""
     request_id: _builtins.str
-    """Idempotency key; retrying with the same key returns the first result."""
+    """Idempotency key; retrying with the same key returns the first result; at most 128 characters."""
     reason: _builtins.str
-    """Why the reset is made; stored with the revision."""
+    """Why the reset is made; stored with the revision; at most 1,000 characters."""
     def __init__(
         self,
         *,
@@ -978,11 +978,11 @@ class SetTradingStateRequest(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """User whose state to set; empty sets the company-wide state."""
+    """User whose state to set; empty sets the company-wide state; at most 128 characters."""
     state: Global___TradingState.ValueType
     """The new state; ACTIVE resumes trading."""
     reason: _builtins.str
-    """Why; required, kept with the state and in the audit log."""
+    """Why; required, kept with the state and in the audit log; at most 1,000 characters."""
     def __init__(
         self,
         *,
@@ -1030,7 +1030,7 @@ class GetTradingStateRequest(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """User to read; empty means the caller; another user of the caller's company needs the admin role."""
+    """User to read; empty means the caller; another user of the caller's company needs the admin role; at most 128 characters."""
     def __init__(
         self,
         *,
@@ -1127,11 +1127,11 @@ class InjectManualSignalRequest(_message.Message):
     NOTE_FIELD_NUMBER: _builtins.int
     VALIDITY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Idempotency key; retrying with the same key returns the first signal; required."""
+    """Idempotency key; retrying with the same key returns the first signal; required; at most 128 characters."""
     user_id: _builtins.str
-    """User the signal is for; must belong to the admin's company."""
+    """User the signal is for; must belong to the admin's company; at most 128 characters."""
     symbol: _builtins.str
-    """Instrument symbol; must be one the user is entitled to."""
+    """Instrument symbol; must be one the user is entitled to; at most 32 characters."""
     signal_type: _signal_pb2.SignalType.ValueType
     """BUY, WEAK_BUY, WEAK_SELL or SELL."""
     order_type: _signal_pb2.OrderType.ValueType
@@ -1147,7 +1147,7 @@ class InjectManualSignalRequest(_message.Message):
     position_size_lots: _builtins.float
     """Size in lots; 0 means risk-based sizing from the user's strategy."""
     note: _builtins.str
-    """Why the signal is injected; stored in the decision trace."""
+    """Why the signal is injected; stored in the decision trace; at most 1,000 characters."""
     @_builtins.property
     def validity(self) -> _duration_pb2.Duration:
         """How long the entry stays valid; unset means the user's `signal_validity`."""
@@ -1256,7 +1256,7 @@ class ExplainSignalRequest(_message.Message):
 
     SIGNAL_ID_FIELD_NUMBER: _builtins.int
     signal_id: _builtins.str
-    """The signal's id."""
+    """The signal's id; at most 128 characters."""
     def __init__(
         self,
         *,
@@ -1323,16 +1323,16 @@ class AnalyzeSignalPerformanceRequest(_message.Message):
     DIMENSIONS_FIELD_NUMBER: _builtins.int
     SYMBOLS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """User to analyse; empty means the caller; another user of the caller's company needs the admin role."""
+    """User to analyse; empty means the caller; another user of the caller's company needs the admin role; at most 128 characters."""
     window: _performance_pb2.PerformanceWindow.ValueType
     """Window to analyse; unspecified means ALL_TIME."""
     @_builtins.property
     def dimensions(self) -> _containers.RepeatedScalarFieldContainer[_performance_pb2.BreakdownDimension.ValueType]:
-        """Dimensions to break down by; empty means all four."""
+        """Dimensions to break down by; empty means all four; at most 16 values."""
 
     @_builtins.property
     def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Symbols to include; empty means all."""
+        """Symbols to include; empty means all; at most 50 entries of at most 32 characters each."""
 
     def __init__(
         self,
@@ -1390,11 +1390,11 @@ class GetPerformanceSummaryRequest(_message.Message):
     WINDOW_FIELD_NUMBER: _builtins.int
     SYMBOL_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """User to summarise; empty means the caller; another user of the caller's company needs the admin role."""
+    """User to summarise; empty means the caller; another user of the caller's company needs the admin role; at most 128 characters."""
     window: _performance_pb2.PerformanceWindow.ValueType
     """Window to summarise; unspecified means ALL_TIME."""
     symbol: _builtins.str
-    """Restrict to one symbol; empty means all."""
+    """Restrict to one symbol; empty means all; at most 32 characters."""
     def __init__(
         self,
         *,
@@ -1580,7 +1580,7 @@ class ReplaySignalsRequest(_message.Message):
     CANDIDATE_MASK_FIELD_NUMBER: _builtins.int
     MAX_DIFFERENCES_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """User replayed; empty means the caller; another user of the caller's company needs the admin role."""
+    """User replayed; empty means the caller; another user of the caller's company needs the admin role; at most 128 characters."""
     max_differences: _builtins.int
     """Differences listed in the result, at most; 0 means 100; at most 1000."""
     @_builtins.property
@@ -1599,7 +1599,7 @@ class ReplaySignalsRequest(_message.Message):
 
     @_builtins.property
     def candidate_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields of candidate to apply, as in UpdateStrategy."""
+        """Fields of candidate to apply, as in UpdateStrategy; at most 64 paths of at most 128 characters each."""
 
     def __init__(
         self,
