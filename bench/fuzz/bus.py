@@ -207,7 +207,7 @@ async def _send_and_account(
         await stop_client(producer)
         await client.close()
     output = bus.output
-    while output is not None and output.pending:
+    while output is not None and output.unacknowledged:
         await _before(deadline, "Kafka output sent")
     on_kafka = await _messages_in(kafka_broker, (names.KAFKA_SIGNALS, names.KAFKA_DEAD_LETTER))
     return BusFuzzReport(

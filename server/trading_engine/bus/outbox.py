@@ -230,8 +230,13 @@ class KafkaOutput:
 
     @property
     def pending(self) -> int:
-        """Messages handed in and not yet acknowledged by Kafka (in flight included)."""
-        return len(self._in_flight) + len(self._queue) + self._outbox.pending
+        """Messages waiting to be sent: in memory or in the file."""
+        return len(self._queue) + self._outbox.pending
+
+    @property
+    def unacknowledged(self) -> int:
+        """Messages handed in that Kafka has not acknowledged yet: waiting or being sent."""
+        return len(self._in_flight) + self.pending
 
     def put(self, topic: str, message: Outbound, receipt: Receipt | None = None) -> None:
         """Hand a message in; `receipt` fires once it is handed off. Never waits."""
