@@ -226,19 +226,36 @@ async def _grpc_call(
             async for _ in _bounded(responses(requests[0], metadata=metadata, timeout=_DEADLINE_S)):
                 pass
         else:
-            conversation = channel.stream_stream(path, _raw, _raw)
-            call = conversation(iter(requests), metadata=metadata, timeout=_DEADLINE_S)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_STREAM_READ_S):
-                    async for _ in call:
-                        pass
-            call.cancel()
+            code, details = await _conversation(channel, path, requests, metadata)
     except grpc.aio.AioRpcError as error:
         code, details = error.code(), error.details() or ""
     report.grpc_calls += 1
     report.grpc_codes[code.name] += 1
     if code in FAILING_CODES:
         report.fail(transport="grpc", rpc=method.name, code=code.name, details=details, seed=seed)
+
+
+async def _conversation(
+    channel: grpc.aio.Channel, path: str, requests: list[bytes], metadata: list[tuple[str, str]]
+) -> tuple[grpc.StatusCode, str]:
+    """A bidirectional stream: the requests written one by one (the server may end the call
+    before the last), responses read for a moment, then the call's status, the server's own
+    unless the stream was still open and this side ended it (CANCELLED)."""
+    call = channel.stream_stream(path, _raw, _raw)(metadata=metadata, timeout=_DEADLINE_S)
+    for request in requests:
+        if call.done():
+            break
+        # Writing to a call the server has ended fails here; its status says why.
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await call.write(request)
+    with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        await call.done_writing()
+    with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
+        async with asyncio.timeout(_STREAM_READ_S):
+            while await call.read() is not grpc.aio.EOF:
+                pass
+    call.cancel()
+    return await call.code(), await call.details() or ""
 
 
 def _raw(data: bytes) -> bytes:
