@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
-from trading_engine import errors
+from trading_engine import errors, field_limits
 from trading_engine.clock import Clock
 from trading_engine.core import instruments
 from trading_engine.core.decision import SIDE
@@ -227,8 +227,9 @@ def _stop_out(result: execution_pb2.ExecutionResult) -> bool:
 
 
 def result_violations(result: execution_pb2.ExecutionResult) -> list[errors.FieldViolation]:
-    """What is wrong with a result on its own, field by field."""
-    violations: list[errors.FieldViolation] = []
+    """What is wrong with a result on its own, field by field; the contract's size limits too,
+    which the bus (unlike the gRPC interceptor) does not check on the way in."""
+    violations = field_limits.violations(result, "result.")
 
     def need(ok: bool, field: str, why: str) -> None:
         if not ok:

@@ -29,9 +29,9 @@ from tests.bus.busclient import (
     signal_outputs,
 )
 from tests.support import http_text
-from tradeflow.common.v1 import dead_letter_pb2
+from tradeflow.common.v1 import dead_letter_pb2, envelope_pb2
 from tradeflow.ml.v1 import prediction_pb2
-from tradeflow.trading.v1 import signal_pb2
+from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from trading_engine.app import Application
 from trading_engine.bus import names
 from trading_engine.bus.envelope import Outbound
@@ -425,3 +425,31 @@ def test_settings_refuse_a_kafka_message_limit_no_signal_could_fit() -> None:
     with pytest.raises(ValueError, match="bus_kafka_max_message_bytes must be at least 16384"):
         EngineSettings(bus_kafka_max_message_bytes=16_383)
     EngineSettings(bus_kafka_max_message_bytes=16_384)
+
+
+async def test_an_execution_result_beyond_the_contracts_limits_is_refused_on_the_bus_too(
+    engine: Application, client: BusClient
+) -> None:
+    result = execution_pb2.ExecutionResult(
+        execution_id="x-long",
+        signal_id="sig-1",
+        user_id="trader-1",
+        company_id="acme",
+        symbol="EURUSD",
+        status=execution_pb2.EXECUTION_STATUS_REJECTED,
+        reject_reason="r" * 1001,
+    )
+    envelope = Envelope(
+        message_type=envelope_pb2.MESSAGE_TYPE_EXECUTION_RESULT,
+        user_id="trader-1",
+        company_id="acme",
+        payload=result.SerializeToString(),
+        message_id="x-long",
+    )
+    await client.to_kafka(envelope.SerializeToString(), names.KAFKA_EXECUTIONS)
+    await eventually(lambda: "x-long" in dead_letters(client, "kafka"), what="refused")
+    letter = dead_letters(client, "kafka")["x-long"]
+    assert letter.reason == dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD
+    assert "result.reject_reason" in letter.detail
+    assert "at most 1,000 characters" in letter.detail
+    assert_accounted(engine)
