@@ -102,7 +102,8 @@ def assert_accounted(application: Application) -> None:
 async def send_round(
     client: BusClient, round_name: str, good: int, sequence: int
 ) -> tuple[dict[str, tuple[bytes, Reason]], list[str]]:
-    """The round's poison records on Kafka, then `good` good batches behind them."""
+    """The round's poison records and an oversized batch on Kafka, then `good` good batches
+    behind them."""
     records = poison(round_name)
     # Forged sequence numbers: past 2^63 (a signed 64-bit overflow) and the largest there is.
     forged = {
@@ -110,6 +111,10 @@ async def send_round(
     }
     for data, _ in records.values():
         await client.to_kafka(data)
+    # Signals too large for one message (1 MiB on NATS, 1 MB on Kafka): they go in parts.
+    await client.to_kafka(
+        prediction_envelope(f"{round_name}-big", many_predictions(f"{round_name}-big", 3000))
+    )
     for message_id, number in forged.items():
         await client.to_kafka(prediction_envelope(message_id, sequence=number))
     sent = []
@@ -118,6 +123,22 @@ async def send_round(
         await client.to_kafka(prediction_envelope(message_id, sequence=sequence + index))
         sent.append(message_id)
     return records, [*forged, *sent]
+
+
+def big_parts(client: BusClient, round_name: str) -> list[Envelope]:
+    return [
+        envelope
+        for envelope in client.kafka[names.KAFKA_SIGNALS].envelopes
+        if envelope.message_id.startswith(f"{round_name}-big:signals:")
+    ]
+
+
+def all_parts(parts: list[Envelope]) -> bool:
+    return bool(parts) and len(parts) == parts[0].part_count
+
+
+def whole_outputs(client: BusClient) -> list[str]:
+    return [m for m in signal_outputs(client)[1] if "-big:" not in m]
 
 
 async def test_poison_records_on_kafka_are_dead_lettered_and_intake_goes_on_across_a_restart(
@@ -138,9 +159,14 @@ async def test_poison_records_on_kafka_are_dead_lettered_and_intake_goes_on_acro
         expected_letters |= {message_id: reason for message_id, (_, reason) in records.items()}
         decided += good
         await eventually(
-            lambda: sorted(signal_outputs(client)[1]) == sorted(f"{m}:signals" for m in decided),
+            lambda: sorted(whole_outputs(client)) == sorted(f"{m}:signals" for m in decided),
             what="every good batch behind the poison decided, on Kafka",
         )
+        await eventually(
+            lambda: all_parts(big_parts(client, "first")),
+            what="the oversized batch's parts",
+        )
+        assert_parts(big_parts(client, "first"), many_predictions("first-big", 3000))
         for transport in ("nats", "kafka"):
             await eventually(
                 lambda t=transport: (
@@ -155,15 +181,16 @@ async def test_poison_records_on_kafka_are_dead_lettered_and_intake_goes_on_acro
         assert "ZeroDivisionError: a defect in the rules" in defect.detail
         assert defect.source == names.KAFKA_PREDICTIONS
         counts = engine.bus.bridge.counts
-        assert counts.received["kafka"] == 25
-        assert (counts.batches_decided, sum(counts.dead_letters.values())) == (23, 2)
+        assert counts.received["kafka"] == 26
+        assert (counts.batches_decided, sum(counts.dead_letters.values())) == (24, 2)
+        assert counts.split_batches == 1
         assert_accounted(engine)
         # The forged numbers restarted the producer's numbering instead of counting 2^64 gaps.
         assert engine.bus.bridge.sequences.gaps < 100
         metrics = await asyncio.to_thread(
             http_text, f"http://127.0.0.1:{engine.metrics.port}/metrics"
         )
-        assert 'trading_engine_bus_messages_received_total{transport="kafka"} 25.0' in metrics
+        assert 'trading_engine_bus_messages_received_total{transport="kafka"} 26.0' in metrics
         assert (
             'trading_engine_bus_dead_letters_total{reason="dead_letter_reason_processing_failed"}'
             " 1.0" in metrics
@@ -179,8 +206,12 @@ async def test_poison_records_on_kafka_are_dead_lettered_and_intake_goes_on_acro
         fail_on_defect(engine)
         await bus_ready(engine)
         await eventually(
-            lambda: sorted(signal_outputs(client)[1]) == sorted(f"{m}:signals" for m in decided),
+            lambda: sorted(whole_outputs(client)) == sorted(f"{m}:signals" for m in decided),
             what="every good batch of the second round decided after the restart",
+        )
+        await eventually(
+            lambda: all_parts(big_parts(client, "second")),
+            what="the oversized batch's parts after the restart",
         )
         await eventually(
             lambda: (
@@ -189,10 +220,10 @@ async def test_poison_records_on_kafka_are_dead_lettered_and_intake_goes_on_acro
             ),
             what="the second round's poison dead-lettered after the restart",
         )
-        assert engine.bus.bridge.counts.received["kafka"] == 25
+        assert engine.bus.bridge.counts.received["kafka"] == 26
         assert_accounted(engine)
     # Each output once: nothing decided twice, no dead letter repeated.
-    assert len(client.kafka[names.KAFKA_SIGNALS].message_ids) == len(decided)
+    assert len(whole_outputs(client)) == len(decided)
     assert len(client.kafka[names.KAFKA_DEAD_LETTER].envelopes) == len(expected_letters)
 
 
