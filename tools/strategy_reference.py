@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PROTO = ROOT / "proto" / "tradeflow" / "trading" / "v1" / "strategy.proto"
 REFERENCE = ROOT / "docs" / "strategy-parameters.md"
-_FIELD = re.compile(r"(repeated )?([\w.]+) (\w+) = \d+\b")
+_FIELD = re.compile(r"(repeated |optional )?([\w.]+) (\w+) = \d+\b")
 _HEADER = """\
 # Strategy parameters
 
@@ -25,7 +25,9 @@ Generated from the comments of `StrategyConfig` in
 (`make generate`); edit the contract, not this file. Tier defaults differ
 where the text names the tiers; a user's layer, the adaptive layer and the
 company's layer override them in that order (decision 15), bounded by the
-tier. Durations are `google.protobuf.Duration` (in JSON, `"300s"`).
+tier. Durations are `google.protobuf.Duration` (in JSON, `"300s"`). In an
+update, a field that is present is set, 0 and false included; a field left
+out keeps its value (decision 23).
 
 | field | type | meaning, range and default |
 |---|---|---|
@@ -43,8 +45,9 @@ def fields(proto_text: str) -> list[tuple[str, str, str]]:
         if line.startswith("//"):
             comment.append(line[2:].strip())
         elif match := _FIELD.match(line):
-            repeated, kind, name = match.groups()
-            found.append((name, f"repeated {kind}" if repeated else kind, " ".join(comment)))
+            label, kind, name = match.groups()
+            kind = f"repeated {kind}" if label == "repeated " else kind
+            found.append((name, kind, " ".join(comment)))
             comment = []
     return found
 

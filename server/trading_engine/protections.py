@@ -30,6 +30,9 @@ from trading_engine.tenancy import Caller, require_admin, subject_user
 
 ADMIN: Final[int] = service_pb2.TRADING_STATE_CAUSE_ADMIN
 DRAWDOWN_LIMIT: Final[int] = service_pb2.TRADING_STATE_CAUSE_DRAWDOWN_LIMIT
+USER_SCOPE: Final[int] = service_pb2.TRADING_STATE_SCOPE_USER
+COMPANY_SCOPE: Final[int] = service_pb2.TRADING_STATE_SCOPE_COMPANY
+_UNSPECIFIED_SCOPE: Final[int] = service_pb2.TRADING_STATE_SCOPE_UNSPECIFIED
 # `changed_by` of a halt the drawdown limit set.
 DRAWDOWN_ACTOR: Final = "drawdown-limit"
 _COMPANY: Final = ""
@@ -81,10 +84,14 @@ class Protections:
         return self.settings(caller.company_id, subject_user(caller, user_id))
 
     async def set_state(
-        self, caller: Caller, user_id: str, state: int, reason: str
+        self, caller: Caller, scope: int, user_id: str, state: int, reason: str
     ) -> TradingStateRecord:
-        """An admin's setting for a user of their company, or for the company ("" user)."""
-        violations = []
+        """An admin's setting for a user of their company, or for the whole company.
+
+        The company is covered only when the scope says COMPANY: an empty or misspelt
+        user id must never widen a halt to every trader (decision 25).
+        """
+        violations = _scope_violations(scope, user_id)
         if state not in _STATE_WORDS:
             violations.append(
                 errors.FieldViolation("state", "required: ACTIVE, REDUCE_ONLY or HALTED")
@@ -141,6 +148,26 @@ class Protections:
         user = self._settings.get((company_id, user_id))
         company = self._settings.get((company_id, _COMPANY))
         protection.state, protection.why = state_in_force(user, company)
+
+
+def _scope_violations(scope: int, user_id: str) -> list[errors.FieldViolation]:
+    """Why `scope` and `user_id` do not say whom to set; UNSPECIFIED with a user id is USER,
+    as callers sent it before the scope existed."""
+    if scope not in (_UNSPECIFIED_SCOPE, USER_SCOPE, COMPANY_SCOPE):
+        return [errors.FieldViolation("scope", f"unknown scope {scope}: USER or COMPANY")]
+    if scope == COMPANY_SCOPE and user_id:
+        problem = "must be empty for TRADING_STATE_SCOPE_COMPANY, which covers every user"
+        return [errors.FieldViolation("user_id", problem)]
+    if scope == USER_SCOPE and not user_id:
+        problem = "required for TRADING_STATE_SCOPE_USER: name the user"
+        return [errors.FieldViolation("user_id", problem)]
+    if scope == _UNSPECIFIED_SCOPE and not user_id:
+        problem = (
+            "required: TRADING_STATE_SCOPE_COMPANY to set the company-wide state, "
+            "or TRADING_STATE_SCOPE_USER with user_id"
+        )
+        return [errors.FieldViolation("scope", problem)]
+    return []
 
 
 def state_in_force(

@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from tradeflow.trading.v1 import strategy_pb2
@@ -31,7 +31,7 @@ from trading_engine.core.strategy_layers import (
     apply_update,
     layer_from_stored,
     merge,
-    parse_mask,
+    update_paths,
     validate_effective,
     validate_values,
 )
@@ -55,6 +55,8 @@ _LAYER_NAMES: Final = {USER_LAYER: "USER", COMPANY_LAYER: "COMPANY", ADAPTIVE: "
 # `changed_by` of the adaptive layer's revisions.
 ADAPTIVE_ACTOR: Final = "adaptive"
 _TOKEN_KIND: Final = "v1"
+# Times a change without expected_version is redone over changes that land meanwhile.
+_WRITE_ATTEMPTS: Final = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,10 +201,15 @@ class StrategyService:
         user_id: str,
         values: strategy_pb2.StrategyConfig,
         mask: Sequence[str],
-        expected_version: int,
+        expected_version: int | None,
         request_id: str,
         reason: str,
     ) -> Change:
+        """Change `layer` by the fields of `values` that `mask` names, or that are present.
+
+        `expected_version` None: no check; otherwise the layer's current revision
+        (0: it has none yet), FAILED_PRECONDITION when it is at another one.
+        """
         if layer not in (USER_LAYER, COMPANY_LAYER):
             raise errors.InvalidArgument(
                 "the adaptive layer changes only by itself; reset it to undo its adjustments"
@@ -211,36 +218,57 @@ class StrategyService:
                 (errors.FieldViolation("layer", "must be USER or COMPANY"),),
             )
         key, tier = await self._writable(caller, layer, user_id)
-        paths, violations = parse_mask(mask)
+        paths, violations = update_paths(values, mask)
         policy = tiers.policy_for(tier) if layer == USER_LAYER else None
         violations += validate_values(values, paths, policy)
         if violations:
             raise errors.invalid("the strategy update is invalid", violations)
-        current = await self._fresh_layer(key)
         changes = apply_update(EMPTY_LAYER, values, paths)
-        return await self._commit(
-            caller.user_id, key, tier, expected_version,
-            apply_update(current.layer, values, paths),
-            paths, changes, request_id, reason, "strategy.update",
-        )  # fmt: skip
+
+        async def write(current: CachedLayer, based_on: int) -> Change:
+            layer = apply_update(current.layer, values, paths)
+            return await self._commit(
+                caller.user_id,
+                key,
+                tier,
+                based_on,
+                layer,
+                paths,
+                changes,
+                request_id,
+                reason,
+                "strategy.update",
+            )
+
+        return await self._write(key, expected_version, write)
 
     async def reset(
         self,
         caller: Caller,
         layer: int,
         user_id: str,
-        to_version: int,
-        expected_version: int,
+        to_version: int | None,
+        expected_version: int | None,
         request_id: str,
         reason: str,
     ) -> Change:
+        """Restore `layer` to revision `to_version`, or clear it with 0 (None is refused:
+        a reset must say what to restore); `expected_version` as in `update`."""
+        if to_version is None:
+            raise errors.InvalidArgument(
+                "a reset must say what to restore: to_version is required",
+                (
+                    errors.FieldViolation(
+                        "to_version", "required: the revision to restore, or 0 to clear the layer"
+                    ),
+                ),
+            )
         if to_version < 0:
             raise errors.InvalidArgument(
                 "to_version must be 0 (clear the layer) or an earlier revision",
                 (errors.FieldViolation("to_version", "must be >= 0"),),
             )
         key, tier = await self._writable(caller, layer, user_id)
-        current = await self._fresh_layer(key)
         target = EMPTY_LAYER
         if to_version:
             revision = await self._store.revision(key, to_version)
@@ -250,14 +278,26 @@ class StrategyService:
                     reason="REVISION_NOT_FOUND",
                 )
             target = CachedLayer.of(revision).layer
-        changed = tuple(
-            path for path in FIELD_PATHS if _value(current.layer, path) != _value(target, path)
-        )
-        return await self._commit(
-            caller.user_id, key, tier, expected_version, target, changed,
-            apply_update(EMPTY_LAYER, target.config, changed), request_id, reason,
-            "strategy.reset",
-        )  # fmt: skip
+
+        async def write(current: CachedLayer, based_on: int) -> Change:
+            changed = tuple(
+                path for path in FIELD_PATHS if _value(current.layer, path) != _value(target, path)
+            )
+            changes = apply_update(EMPTY_LAYER, target.config, changed)
+            return await self._commit(
+                caller.user_id,
+                key,
+                tier,
+                based_on,
+                target,
+                changed,
+                changes,
+                request_id,
+                reason,
+                "strategy.reset",
+            )
+
+        return await self._write(key, expected_version, write)
 
     async def list_versions(
         self, caller: Caller, layer: int, user_id: str, page_size: int, page_token: str
@@ -295,14 +335,52 @@ class StrategyService:
         key = LayerKey(effective.company_id, effective.user_id, ADAPTIVE)
         current = await self._fresh_layer(key)
         changes = apply_update(EMPTY_LAYER, values, paths)
-        return await self._commit(
-            ADAPTIVE_ACTOR, key, effective.tier, current.version,
-            apply_update(current.layer, values, paths), paths, changes,
-            # Two reviews of the same evidence make one revision.
-            f"adaptive:{current.version}", reason, "strategy.adapt",
-        )  # fmt: skip
+        layer = apply_update(current.layer, values, paths)
+        # Two reviews of the same evidence make one revision.
+        request_id = f"adaptive:{current.version}"
+        try:
+            return await self._commit(
+                ADAPTIVE_ACTOR,
+                key,
+                effective.tier,
+                current.version,
+                layer,
+                paths,
+                changes,
+                request_id,
+                reason,
+                "strategy.adapt",
+            )
+        except VersionConflict as conflict:
+            raise _conflict(conflict) from None
 
     # --- Inside -----------------------------------------------------------------------------
+
+    async def _write(
+        self,
+        key: LayerKey,
+        expected_version: int | None,
+        write: Callable[[CachedLayer, int], Awaitable[Change]],
+    ) -> Change:
+        """`write` over the layer as stored now, checked against `expected_version`.
+
+        Without one the caller asked for no check, but the write is still checked
+        against the revision it was based on, and done again over a change that
+        landed in between: a layer is stored whole, so writing over a stale one
+        would undo that change unsaid.
+        """
+        conflict = None
+        for _ in range(_WRITE_ATTEMPTS):
+            current = await self._fresh_layer(key)
+            based_on = current.version if expected_version is None else expected_version
+            try:
+                return await write(current, based_on)
+            except VersionConflict as raised:
+                if expected_version is not None:
+                    raise _conflict(raised) from None
+                conflict = raised
+        assert conflict is not None
+        raise _conflict(conflict)
 
     async def _writable(self, caller: Caller, layer: int, user_id: str) -> tuple[LayerKey, int]:
         """The layer a change may go to, and the tier that bounds it."""
@@ -353,23 +431,21 @@ class StrategyService:
     ) -> Change:
         await self._check_coherent(key, tier, layer)
         layer_fields, layer_config = layer.stored()
-        try:
-            appended = await self._store.append_revision(
-                NewRevision(
-                    key=key,
-                    expected_version=expected_version,
-                    changed_by=actor,
-                    changed_at_ns=self._clock.now_ns(),
-                    changed_fields=tuple(changed),
-                    changes=changes.stored()[1],
-                    layer_fields=layer_fields,
-                    layer_config=layer_config,
-                    reason=reason,
-                    request_id=request_id,
-                )
+        # A VersionConflict goes to the caller, which knows whether to redo the change.
+        appended = await self._store.append_revision(
+            NewRevision(
+                key=key,
+                expected_version=expected_version,
+                changed_by=actor,
+                changed_at_ns=self._clock.now_ns(),
+                changed_fields=tuple(changed),
+                changes=changes.stored()[1],
+                layer_fields=layer_fields,
+                layer_config=layer_config,
+                reason=reason,
+                request_id=request_id,
             )
-        except VersionConflict as conflict:
-            raise _conflict(conflict) from None
+        )
         revision = appended.revision
         if appended.replayed and revision.key != key:
             # Request ids are unique per company: answering with that revision would show

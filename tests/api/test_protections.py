@@ -51,8 +51,10 @@ def engine_settings(engine_settings: EngineSettings) -> EngineSettings:
 
 
 async def _set_state(stub: Stub, state: int, user_id: str = "", reason: str = "test") -> None:
+    """Set `user_id`'s state, or the company's when no user is named."""
+    scope = SVC.TRADING_STATE_SCOPE_USER if user_id else SVC.TRADING_STATE_SCOPE_COMPANY
     await stub.SetTradingState(
-        SVC.SetTradingStateRequest(user_id=user_id, state=state, reason=reason)  # type: ignore[arg-type]
+        SVC.SetTradingStateRequest(user_id=user_id, state=state, reason=reason, scope=scope)  # type: ignore[arg-type]
     )
 
 
@@ -181,6 +183,75 @@ async def test_setting_a_state_is_for_admins_and_bad_requests_name_each_field(
     await _set_state(rival, SVC.TRADING_STATE_HALTED, reason="rival halt")
     [ours] = await decide(trader, "b1", "EURUSD")
     assert ours.disposition == S.SIGNAL_DISPOSITION_ACTIONABLE
+
+
+@pytest.mark.parametrize(
+    ("scope", "user_id", "violation"),
+    [
+        pytest.param(
+            SVC.TRADING_STATE_SCOPE_UNSPECIFIED,
+            "",
+            (
+                "scope",
+                "required: TRADING_STATE_SCOPE_COMPANY to set the company-wide state, "
+                "or TRADING_STATE_SCOPE_USER with user_id",
+            ),
+            id="no scope, no user: the company is not assumed",
+        ),
+        pytest.param(
+            SVC.TRADING_STATE_SCOPE_USER,
+            "",
+            ("user_id", "required for TRADING_STATE_SCOPE_USER: name the user"),
+            id="user scope without the user",
+        ),
+        pytest.param(
+            SVC.TRADING_STATE_SCOPE_COMPANY,
+            TRADER.user_id,
+            (
+                "user_id",
+                "must be empty for TRADING_STATE_SCOPE_COMPANY, which covers every user",
+            ),
+            id="company scope naming a user",
+        ),
+    ],
+)
+async def test_a_state_whose_scope_is_not_said_is_refused_and_nothing_is_halted(
+    stubs_: Stubs, scope: int, user_id: str, violation: tuple[str, str]
+) -> None:
+    trader, admin = stubs_.as_(TRADER), stubs_.as_(ADMIN)
+    await decide(trader, "b1", "EURUSD")
+    request = SVC.SetTradingStateRequest(
+        scope=scope,  # type: ignore[arg-type]
+        user_id=user_id,
+        state=SVC.TRADING_STATE_HALTED,
+        reason="typo in the user field",
+    )
+    refused = await failure(admin.SetTradingState(request))
+    assert isinstance(refused, InvalidArgumentError)
+    assert refused.field_violations == dict([violation])
+
+    state = await admin.GetTradingState(SVC.GetTradingStateRequest(user_id=TRADER.user_id))
+    assert state.effective_state == SVC.TRADING_STATE_ACTIVE
+    assert not state.HasField("company_setting")
+    assert not state.HasField("user_setting")
+    [signal] = await decide(trader, "b2", "GBPUSD")
+    assert signal.disposition == S.SIGNAL_DISPOSITION_ACTIONABLE
+
+
+async def test_a_user_id_without_a_scope_still_sets_that_user_only(stubs_: Stubs) -> None:
+    # Callers from before the scope existed name the user and no scope: that stays USER.
+    trader, admin = stubs_.as_(TRADER), stubs_.as_(ADMIN)
+    await decide(trader, "b1", "EURUSD")
+    await admin.SetTradingState(
+        SVC.SetTradingStateRequest(
+            user_id=TRADER.user_id, state=SVC.TRADING_STATE_HALTED, reason="old client"
+        )
+    )
+    state = await admin.GetTradingState(SVC.GetTradingStateRequest(user_id=TRADER.user_id))
+    assert state.user_setting.state == SVC.TRADING_STATE_HALTED
+    assert not state.HasField("company_setting")
+    own = await admin.GetTradingState(SVC.GetTradingStateRequest())
+    assert own.effective_state == SVC.TRADING_STATE_ACTIVE
 
 
 async def test_a_halt_survives_a_restart(
@@ -338,7 +409,7 @@ async def test_losses_past_the_sample_minimum_adjust_the_strategy_once_then_rese
 
     reset = await trader.ResetStrategy(
         SVC.ResetStrategyRequest(
-            layer=ADAPTIVE, expected_version=adapted.adaptive_version, reason="undo"
+            layer=ADAPTIVE, to_version=0, expected_version=adapted.adaptive_version, reason="undo"
         )
     )
     assert reset.strategy.config.min_confidence_threshold == 0.7

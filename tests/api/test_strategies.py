@@ -162,11 +162,29 @@ async def test_an_update_creates_a_version_and_changes_decisions(stubs: Stubs) -
             TRADER,
             service_pb2.UpdateStrategyRequest(layer=USER),
             {
-                "update_mask": (
-                    "required: name the fields to change, for example min_confidence_threshold"
+                "strategy": (
+                    "names no field to change: send the fields to change, "
+                    "for example min_confidence_threshold"
                 )
             },
-            id="empty-mask",
+            id="nothing-to-change",
+        ),
+        pytest.param(
+            TRADER,
+            service_pb2.UpdateStrategyRequest(
+                layer=USER,
+                strategy=strategy_pb2.StrategyConfig(stop_loss_pips=25.0),
+                update_mask=field_mask_pb2.FieldMask(
+                    paths=["stop_loss_pips", "min_confidence_threshold"]
+                ),
+            ),
+            {
+                "strategy.min_confidence_threshold": (
+                    "min_confidence_threshold is in the update mask but not in the strategy: "
+                    "send its value (0 and false are values) or leave it out of the mask"
+                )
+            },
+            id="mask-names-a-field-not-sent",
         ),
         pytest.param(
             TRADER,
@@ -204,6 +222,79 @@ async def test_a_stale_expected_version_is_refused(stubs: Stubs) -> None:
     assert f"the layer is at revision {first.version.version}" in str(error)
     current = await stub.GetStrategy(service_pb2.GetStrategyRequest())
     assert current.strategy.config.stop_loss_pips == pytest.approx(25.0)
+
+
+async def test_without_expected_version_an_update_applies_over_any_revision(
+    stubs: Stubs,
+) -> None:
+    stub = stubs.as_()
+    first = await stub.UpdateStrategy(update(stop_loss_pips=25.0))
+    request = update(stop_loss_pips=30.0)
+    request.ClearField("expected_version")
+    second = await stub.UpdateStrategy(request)
+    third = await stub.UpdateStrategy(request)
+    assert first.version.version < second.version.version < third.version.version
+    assert third.strategy.config.stop_loss_pips == pytest.approx(30.0)
+    assert third.strategy.user_version == third.version.version
+
+
+async def test_concurrent_updates_without_expected_version_all_land(stubs: Stubs) -> None:
+    # A layer is stored whole: each change is redone over the others, none undone.
+    stub = stubs.as_()
+    fields = [
+        "stop_loss_pips",
+        "take_profit_pips",
+        "max_spread_pips",
+        "trend_threshold_bps",
+        "max_limit_deviation_pips",
+    ]
+    requests = []
+    for field in fields:
+        request = service_pb2.UpdateStrategyRequest(layer=USER, reason="test")
+        setattr(request.strategy, field, 7.0)
+        requests.append(request)
+    await asyncio.gather(*(stub.UpdateStrategy(request) for request in requests))
+    config = (await stub.GetStrategy(service_pb2.GetStrategyRequest())).strategy.config
+    for field in fields:
+        assert getattr(config, field) == pytest.approx(7.0), field
+
+
+async def test_without_a_mask_the_fields_sent_change_zeros_included(stubs: Stubs) -> None:
+    stub = stubs.as_()
+    request = service_pb2.UpdateStrategyRequest(
+        layer=USER,
+        strategy=strategy_pb2.StrategyConfig(
+            limit_order_discount_pips=0.0,
+            features=strategy_pb2.TierFeatures(pattern_trading_enabled=False),
+        ),
+        reason="no discount, no patterns",
+    )
+    changed = await stub.UpdateStrategy(request)
+    assert list(changed.version.changed_fields) == [
+        "limit_order_discount_pips",
+        "features.pattern_trading_enabled",
+    ]
+    effective = changed.strategy
+    assert effective.config.limit_order_discount_pips == 0.0
+    assert not effective.config.features.pattern_trading_enabled
+    assert effective.field_sources["limit_order_discount_pips"] == USER
+    assert effective.field_sources["features.pattern_trading_enabled"] == USER
+    # Fields not sent keep the tier's values.
+    assert effective.config.limit_order_premium_pips == pytest.approx(2.0)
+    assert effective.config.features.advanced_timing_enabled
+    assert effective.field_sources["limit_order_premium_pips"] == TIER_DEFAULT
+
+
+async def test_a_reset_must_say_what_to_restore(stubs: Stubs) -> None:
+    stub = stubs.as_()
+    await stub.UpdateStrategy(update(stop_loss_pips=25.0))
+    refused = await rpc_failure(stub.ResetStrategy(service_pb2.ResetStrategyRequest(layer=USER)))
+    assert violations(refused) == {
+        "to_version": "required: the revision to restore, or 0 to clear the layer"
+    }
+    kept = await stub.GetStrategy(service_pb2.GetStrategyRequest())
+    assert kept.strategy.config.stop_loss_pips == pytest.approx(25.0)
+    assert kept.strategy.field_sources["stop_loss_pips"] == USER
 
 
 async def test_concurrent_updates_on_one_version_let_exactly_one_win(stubs: Stubs) -> None:

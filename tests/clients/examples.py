@@ -58,8 +58,11 @@ def raise_confidence(target: str, token: str, threshold: float) -> int:
         current = client.get_strategy()
         request = UpdateStrategyRequest(
             layer=STRATEGY_LAYER_USER,
+            # The fields set here are the change, 0 and False included; the mask is optional
+            # and may name only fields that are set.
             strategy=StrategyConfig(min_confidence_threshold=threshold),
             update_mask=FieldMask(paths=["min_confidence_threshold"]),
+            # Set, it is checked (0: no revision yet); left out, the update applies anyway.
             expected_version=current.user_version,
             # With a request id, a retry after a lost answer returns the first result.
             request_id=str(uuid.uuid4()),

@@ -84,7 +84,9 @@ async def test_only_health_answers_without_a_token(session: Session) -> None:
 
 
 async def test_a_trader_may_not_halt_trading(session: Session) -> None:
-    request = S.SetTradingStateRequest(state=S.TRADING_STATE_HALTED, reason="panic")
+    request = S.SetTradingStateRequest(
+        scope=S.TRADING_STATE_SCOPE_COMPANY, state=S.TRADING_STATE_HALTED, reason="panic"
+    )
     with pytest.raises(PermissionDeniedError):
         await session.call("set_trading_state", TRADER, request)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 from google.protobuf import descriptor
+from google.protobuf.message import Message
 
 from tests.support import http_rule
 from tradeflow.common.v1 import envelope_pb2, tier_pb2
 from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.risk.v1 import risk_service_pb2
-from tradeflow.trading.v1 import signal_pb2, trading_engine_service_pb2
+from tradeflow.trading.v1 import signal_pb2, strategy_pb2, trading_engine_service_pb2
 
 ENGINE = trading_engine_service_pb2.DESCRIPTOR.services_by_name["TradingEngineService"]
 
@@ -120,3 +121,17 @@ def test_pinned_rest_routes(rpc: str, route: tuple[str, str]) -> None:
     rule = http_rule(ENGINE.methods_by_name[rpc])
     assert rule is not None
     assert rule[:2] == route
+
+
+@pytest.mark.parametrize(
+    "message", [strategy_pb2.StrategyConfig, strategy_pb2.TierFeatures], ids=lambda m: m.__name__
+)
+def test_every_singular_strategy_field_tells_absent_from_zero(message: type[Message]) -> None:
+    # Decision 23: an update sets the fields present, so a zero must be distinguishable from
+    # "not sent". `buf breaking` would let `optional` be dropped again (the wire is the same).
+    without_presence = [
+        field.name
+        for field in message.DESCRIPTOR.fields
+        if not field.is_repeated and not field.has_presence
+    ]
+    assert without_presence == []

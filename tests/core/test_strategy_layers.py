@@ -21,6 +21,8 @@ from trading_engine.core.strategy_layers import (
     layer_from_stored,
     merge,
     parse_mask,
+    present_paths,
+    update_paths,
     validate_effective,
     validate_values,
 )
@@ -47,8 +49,9 @@ FEATURE_PATHS = (
 )
 NAN = math.nan
 INF = math.inf
-REQUIRED_MASK = FieldViolation(
-    "update_mask", "required: name the fields to change, for example min_confidence_threshold"
+NOTHING_TO_CHANGE = FieldViolation(
+    "strategy",
+    "names no field to change: send the fields to change, for example min_confidence_threshold",
 )
 
 
@@ -133,7 +136,7 @@ def _unknown(path: str, hint: str) -> FieldViolation:
             [],
             id="one flag, a duration",
         ),
-        pytest.param([], (), [REQUIRED_MASK], id="empty"),
+        pytest.param([], (), [], id="empty"),
         pytest.param(
             ["min_confidence"],
             (),
@@ -170,6 +173,100 @@ def test_parse_mask(
     mask: list[str], paths: tuple[str, ...], violations: list[FieldViolation]
 ) -> None:
     assert parse_mask(mask) == (paths, violations)
+
+
+# --- update_paths: presence, not zero, means "set" ------------------------------------------
+
+
+def _not_sent(path: str) -> FieldViolation:
+    return FieldViolation(
+        f"strategy.{path}",
+        f"{path} is in the update mask but not in the strategy: send its value "
+        "(0 and false are values) or leave it out of the mask",
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "mask", "paths", "violations"),
+    [
+        pytest.param(
+            _config(min_confidence_threshold=0.0),
+            ["min_confidence_threshold"],
+            ("min_confidence_threshold",),
+            [],
+            id="a zero that was sent is a value",
+        ),
+        pytest.param(
+            _config(),
+            ["min_confidence_threshold"],
+            ("min_confidence_threshold",),
+            [_not_sent("min_confidence_threshold")],
+            id="a mask naming a field not sent",
+        ),
+        pytest.param(
+            _config(max_position_count=0, prefer_market_orders=False),
+            ["max_position_count", "prefer_market_orders", "halt_drawdown_percent"],
+            ("prefer_market_orders", "max_position_count", "halt_drawdown_percent"),
+            [_not_sent("halt_drawdown_percent")],
+            id="each unsent path named, the sent zeros kept",
+        ),
+        pytest.param(
+            _config(features=strategy_pb2.TierFeatures(pattern_trading_enabled=False)),
+            ["features.pattern_trading_enabled", "features.multi_leg_entries_enabled"],
+            ("features.pattern_trading_enabled", "features.multi_leg_entries_enabled"),
+            [_not_sent("features.multi_leg_entries_enabled")],
+            id="a flag sent false, a flag not sent",
+        ),
+        pytest.param(
+            _config(features=strategy_pb2.TierFeatures(pattern_trading_enabled=True)),
+            ["features"],
+            FEATURE_PATHS,
+            [
+                _not_sent(path)
+                for path in FEATURE_PATHS
+                if path != "features.pattern_trading_enabled"
+            ],
+            id="features names every flag, so every flag must be sent",
+        ),
+        pytest.param(
+            _config(),
+            ["available_instruments"],
+            ("available_instruments",),
+            [],
+            id="an empty list named in the mask: all the tier allows",
+        ),
+        pytest.param(
+            _config(stop_loss_pips=0.0, available_instruments=["EURUSD"]),
+            [],
+            ("stop_loss_pips", "available_instruments"),
+            [],
+            id="no mask: the fields present, zeros included",
+        ),
+        pytest.param(
+            _config(duplicate_window=_seconds(0), features=strategy_pb2.TierFeatures()),
+            [],
+            ("duplicate_window",),
+            [],
+            id="no mask: a message present, features without flags carry none",
+        ),
+        pytest.param(_config(), [], (), [NOTHING_TO_CHANGE], id="no mask, nothing present"),
+    ],
+)
+def test_update_paths(
+    values: strategy_pb2.StrategyConfig,
+    mask: list[str],
+    paths: tuple[str, ...],
+    violations: list[FieldViolation],
+) -> None:
+    assert update_paths(values, mask) == (paths, violations)
+
+
+def test_present_paths_of_a_tier_default_are_every_path() -> None:
+    # The defaults carry every field explicitly, so a merged strategy shows every value
+    # (the instrument list is empty: all the tier allows).
+    every_path = tuple(path for path in FIELD_PATHS if path != "available_instruments")
+    for policy in POLICIES:
+        assert present_paths(policy.defaults) == every_path
 
 
 # --- apply_update ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Every shell example of the user guide, run as written against a live engine and Envoy."""
+"""Every shell example of the user guide, run as written against a live engine and Envoy
+holding what `trading-engine dev --demo` has written before a user types anything."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import subprocess
 import pytest
 
 from tests.support import BIN, ROOT, TRADER, Tokens
+from trading_engine.app import Application
+from trading_engine.devstack.demo import set_up_demo_strategies
 from trading_engine.gateway.envoy import EnvoyGateway
 
 GUIDE = ROOT / "docs" / "user-guide.md"
@@ -29,10 +32,19 @@ def test_the_guide_has_examples_for_each_area() -> None:
         assert route in paths, route
 
 
+@pytest.fixture
+async def dev_stack(engine: Application, gateway: EnvoyGateway) -> EnvoyGateway:
+    """The gateway of an engine in the state `make run` leaves it: the demo's strategy
+    revision for each demo trader (trader-1, the token's user, among them)."""
+    await set_up_demo_strategies(engine.strategies)
+    return gateway
+
+
 @pytest.mark.parametrize("command", _examples())
 async def test_the_example_works_as_written(
-    command: str, gateway: EnvoyGateway, tokens: Tokens
+    command: str, dev_stack: EnvoyGateway, tokens: Tokens
 ) -> None:
+    gateway = dev_stack
     environment = {
         **os.environ,
         # grpcurl is installed beside this Python.

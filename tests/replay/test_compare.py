@@ -129,7 +129,8 @@ def test_signals_of_different_predictions_cannot_be_compared(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("{}", "name at least one field"),
+        ("{}", "names no field to change"),
+        ('{"minConfidenceThreshold": null}', "names no field to change"),
         ('{"minConfidenceThreshold": 1.5}', "strategy.min_confidence_threshold"),
         ('{"minConfidenceTreshold": 0.7}', "not a StrategyConfig"),
         ("0.75", "not a StrategyConfig"),

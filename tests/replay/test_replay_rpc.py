@@ -44,9 +44,13 @@ def _window(start_ns: int, end_ns: int, **fields: object) -> S.ReplaySignalsRequ
     return request
 
 
-def _strict(threshold: float) -> dict[str, object]:
+def _strict(threshold: float, masked: bool = True) -> dict[str, object]:
+    """A candidate of `threshold`, named in a mask or (masked False) by its presence alone."""
+    candidate = strategy_pb2.StrategyConfig(min_confidence_threshold=threshold)
+    if not masked:
+        return {"candidate": candidate}
     return {
-        "candidate": strategy_pb2.StrategyConfig(min_confidence_threshold=threshold),
+        "candidate": candidate,
         "candidate_mask": field_mask_pb2.FieldMask(paths=["min_confidence_threshold"]),
     }
 
@@ -77,14 +81,16 @@ async def test_a_replay_as_decided_reproduces_the_callers_signals_with_progress_
     assert not result.HasField("candidate_performance")
 
 
+@pytest.mark.parametrize("masked", [True, False], ids=["with a mask", "by presence"])
 async def test_a_candidate_lists_what_it_removes_with_the_rule_and_both_figures(
-    live: Application, clock: ManualClock, tokens: Tokens
+    live: Application, clock: ManualClock, tokens: Tokens, masked: bool
 ) -> None:
     start = await live_session(live, clock, tokens)
     stubs = Stubs(live.grpc_address, tokens)
     try:
         answers = await _replayed(
-            stubs.as_(TRADER), _window(start, clock.now, max_differences=5, **_strict(0.95))
+            stubs.as_(TRADER),
+            _window(start, clock.now, max_differences=5, **_strict(0.95, masked)),
         )
     finally:
         await stubs.close()
@@ -118,6 +124,21 @@ async def test_bad_requests_name_each_field(
             (
                 _window(clock.now - DAY_NS, clock.now, **_strict(1.5)),
                 {"candidate.min_confidence_threshold"},
+            ),
+            # The mask names a field the candidate does not carry: not a threshold of 0.
+            (
+                _window(
+                    clock.now - DAY_NS,
+                    clock.now,
+                    candidate=strategy_pb2.StrategyConfig(stop_loss_pips=25.0),
+                    candidate_mask=field_mask_pb2.FieldMask(paths=["min_confidence_threshold"]),
+                ),
+                {"candidate.min_confidence_threshold"},
+            ),
+            # A candidate that carries nothing is not a replay "as decided".
+            (
+                _window(clock.now - DAY_NS, clock.now, candidate=strategy_pb2.StrategyConfig()),
+                {"candidate"},
             ),
         ]
         for request, fields in cases:

@@ -202,7 +202,8 @@ async def test_trading_states_positions_and_cooldowns_replay_as_they_stood(
         await trader.RecordExecutionResult(S.RecordExecutionResultRequest(result=close))
 
     async def state(user_id: str, to: int, reason: str) -> None:
-        request = S.SetTradingStateRequest(user_id=user_id, state=to, reason=reason)  # type: ignore[arg-type]
+        scope = S.TRADING_STATE_SCOPE_USER if user_id else S.TRADING_STATE_SCOPE_COMPANY
+        request = S.SetTradingStateRequest(user_id=user_id, state=to, reason=reason, scope=scope)  # type: ignore[arg-type]
         await admin.SetTradingState(request)
 
     events = {

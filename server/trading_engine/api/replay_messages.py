@@ -42,19 +42,24 @@ def replay_query(
             errors.FieldViolation("max_differences", f"must be 0 to {MAX_DIFFERENCES}")
         )
     candidate = None
-    if request.candidate_mask.paths:
+    if request.HasField("candidate") or request.candidate_mask.paths:
         candidate, problems = Candidate.checked(
             "candidate", request.candidate, request.candidate_mask.paths, policy
         )
         violations += [
-            errors.FieldViolation(
-                "candidate." + problem.field.removeprefix("strategy."), problem.description
-            )
+            errors.FieldViolation(_candidate_field(problem.field), problem.description)
             for problem in problems
         ]
     if violations:
         raise errors.invalid("the replay request is invalid", violations)
     return ReplayQuery(company_id, user_id, start_ns, end_ns, candidate)
+
+
+def _candidate_field(update_field: str) -> str:
+    """The request field an update's violation is about: its strategy is the candidate."""
+    if update_field == "update_mask":
+        return "candidate_mask"
+    return "candidate" + update_field.removeprefix("strategy")
 
 
 def progress_to_proto(progress: ReplayProgressed) -> S.ReplaySignalsResponse:

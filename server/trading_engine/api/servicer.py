@@ -261,7 +261,7 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
             request.user_id,
             request.strategy,
             list(request.update_mask.paths),
-            request.expected_version,
+            request.expected_version if request.HasField("expected_version") else None,
             request.request_id,
             request.reason,
         )
@@ -293,8 +293,8 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
             current_caller(),
             request.layer,
             request.user_id,
-            request.to_version,
-            request.expected_version,
+            request.to_version if request.HasField("to_version") else None,
+            request.expected_version if request.HasField("expected_version") else None,
             request.request_id,
             request.reason,
         )
@@ -372,7 +372,7 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         self, request: service_pb2.SetTradingStateRequest, context: Context
     ) -> service_pb2.SetTradingStateResponse:
         record = await self._protections.set_state(
-            current_caller(), request.user_id, request.state, request.reason
+            current_caller(), request.scope, request.user_id, request.state, request.reason
         )
         return service_pb2.SetTradingStateResponse(setting=trading_state_setting(record))
 

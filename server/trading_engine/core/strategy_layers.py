@@ -3,10 +3,15 @@
 A strategy is merged from four layers: the tier's defaults, the user's
 customisations, the adaptive adjustments learned from the user's results, and
 the company's overrides, which win over all of them. A layer
-defines only some fields, and proto3 scalars carry no presence, so a layer is
-the set of field paths it defines together with a `StrategyConfig` holding
-their values. Paths are top-level field names, except the feature flags, which
-are addressed one by one ("features.pattern_trading_enabled").
+defines only some fields, so a layer is the set of field paths it defines
+together with a `StrategyConfig` holding their values (layers stored before
+the fields had presence carry no presence for their zeros). Paths are
+top-level field names, except the feature flags, which are addressed one by
+one ("features.pattern_trading_enabled").
+
+An update names its fields by presence: every singular field of
+StrategyConfig has explicit presence, so a field that is present is set, 0
+and false included (decision 23).
 
 Everything here is pure: configs are copied, never changed in place.
 """
@@ -21,6 +26,7 @@ from types import MappingProxyType
 from typing import Final
 
 from google.protobuf import descriptor, duration_pb2
+from google.protobuf.message import Message
 
 from tradeflow.trading.v1 import strategy_pb2
 from trading_engine.core import instruments
@@ -77,13 +83,6 @@ def parse_mask(paths: Sequence[str]) -> tuple[tuple[str, ...], list[FieldViolati
 
     "features" alone names every feature flag.
     """
-    if not paths:
-        return (), [
-            FieldViolation(
-                "update_mask",
-                "required: name the fields to change, for example min_confidence_threshold",
-            )
-        ]
     named: set[str] = set()
     violations = []
     for path in dict.fromkeys(paths):
@@ -101,6 +100,59 @@ def parse_mask(paths: Sequence[str]) -> tuple[tuple[str, ...], list[FieldViolati
             )
             violations.append(FieldViolation("update_mask", f'unknown field "{path}"; {hint}'))
     return tuple(sorted(named, key=_PATH_ORDER.__getitem__)), violations
+
+
+def is_present(values: strategy_pb2.StrategyConfig, path: str) -> bool:
+    """Whether `values` carries a value for `path`; a list is present when it is not empty."""
+    name, _, flag = path.partition(".")
+    if flag:
+        return _has(values, name) and _has(getattr(values, name), flag)
+    if _FIELDS[name].is_repeated:
+        return len(getattr(values, name)) > 0
+    return _has(values, name)
+
+
+def _has(message: Message, name: str) -> bool:
+    # Through the base class: the generated stubs accept only literal field names.
+    return message.HasField(name)
+
+
+def present_paths(values: strategy_pb2.StrategyConfig) -> tuple[str, ...]:
+    """The field paths `values` carries, in FIELD_PATHS order."""
+    return tuple(path for path in FIELD_PATHS if is_present(values, path))
+
+
+def update_paths(
+    values: strategy_pb2.StrategyConfig, mask: Sequence[str]
+) -> tuple[tuple[str, ...], list[FieldViolation]]:
+    """The paths an update of `values` changes, and why it cannot be applied.
+
+    With a mask, the paths it names, each of which must be present in `values`
+    (a zero is only a setting when it was sent); without one, the paths present.
+    """
+    if not mask:
+        paths = present_paths(values)
+        if paths:
+            return paths, []
+        return (), [
+            FieldViolation(
+                "strategy",
+                "names no field to change: send the fields to change, "
+                "for example min_confidence_threshold",
+            )
+        ]
+    paths, violations = parse_mask(mask)
+    violations += [
+        FieldViolation(
+            f"strategy.{path}",
+            f"{path} is in the update mask but not in the strategy: send its value "
+            "(0 and false are values) or leave it out of the mask",
+        )
+        for path in paths
+        # A list has no presence: named in a mask, an empty one means "all the tier allows".
+        if path != _INSTRUMENTS and not is_present(values, path)
+    ]
+    return paths, violations
 
 
 def _copy_path(

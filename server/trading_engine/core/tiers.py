@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from google.protobuf import duration_pb2
+from google.protobuf.message import Message
 
 from tradeflow.common.v1 import tier_pb2
 from tradeflow.trading.v1 import strategy_pb2
@@ -68,7 +69,17 @@ def _defaults(**tier_specific: object) -> strategy_pb2.StrategyConfig:
             config.features.CopyFrom(value)
         else:
             setattr(config, name, value)
+    _mark_present(config)
+    _mark_present(config.features)
     return config
+
+
+def _mark_present(message: Message) -> None:
+    """Give every scalar with explicit presence its value explicitly, zeros included, so
+    a config merged over the defaults is complete: every field present, and shown."""
+    for field in message.DESCRIPTOR.fields:
+        if field.has_presence and field.message_type is None:
+            setattr(message, field.name, getattr(message, field.name))
 
 
 _NO_FEATURES = strategy_pb2.TierFeatures()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import logging
 import string
 import tempfile
 from pathlib import Path
 
 from trading_engine.config import GatewaySettings
+from trading_engine.gateway import rest_fields
 from trading_engine.runtime import DIE_WITH_PARENT
 
 CONFIG_TEMPLATE = "envoy.yaml"
@@ -26,13 +28,18 @@ def render_config(settings: GatewaySettings) -> str:
     """The Envoy configuration for these settings."""
     template_path = settings.envoy_dir / CONFIG_TEMPLATE
     descriptor_path = settings.envoy_dir / DESCRIPTOR_SET
-    for required in (template_path, descriptor_path):
+    script_path = settings.envoy_dir / rest_fields.LUA_SCRIPT
+    for required in (template_path, descriptor_path, script_path):
         if not required.is_file():
             raise FileNotFoundError(
-                f"{required} is missing; run `make generate` in the repository, "
-                "or point --envoy-dir at a folder holding envoy.yaml and trading_engine.binpb"
+                f"{required} is missing; run `make generate` in the repository, or point "
+                f"--envoy-dir at a folder holding {CONFIG_TEMPLATE}, {DESCRIPTOR_SET} and "
+                f"{rest_fields.LUA_SCRIPT}"
             )
+    field_check = rest_fields.render(descriptor_path.read_bytes(), script_path.read_text())
     return string.Template(template_path.read_text()).substitute(
+        # A JSON string is a YAML double-quoted scalar: the script, inline, on one line.
+        rest_field_check=json.dumps(field_check),
         admin_port=settings.envoy_admin_port,
         listen_host=settings.http_host,
         listen_port=settings.http_port,

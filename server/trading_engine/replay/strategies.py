@@ -7,9 +7,10 @@ newest revision up to that version. With nothing stored (a replay of a file),
 every user has their tier's defaults.
 
 A candidate is a StrategyConfig in JSON whose fields are the change to try,
-e.g. `{"minConfidenceThreshold": 0.75}`: it is checked as a user-layer
-update would be and applied over every layer, so the question "what if my
-threshold had been 0.75" is answered for exactly that field. Signals decided
+e.g. `{"minConfidenceThreshold": 0.75}` (the fields present, zeros included):
+it is checked as a user-layer update would be and applied over every layer,
+so the question "what if my threshold had been 0.75" is answered for exactly
+that field. Signals decided
 with a candidate carry strategy version 0: no stored version decided them.
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -34,7 +34,7 @@ from trading_engine.core.strategy_layers import (
     apply_update,
     layer_from_stored,
     merge,
-    parse_mask,
+    update_paths,
     validate_effective,
     validate_values,
 )
@@ -64,9 +64,10 @@ class Candidate:
         mask: Sequence[str],
         policy: TierPolicy | None,
     ) -> tuple[Candidate, list[FieldViolation]]:
-        """The candidate of the `mask` fields of `values`, and why any cannot be applied
-        (fields named `strategy.<path>`), checked as a user-layer update of `policy`'s tier."""
-        paths, violations = parse_mask(mask)
+        """The candidate of the `mask` fields of `values` (without a mask, of the fields
+        present), and why it cannot be applied (fields named as `update_paths` names
+        them), checked as a user-layer update of `policy`'s tier."""
+        paths, violations = update_paths(values, mask)
         violations += validate_values(values, paths, policy)
         return cls(name, apply_update(EMPTY_LAYER, values, paths)), violations
 
@@ -74,35 +75,14 @@ class Candidate:
     def from_file(cls, path: Path) -> Candidate:
         text = path.read_text(encoding="utf-8")
         try:
-            document = json.loads(text)
             values = json_format.Parse(text, strategy_pb2.StrategyConfig())
-        except (json.JSONDecodeError, json_format.ParseError) as error:
+        except json_format.ParseError as error:
             raise CandidateError(f"{path}: not a StrategyConfig in JSON: {error}") from None
-        if not isinstance(document, dict) or not document:
-            raise CandidateError(f"{path}: name at least one field of StrategyConfig to change")
-        candidate, violations = cls.checked(path.name, values, _field_paths(document), None)
+        candidate, violations = cls.checked(path.name, values, (), None)
         if violations:
             problems = "; ".join(f"{v.field}: {v.description}" for v in violations)
             raise CandidateError(f"{path}: {problems}")
         return candidate
-
-
-def _field_paths(document: dict[str, object]) -> list[str]:
-    """Field paths of the JSON keys given, JSON names or proto names alike."""
-    fields = strategy_pb2.StrategyConfig.DESCRIPTOR.fields
-    names = {field.json_name: field.name for field in fields} | {f.name: f.name for f in fields}
-    paths = []
-    for key, value in document.items():
-        name = names.get(key, key)
-        if name == "features" and isinstance(value, dict):
-            feature_fields = strategy_pb2.TierFeatures.DESCRIPTOR.fields
-            flags = {f.json_name: f.name for f in feature_fields} | {
-                f.name: f.name for f in feature_fields
-            }
-            paths += [f"features.{flags.get(flag, flag)}" for flag in value]
-        else:
-            paths.append(name)
-    return paths
 
 
 @dataclasses.dataclass(frozen=True)

@@ -136,7 +136,9 @@ Global___StrategyLayer: _TypeAlias = StrategyLayer  # noqa: Y015
 
 @_typing.final
 class TierFeatures(_message.Message):
-    """TierFeatures are the feature flags a strategy may switch on, bounded by the tier."""
+    """TierFeatures are the feature flags a strategy may switch on, bounded by the tier.
+    Each flag has explicit presence: in an update, a flag that is present is set, false included.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -161,18 +163,41 @@ class TierFeatures(_message.Message):
     def __init__(
         self,
         *,
-        advanced_features_enabled: _builtins.bool = ...,
-        pattern_trading_enabled: _builtins.bool = ...,
-        multi_leg_entries_enabled: _builtins.bool = ...,
-        advanced_timing_enabled: _builtins.bool = ...,
-        custom_strategies_enabled: _builtins.bool = ...,
-        algorithmic_execution_enabled: _builtins.bool = ...,
+        advanced_features_enabled: _builtins.bool | None = ...,
+        pattern_trading_enabled: _builtins.bool | None = ...,
+        multi_leg_entries_enabled: _builtins.bool | None = ...,
+        advanced_timing_enabled: _builtins.bool | None = ...,
+        custom_strategies_enabled: _builtins.bool | None = ...,
+        algorithmic_execution_enabled: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_advanced_features_enabled", b"_advanced_features_enabled", "_advanced_timing_enabled", b"_advanced_timing_enabled", "_algorithmic_execution_enabled", b"_algorithmic_execution_enabled", "_custom_strategies_enabled", b"_custom_strategies_enabled", "_multi_leg_entries_enabled", b"_multi_leg_entries_enabled", "_pattern_trading_enabled", b"_pattern_trading_enabled", "advanced_features_enabled", b"advanced_features_enabled", "advanced_timing_enabled", b"advanced_timing_enabled", "algorithmic_execution_enabled", b"algorithmic_execution_enabled", "custom_strategies_enabled", b"custom_strategies_enabled", "multi_leg_entries_enabled", b"multi_leg_entries_enabled", "pattern_trading_enabled", b"pattern_trading_enabled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advanced_features_enabled", b"advanced_features_enabled", "advanced_timing_enabled", b"advanced_timing_enabled", "algorithmic_execution_enabled", b"algorithmic_execution_enabled", "custom_strategies_enabled", b"custom_strategies_enabled", "multi_leg_entries_enabled", b"multi_leg_entries_enabled", "pattern_trading_enabled", b"pattern_trading_enabled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_advanced_features_enabled", b"_advanced_features_enabled", "_advanced_timing_enabled", b"_advanced_timing_enabled", "_algorithmic_execution_enabled", b"_algorithmic_execution_enabled", "_custom_strategies_enabled", b"_custom_strategies_enabled", "_multi_leg_entries_enabled", b"_multi_leg_entries_enabled", "_pattern_trading_enabled", b"_pattern_trading_enabled", "advanced_features_enabled", b"advanced_features_enabled", "advanced_timing_enabled", b"advanced_timing_enabled", "algorithmic_execution_enabled", b"algorithmic_execution_enabled", "custom_strategies_enabled", b"custom_strategies_enabled", "multi_leg_entries_enabled", b"multi_leg_entries_enabled", "pattern_trading_enabled", b"pattern_trading_enabled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__advanced_features_enabled: _TypeAlias = _typing.Literal["advanced_features_enabled"]  # noqa: Y015
+    _WhichOneofArgType__advanced_features_enabled: _TypeAlias = _typing.Literal["_advanced_features_enabled", b"_advanced_features_enabled"]  # noqa: Y015
+    _WhichOneofReturnType__advanced_timing_enabled: _TypeAlias = _typing.Literal["advanced_timing_enabled"]  # noqa: Y015
+    _WhichOneofArgType__advanced_timing_enabled: _TypeAlias = _typing.Literal["_advanced_timing_enabled", b"_advanced_timing_enabled"]  # noqa: Y015
+    _WhichOneofReturnType__algorithmic_execution_enabled: _TypeAlias = _typing.Literal["algorithmic_execution_enabled"]  # noqa: Y015
+    _WhichOneofArgType__algorithmic_execution_enabled: _TypeAlias = _typing.Literal["_algorithmic_execution_enabled", b"_algorithmic_execution_enabled"]  # noqa: Y015
+    _WhichOneofReturnType__custom_strategies_enabled: _TypeAlias = _typing.Literal["custom_strategies_enabled"]  # noqa: Y015
+    _WhichOneofArgType__custom_strategies_enabled: _TypeAlias = _typing.Literal["_custom_strategies_enabled", b"_custom_strategies_enabled"]  # noqa: Y015
+    _WhichOneofReturnType__multi_leg_entries_enabled: _TypeAlias = _typing.Literal["multi_leg_entries_enabled"]  # noqa: Y015
+    _WhichOneofArgType__multi_leg_entries_enabled: _TypeAlias = _typing.Literal["_multi_leg_entries_enabled", b"_multi_leg_entries_enabled"]  # noqa: Y015
+    _WhichOneofReturnType__pattern_trading_enabled: _TypeAlias = _typing.Literal["pattern_trading_enabled"]  # noqa: Y015
+    _WhichOneofArgType__pattern_trading_enabled: _TypeAlias = _typing.Literal["_pattern_trading_enabled", b"_pattern_trading_enabled"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__advanced_features_enabled) -> _WhichOneofReturnType__advanced_features_enabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__advanced_timing_enabled) -> _WhichOneofReturnType__advanced_timing_enabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__algorithmic_execution_enabled) -> _WhichOneofReturnType__algorithmic_execution_enabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__custom_strategies_enabled) -> _WhichOneofReturnType__custom_strategies_enabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__multi_leg_entries_enabled) -> _WhichOneofReturnType__multi_leg_entries_enabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pattern_trading_enabled) -> _WhichOneofReturnType__pattern_trading_enabled | None: ...
 
 Global___TierFeatures: _TypeAlias = TierFeatures  # noqa: Y015
 
@@ -180,6 +205,9 @@ Global___TierFeatures: _TypeAlias = TierFeatures  # noqa: Y015
 class StrategyConfig(_message.Message):
     """StrategyConfig holds every parameter of the decision rules. Tier defaults
     fill every field; user and company layers override the fields they name.
+    Every singular field has explicit presence (proto3 `optional`, or a message):
+    in an update, a field that is present is set, 0 and false included, and a
+    field that is absent is left as it is (decision 23).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -319,52 +347,187 @@ class StrategyConfig(_message.Message):
     def __init__(
         self,
         *,
-        min_confidence_threshold: _builtins.float = ...,
-        min_consensus_score: _builtins.float = ...,
-        counter_trend_confidence_threshold: _builtins.float = ...,
-        volatility_mode: Global___VolatilityMode.ValueType = ...,
-        trend_following_enabled: _builtins.bool = ...,
-        prefer_market_orders: _builtins.bool = ...,
-        limit_order_discount_pips: _builtins.float = ...,
-        limit_order_premium_pips: _builtins.float = ...,
-        max_limit_deviation_pips: _builtins.float = ...,
-        stop_loss_mode: Global___StopLossMode.ValueType = ...,
-        stop_loss_pips: _builtins.float = ...,
-        stop_loss_volatility_multiplier: _builtins.float = ...,
-        min_stop_loss_pips: _builtins.float = ...,
-        max_stop_loss_pips: _builtins.float = ...,
-        take_profit_mode: Global___TakeProfitMode.ValueType = ...,
-        take_profit_pips: _builtins.float = ...,
-        risk_reward_ratio: _builtins.float = ...,
-        risk_per_trade_percent: _builtins.float = ...,
-        max_position_size_lots: _builtins.float = ...,
-        position_size_multiplier: _builtins.float = ...,
-        weak_signal_size_factor: _builtins.float = ...,
-        max_position_count: _builtins.int = ...,
+        min_confidence_threshold: _builtins.float | None = ...,
+        min_consensus_score: _builtins.float | None = ...,
+        counter_trend_confidence_threshold: _builtins.float | None = ...,
+        volatility_mode: Global___VolatilityMode.ValueType | None = ...,
+        trend_following_enabled: _builtins.bool | None = ...,
+        prefer_market_orders: _builtins.bool | None = ...,
+        limit_order_discount_pips: _builtins.float | None = ...,
+        limit_order_premium_pips: _builtins.float | None = ...,
+        max_limit_deviation_pips: _builtins.float | None = ...,
+        stop_loss_mode: Global___StopLossMode.ValueType | None = ...,
+        stop_loss_pips: _builtins.float | None = ...,
+        stop_loss_volatility_multiplier: _builtins.float | None = ...,
+        min_stop_loss_pips: _builtins.float | None = ...,
+        max_stop_loss_pips: _builtins.float | None = ...,
+        take_profit_mode: Global___TakeProfitMode.ValueType | None = ...,
+        take_profit_pips: _builtins.float | None = ...,
+        risk_reward_ratio: _builtins.float | None = ...,
+        risk_per_trade_percent: _builtins.float | None = ...,
+        max_position_size_lots: _builtins.float | None = ...,
+        position_size_multiplier: _builtins.float | None = ...,
+        weak_signal_size_factor: _builtins.float | None = ...,
+        max_position_count: _builtins.int | None = ...,
         available_instruments: _abc.Iterable[_builtins.str] | None = ...,
         features: Global___TierFeatures | None = ...,
         duplicate_window: _duration_pb2.Duration | None = ...,
-        duplicate_price_tolerance_pips: _builtins.float = ...,
-        max_signals_per_minute: _builtins.int = ...,
-        volatility_low_bps: _builtins.float = ...,
-        volatility_high_bps: _builtins.float = ...,
-        volatility_extreme_bps: _builtins.float = ...,
-        trend_threshold_bps: _builtins.float = ...,
+        duplicate_price_tolerance_pips: _builtins.float | None = ...,
+        max_signals_per_minute: _builtins.int | None = ...,
+        volatility_low_bps: _builtins.float | None = ...,
+        volatility_high_bps: _builtins.float | None = ...,
+        volatility_extreme_bps: _builtins.float | None = ...,
+        trend_threshold_bps: _builtins.float | None = ...,
         max_price_age: _duration_pb2.Duration | None = ...,
-        max_spread_pips: _builtins.float = ...,
-        min_pattern_probability: _builtins.float = ...,
-        multi_leg_count: _builtins.int = ...,
+        max_spread_pips: _builtins.float | None = ...,
+        min_pattern_probability: _builtins.float | None = ...,
+        multi_leg_count: _builtins.int | None = ...,
         signal_validity: _duration_pb2.Duration | None = ...,
-        adaptive_enabled: _builtins.bool = ...,
-        require_risk_assessment: _builtins.bool = ...,
+        adaptive_enabled: _builtins.bool | None = ...,
+        require_risk_assessment: _builtins.bool | None = ...,
         stop_loss_cooldown: _duration_pb2.Duration | None = ...,
-        halt_drawdown_percent: _builtins.float = ...,
+        halt_drawdown_percent: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["duplicate_window", b"duplicate_window", "features", b"features", "max_price_age", b"max_price_age", "signal_validity", b"signal_validity", "stop_loss_cooldown", b"stop_loss_cooldown"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_adaptive_enabled", b"_adaptive_enabled", "_counter_trend_confidence_threshold", b"_counter_trend_confidence_threshold", "_duplicate_price_tolerance_pips", b"_duplicate_price_tolerance_pips", "_halt_drawdown_percent", b"_halt_drawdown_percent", "_limit_order_discount_pips", b"_limit_order_discount_pips", "_limit_order_premium_pips", b"_limit_order_premium_pips", "_max_limit_deviation_pips", b"_max_limit_deviation_pips", "_max_position_count", b"_max_position_count", "_max_position_size_lots", b"_max_position_size_lots", "_max_signals_per_minute", b"_max_signals_per_minute", "_max_spread_pips", b"_max_spread_pips", "_max_stop_loss_pips", b"_max_stop_loss_pips", "_min_confidence_threshold", b"_min_confidence_threshold", "_min_consensus_score", b"_min_consensus_score", "_min_pattern_probability", b"_min_pattern_probability", "_min_stop_loss_pips", b"_min_stop_loss_pips", "_multi_leg_count", b"_multi_leg_count", "_position_size_multiplier", b"_position_size_multiplier", "_prefer_market_orders", b"_prefer_market_orders", "_require_risk_assessment", b"_require_risk_assessment", "_risk_per_trade_percent", b"_risk_per_trade_percent", "_risk_reward_ratio", b"_risk_reward_ratio", "_stop_loss_mode", b"_stop_loss_mode", "_stop_loss_pips", b"_stop_loss_pips", "_stop_loss_volatility_multiplier", b"_stop_loss_volatility_multiplier", "_take_profit_mode", b"_take_profit_mode", "_take_profit_pips", b"_take_profit_pips", "_trend_following_enabled", b"_trend_following_enabled", "_trend_threshold_bps", b"_trend_threshold_bps", "_volatility_extreme_bps", b"_volatility_extreme_bps", "_volatility_high_bps", b"_volatility_high_bps", "_volatility_low_bps", b"_volatility_low_bps", "_volatility_mode", b"_volatility_mode", "_weak_signal_size_factor", b"_weak_signal_size_factor", "adaptive_enabled", b"adaptive_enabled", "counter_trend_confidence_threshold", b"counter_trend_confidence_threshold", "duplicate_price_tolerance_pips", b"duplicate_price_tolerance_pips", "duplicate_window", b"duplicate_window", "features", b"features", "halt_drawdown_percent", b"halt_drawdown_percent", "limit_order_discount_pips", b"limit_order_discount_pips", "limit_order_premium_pips", b"limit_order_premium_pips", "max_limit_deviation_pips", b"max_limit_deviation_pips", "max_position_count", b"max_position_count", "max_position_size_lots", b"max_position_size_lots", "max_price_age", b"max_price_age", "max_signals_per_minute", b"max_signals_per_minute", "max_spread_pips", b"max_spread_pips", "max_stop_loss_pips", b"max_stop_loss_pips", "min_confidence_threshold", b"min_confidence_threshold", "min_consensus_score", b"min_consensus_score", "min_pattern_probability", b"min_pattern_probability", "min_stop_loss_pips", b"min_stop_loss_pips", "multi_leg_count", b"multi_leg_count", "position_size_multiplier", b"position_size_multiplier", "prefer_market_orders", b"prefer_market_orders", "require_risk_assessment", b"require_risk_assessment", "risk_per_trade_percent", b"risk_per_trade_percent", "risk_reward_ratio", b"risk_reward_ratio", "signal_validity", b"signal_validity", "stop_loss_cooldown", b"stop_loss_cooldown", "stop_loss_mode", b"stop_loss_mode", "stop_loss_pips", b"stop_loss_pips", "stop_loss_volatility_multiplier", b"stop_loss_volatility_multiplier", "take_profit_mode", b"take_profit_mode", "take_profit_pips", b"take_profit_pips", "trend_following_enabled", b"trend_following_enabled", "trend_threshold_bps", b"trend_threshold_bps", "volatility_extreme_bps", b"volatility_extreme_bps", "volatility_high_bps", b"volatility_high_bps", "volatility_low_bps", b"volatility_low_bps", "volatility_mode", b"volatility_mode", "weak_signal_size_factor", b"weak_signal_size_factor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptive_enabled", b"adaptive_enabled", "available_instruments", b"available_instruments", "counter_trend_confidence_threshold", b"counter_trend_confidence_threshold", "duplicate_price_tolerance_pips", b"duplicate_price_tolerance_pips", "duplicate_window", b"duplicate_window", "features", b"features", "halt_drawdown_percent", b"halt_drawdown_percent", "limit_order_discount_pips", b"limit_order_discount_pips", "limit_order_premium_pips", b"limit_order_premium_pips", "max_limit_deviation_pips", b"max_limit_deviation_pips", "max_position_count", b"max_position_count", "max_position_size_lots", b"max_position_size_lots", "max_price_age", b"max_price_age", "max_signals_per_minute", b"max_signals_per_minute", "max_spread_pips", b"max_spread_pips", "max_stop_loss_pips", b"max_stop_loss_pips", "min_confidence_threshold", b"min_confidence_threshold", "min_consensus_score", b"min_consensus_score", "min_pattern_probability", b"min_pattern_probability", "min_stop_loss_pips", b"min_stop_loss_pips", "multi_leg_count", b"multi_leg_count", "position_size_multiplier", b"position_size_multiplier", "prefer_market_orders", b"prefer_market_orders", "require_risk_assessment", b"require_risk_assessment", "risk_per_trade_percent", b"risk_per_trade_percent", "risk_reward_ratio", b"risk_reward_ratio", "signal_validity", b"signal_validity", "stop_loss_cooldown", b"stop_loss_cooldown", "stop_loss_mode", b"stop_loss_mode", "stop_loss_pips", b"stop_loss_pips", "stop_loss_volatility_multiplier", b"stop_loss_volatility_multiplier", "take_profit_mode", b"take_profit_mode", "take_profit_pips", b"take_profit_pips", "trend_following_enabled", b"trend_following_enabled", "trend_threshold_bps", b"trend_threshold_bps", "volatility_extreme_bps", b"volatility_extreme_bps", "volatility_high_bps", b"volatility_high_bps", "volatility_low_bps", b"volatility_low_bps", "volatility_mode", b"volatility_mode", "weak_signal_size_factor", b"weak_signal_size_factor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_adaptive_enabled", b"_adaptive_enabled", "_counter_trend_confidence_threshold", b"_counter_trend_confidence_threshold", "_duplicate_price_tolerance_pips", b"_duplicate_price_tolerance_pips", "_halt_drawdown_percent", b"_halt_drawdown_percent", "_limit_order_discount_pips", b"_limit_order_discount_pips", "_limit_order_premium_pips", b"_limit_order_premium_pips", "_max_limit_deviation_pips", b"_max_limit_deviation_pips", "_max_position_count", b"_max_position_count", "_max_position_size_lots", b"_max_position_size_lots", "_max_signals_per_minute", b"_max_signals_per_minute", "_max_spread_pips", b"_max_spread_pips", "_max_stop_loss_pips", b"_max_stop_loss_pips", "_min_confidence_threshold", b"_min_confidence_threshold", "_min_consensus_score", b"_min_consensus_score", "_min_pattern_probability", b"_min_pattern_probability", "_min_stop_loss_pips", b"_min_stop_loss_pips", "_multi_leg_count", b"_multi_leg_count", "_position_size_multiplier", b"_position_size_multiplier", "_prefer_market_orders", b"_prefer_market_orders", "_require_risk_assessment", b"_require_risk_assessment", "_risk_per_trade_percent", b"_risk_per_trade_percent", "_risk_reward_ratio", b"_risk_reward_ratio", "_stop_loss_mode", b"_stop_loss_mode", "_stop_loss_pips", b"_stop_loss_pips", "_stop_loss_volatility_multiplier", b"_stop_loss_volatility_multiplier", "_take_profit_mode", b"_take_profit_mode", "_take_profit_pips", b"_take_profit_pips", "_trend_following_enabled", b"_trend_following_enabled", "_trend_threshold_bps", b"_trend_threshold_bps", "_volatility_extreme_bps", b"_volatility_extreme_bps", "_volatility_high_bps", b"_volatility_high_bps", "_volatility_low_bps", b"_volatility_low_bps", "_volatility_mode", b"_volatility_mode", "_weak_signal_size_factor", b"_weak_signal_size_factor", "adaptive_enabled", b"adaptive_enabled", "available_instruments", b"available_instruments", "counter_trend_confidence_threshold", b"counter_trend_confidence_threshold", "duplicate_price_tolerance_pips", b"duplicate_price_tolerance_pips", "duplicate_window", b"duplicate_window", "features", b"features", "halt_drawdown_percent", b"halt_drawdown_percent", "limit_order_discount_pips", b"limit_order_discount_pips", "limit_order_premium_pips", b"limit_order_premium_pips", "max_limit_deviation_pips", b"max_limit_deviation_pips", "max_position_count", b"max_position_count", "max_position_size_lots", b"max_position_size_lots", "max_price_age", b"max_price_age", "max_signals_per_minute", b"max_signals_per_minute", "max_spread_pips", b"max_spread_pips", "max_stop_loss_pips", b"max_stop_loss_pips", "min_confidence_threshold", b"min_confidence_threshold", "min_consensus_score", b"min_consensus_score", "min_pattern_probability", b"min_pattern_probability", "min_stop_loss_pips", b"min_stop_loss_pips", "multi_leg_count", b"multi_leg_count", "position_size_multiplier", b"position_size_multiplier", "prefer_market_orders", b"prefer_market_orders", "require_risk_assessment", b"require_risk_assessment", "risk_per_trade_percent", b"risk_per_trade_percent", "risk_reward_ratio", b"risk_reward_ratio", "signal_validity", b"signal_validity", "stop_loss_cooldown", b"stop_loss_cooldown", "stop_loss_mode", b"stop_loss_mode", "stop_loss_pips", b"stop_loss_pips", "stop_loss_volatility_multiplier", b"stop_loss_volatility_multiplier", "take_profit_mode", b"take_profit_mode", "take_profit_pips", b"take_profit_pips", "trend_following_enabled", b"trend_following_enabled", "trend_threshold_bps", b"trend_threshold_bps", "volatility_extreme_bps", b"volatility_extreme_bps", "volatility_high_bps", b"volatility_high_bps", "volatility_low_bps", b"volatility_low_bps", "volatility_mode", b"volatility_mode", "weak_signal_size_factor", b"weak_signal_size_factor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__adaptive_enabled: _TypeAlias = _typing.Literal["adaptive_enabled"]  # noqa: Y015
+    _WhichOneofArgType__adaptive_enabled: _TypeAlias = _typing.Literal["_adaptive_enabled", b"_adaptive_enabled"]  # noqa: Y015
+    _WhichOneofReturnType__counter_trend_confidence_threshold: _TypeAlias = _typing.Literal["counter_trend_confidence_threshold"]  # noqa: Y015
+    _WhichOneofArgType__counter_trend_confidence_threshold: _TypeAlias = _typing.Literal["_counter_trend_confidence_threshold", b"_counter_trend_confidence_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__duplicate_price_tolerance_pips: _TypeAlias = _typing.Literal["duplicate_price_tolerance_pips"]  # noqa: Y015
+    _WhichOneofArgType__duplicate_price_tolerance_pips: _TypeAlias = _typing.Literal["_duplicate_price_tolerance_pips", b"_duplicate_price_tolerance_pips"]  # noqa: Y015
+    _WhichOneofReturnType__halt_drawdown_percent: _TypeAlias = _typing.Literal["halt_drawdown_percent"]  # noqa: Y015
+    _WhichOneofArgType__halt_drawdown_percent: _TypeAlias = _typing.Literal["_halt_drawdown_percent", b"_halt_drawdown_percent"]  # noqa: Y015
+    _WhichOneofReturnType__limit_order_discount_pips: _TypeAlias = _typing.Literal["limit_order_discount_pips"]  # noqa: Y015
+    _WhichOneofArgType__limit_order_discount_pips: _TypeAlias = _typing.Literal["_limit_order_discount_pips", b"_limit_order_discount_pips"]  # noqa: Y015
+    _WhichOneofReturnType__limit_order_premium_pips: _TypeAlias = _typing.Literal["limit_order_premium_pips"]  # noqa: Y015
+    _WhichOneofArgType__limit_order_premium_pips: _TypeAlias = _typing.Literal["_limit_order_premium_pips", b"_limit_order_premium_pips"]  # noqa: Y015
+    _WhichOneofReturnType__max_limit_deviation_pips: _TypeAlias = _typing.Literal["max_limit_deviation_pips"]  # noqa: Y015
+    _WhichOneofArgType__max_limit_deviation_pips: _TypeAlias = _typing.Literal["_max_limit_deviation_pips", b"_max_limit_deviation_pips"]  # noqa: Y015
+    _WhichOneofReturnType__max_position_count: _TypeAlias = _typing.Literal["max_position_count"]  # noqa: Y015
+    _WhichOneofArgType__max_position_count: _TypeAlias = _typing.Literal["_max_position_count", b"_max_position_count"]  # noqa: Y015
+    _WhichOneofReturnType__max_position_size_lots: _TypeAlias = _typing.Literal["max_position_size_lots"]  # noqa: Y015
+    _WhichOneofArgType__max_position_size_lots: _TypeAlias = _typing.Literal["_max_position_size_lots", b"_max_position_size_lots"]  # noqa: Y015
+    _WhichOneofReturnType__max_signals_per_minute: _TypeAlias = _typing.Literal["max_signals_per_minute"]  # noqa: Y015
+    _WhichOneofArgType__max_signals_per_minute: _TypeAlias = _typing.Literal["_max_signals_per_minute", b"_max_signals_per_minute"]  # noqa: Y015
+    _WhichOneofReturnType__max_spread_pips: _TypeAlias = _typing.Literal["max_spread_pips"]  # noqa: Y015
+    _WhichOneofArgType__max_spread_pips: _TypeAlias = _typing.Literal["_max_spread_pips", b"_max_spread_pips"]  # noqa: Y015
+    _WhichOneofReturnType__max_stop_loss_pips: _TypeAlias = _typing.Literal["max_stop_loss_pips"]  # noqa: Y015
+    _WhichOneofArgType__max_stop_loss_pips: _TypeAlias = _typing.Literal["_max_stop_loss_pips", b"_max_stop_loss_pips"]  # noqa: Y015
+    _WhichOneofReturnType__min_confidence_threshold: _TypeAlias = _typing.Literal["min_confidence_threshold"]  # noqa: Y015
+    _WhichOneofArgType__min_confidence_threshold: _TypeAlias = _typing.Literal["_min_confidence_threshold", b"_min_confidence_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__min_consensus_score: _TypeAlias = _typing.Literal["min_consensus_score"]  # noqa: Y015
+    _WhichOneofArgType__min_consensus_score: _TypeAlias = _typing.Literal["_min_consensus_score", b"_min_consensus_score"]  # noqa: Y015
+    _WhichOneofReturnType__min_pattern_probability: _TypeAlias = _typing.Literal["min_pattern_probability"]  # noqa: Y015
+    _WhichOneofArgType__min_pattern_probability: _TypeAlias = _typing.Literal["_min_pattern_probability", b"_min_pattern_probability"]  # noqa: Y015
+    _WhichOneofReturnType__min_stop_loss_pips: _TypeAlias = _typing.Literal["min_stop_loss_pips"]  # noqa: Y015
+    _WhichOneofArgType__min_stop_loss_pips: _TypeAlias = _typing.Literal["_min_stop_loss_pips", b"_min_stop_loss_pips"]  # noqa: Y015
+    _WhichOneofReturnType__multi_leg_count: _TypeAlias = _typing.Literal["multi_leg_count"]  # noqa: Y015
+    _WhichOneofArgType__multi_leg_count: _TypeAlias = _typing.Literal["_multi_leg_count", b"_multi_leg_count"]  # noqa: Y015
+    _WhichOneofReturnType__position_size_multiplier: _TypeAlias = _typing.Literal["position_size_multiplier"]  # noqa: Y015
+    _WhichOneofArgType__position_size_multiplier: _TypeAlias = _typing.Literal["_position_size_multiplier", b"_position_size_multiplier"]  # noqa: Y015
+    _WhichOneofReturnType__prefer_market_orders: _TypeAlias = _typing.Literal["prefer_market_orders"]  # noqa: Y015
+    _WhichOneofArgType__prefer_market_orders: _TypeAlias = _typing.Literal["_prefer_market_orders", b"_prefer_market_orders"]  # noqa: Y015
+    _WhichOneofReturnType__require_risk_assessment: _TypeAlias = _typing.Literal["require_risk_assessment"]  # noqa: Y015
+    _WhichOneofArgType__require_risk_assessment: _TypeAlias = _typing.Literal["_require_risk_assessment", b"_require_risk_assessment"]  # noqa: Y015
+    _WhichOneofReturnType__risk_per_trade_percent: _TypeAlias = _typing.Literal["risk_per_trade_percent"]  # noqa: Y015
+    _WhichOneofArgType__risk_per_trade_percent: _TypeAlias = _typing.Literal["_risk_per_trade_percent", b"_risk_per_trade_percent"]  # noqa: Y015
+    _WhichOneofReturnType__risk_reward_ratio: _TypeAlias = _typing.Literal["risk_reward_ratio"]  # noqa: Y015
+    _WhichOneofArgType__risk_reward_ratio: _TypeAlias = _typing.Literal["_risk_reward_ratio", b"_risk_reward_ratio"]  # noqa: Y015
+    _WhichOneofReturnType__stop_loss_mode: _TypeAlias = _typing.Literal["stop_loss_mode"]  # noqa: Y015
+    _WhichOneofArgType__stop_loss_mode: _TypeAlias = _typing.Literal["_stop_loss_mode", b"_stop_loss_mode"]  # noqa: Y015
+    _WhichOneofReturnType__stop_loss_pips: _TypeAlias = _typing.Literal["stop_loss_pips"]  # noqa: Y015
+    _WhichOneofArgType__stop_loss_pips: _TypeAlias = _typing.Literal["_stop_loss_pips", b"_stop_loss_pips"]  # noqa: Y015
+    _WhichOneofReturnType__stop_loss_volatility_multiplier: _TypeAlias = _typing.Literal["stop_loss_volatility_multiplier"]  # noqa: Y015
+    _WhichOneofArgType__stop_loss_volatility_multiplier: _TypeAlias = _typing.Literal["_stop_loss_volatility_multiplier", b"_stop_loss_volatility_multiplier"]  # noqa: Y015
+    _WhichOneofReturnType__take_profit_mode: _TypeAlias = _typing.Literal["take_profit_mode"]  # noqa: Y015
+    _WhichOneofArgType__take_profit_mode: _TypeAlias = _typing.Literal["_take_profit_mode", b"_take_profit_mode"]  # noqa: Y015
+    _WhichOneofReturnType__take_profit_pips: _TypeAlias = _typing.Literal["take_profit_pips"]  # noqa: Y015
+    _WhichOneofArgType__take_profit_pips: _TypeAlias = _typing.Literal["_take_profit_pips", b"_take_profit_pips"]  # noqa: Y015
+    _WhichOneofReturnType__trend_following_enabled: _TypeAlias = _typing.Literal["trend_following_enabled"]  # noqa: Y015
+    _WhichOneofArgType__trend_following_enabled: _TypeAlias = _typing.Literal["_trend_following_enabled", b"_trend_following_enabled"]  # noqa: Y015
+    _WhichOneofReturnType__trend_threshold_bps: _TypeAlias = _typing.Literal["trend_threshold_bps"]  # noqa: Y015
+    _WhichOneofArgType__trend_threshold_bps: _TypeAlias = _typing.Literal["_trend_threshold_bps", b"_trend_threshold_bps"]  # noqa: Y015
+    _WhichOneofReturnType__volatility_extreme_bps: _TypeAlias = _typing.Literal["volatility_extreme_bps"]  # noqa: Y015
+    _WhichOneofArgType__volatility_extreme_bps: _TypeAlias = _typing.Literal["_volatility_extreme_bps", b"_volatility_extreme_bps"]  # noqa: Y015
+    _WhichOneofReturnType__volatility_high_bps: _TypeAlias = _typing.Literal["volatility_high_bps"]  # noqa: Y015
+    _WhichOneofArgType__volatility_high_bps: _TypeAlias = _typing.Literal["_volatility_high_bps", b"_volatility_high_bps"]  # noqa: Y015
+    _WhichOneofReturnType__volatility_low_bps: _TypeAlias = _typing.Literal["volatility_low_bps"]  # noqa: Y015
+    _WhichOneofArgType__volatility_low_bps: _TypeAlias = _typing.Literal["_volatility_low_bps", b"_volatility_low_bps"]  # noqa: Y015
+    _WhichOneofReturnType__volatility_mode: _TypeAlias = _typing.Literal["volatility_mode"]  # noqa: Y015
+    _WhichOneofArgType__volatility_mode: _TypeAlias = _typing.Literal["_volatility_mode", b"_volatility_mode"]  # noqa: Y015
+    _WhichOneofReturnType__weak_signal_size_factor: _TypeAlias = _typing.Literal["weak_signal_size_factor"]  # noqa: Y015
+    _WhichOneofArgType__weak_signal_size_factor: _TypeAlias = _typing.Literal["_weak_signal_size_factor", b"_weak_signal_size_factor"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__adaptive_enabled) -> _WhichOneofReturnType__adaptive_enabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__counter_trend_confidence_threshold) -> _WhichOneofReturnType__counter_trend_confidence_threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__duplicate_price_tolerance_pips) -> _WhichOneofReturnType__duplicate_price_tolerance_pips | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__halt_drawdown_percent) -> _WhichOneofReturnType__halt_drawdown_percent | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit_order_discount_pips) -> _WhichOneofReturnType__limit_order_discount_pips | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit_order_premium_pips) -> _WhichOneofReturnType__limit_order_premium_pips | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_limit_deviation_pips) -> _WhichOneofReturnType__max_limit_deviation_pips | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_position_count) -> _WhichOneofReturnType__max_position_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_position_size_lots) -> _WhichOneofReturnType__max_position_size_lots | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_signals_per_minute) -> _WhichOneofReturnType__max_signals_per_minute | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_spread_pips) -> _WhichOneofReturnType__max_spread_pips | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_stop_loss_pips) -> _WhichOneofReturnType__max_stop_loss_pips | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_confidence_threshold) -> _WhichOneofReturnType__min_confidence_threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_consensus_score) -> _WhichOneofReturnType__min_consensus_score | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_pattern_probability) -> _WhichOneofReturnType__min_pattern_probability | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_stop_loss_pips) -> _WhichOneofReturnType__min_stop_loss_pips | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__multi_leg_count) -> _WhichOneofReturnType__multi_leg_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__position_size_multiplier) -> _WhichOneofReturnType__position_size_multiplier | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__prefer_market_orders) -> _WhichOneofReturnType__prefer_market_orders | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__require_risk_assessment) -> _WhichOneofReturnType__require_risk_assessment | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__risk_per_trade_percent) -> _WhichOneofReturnType__risk_per_trade_percent | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__risk_reward_ratio) -> _WhichOneofReturnType__risk_reward_ratio | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stop_loss_mode) -> _WhichOneofReturnType__stop_loss_mode | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stop_loss_pips) -> _WhichOneofReturnType__stop_loss_pips | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stop_loss_volatility_multiplier) -> _WhichOneofReturnType__stop_loss_volatility_multiplier | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__take_profit_mode) -> _WhichOneofReturnType__take_profit_mode | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__take_profit_pips) -> _WhichOneofReturnType__take_profit_pips | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__trend_following_enabled) -> _WhichOneofReturnType__trend_following_enabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__trend_threshold_bps) -> _WhichOneofReturnType__trend_threshold_bps | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__volatility_extreme_bps) -> _WhichOneofReturnType__volatility_extreme_bps | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__volatility_high_bps) -> _WhichOneofReturnType__volatility_high_bps | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__volatility_low_bps) -> _WhichOneofReturnType__volatility_low_bps | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__volatility_mode) -> _WhichOneofReturnType__volatility_mode | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__weak_signal_size_factor) -> _WhichOneofReturnType__weak_signal_size_factor | None: ...
 
 Global___StrategyConfig: _TypeAlias = StrategyConfig  # noqa: Y015
 

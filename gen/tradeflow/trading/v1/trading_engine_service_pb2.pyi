@@ -80,6 +80,30 @@ TRADING_STATE_CAUSE_DRAWDOWN_LIMIT: TradingStateCause.ValueType  # 2
 """The day's drawdown reached the strategy's `halt_drawdown_percent`."""
 Global___TradingStateCause: _TypeAlias = TradingStateCause  # noqa: Y015
 
+class _TradingStateScope:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TradingStateScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TradingStateScope.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRADING_STATE_SCOPE_UNSPECIFIED: _TradingStateScope.ValueType  # 0
+    """Not set: with a `user_id`, USER (as callers from before the scope existed send it); without one, refused."""
+    TRADING_STATE_SCOPE_USER: _TradingStateScope.ValueType  # 1
+    """One user of the company, named by `user_id`."""
+    TRADING_STATE_SCOPE_COMPANY: _TradingStateScope.ValueType  # 2
+    """Every user of the company; `user_id` must be empty."""
+
+class TradingStateScope(_TradingStateScope, metaclass=_TradingStateScopeEnumTypeWrapper):
+    """TradingStateScope says whom a trading state setting covers."""
+
+TRADING_STATE_SCOPE_UNSPECIFIED: TradingStateScope.ValueType  # 0
+"""Not set: with a `user_id`, USER (as callers from before the scope existed send it); without one, refused."""
+TRADING_STATE_SCOPE_USER: TradingStateScope.ValueType  # 1
+"""One user of the company, named by `user_id`."""
+TRADING_STATE_SCOPE_COMPANY: TradingStateScope.ValueType  # 2
+"""Every user of the company; `user_id` must be empty."""
+Global___TradingStateScope: _TypeAlias = TradingStateScope  # noqa: Y015
+
 class _ServingStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -708,18 +732,18 @@ class UpdateStrategyRequest(_message.Message):
     user_id: _builtins.str
     """User whose layer to change; empty means the caller; ignored for COMPANY; at most 128 characters."""
     expected_version: _builtins.int
-    """The layer's current revision as last read; the update fails with FAILED_PRECONDITION if it changed meanwhile. 0 means the layer must not exist yet."""
+    """The layer's current revision as last read: when present, the update fails with FAILED_PRECONDITION if the layer is at another revision (0: the layer must have no revision yet); when absent, no check."""
     request_id: _builtins.str
     """Idempotency key; retrying with the same key returns the first result without a second revision; at most 128 characters."""
     reason: _builtins.str
     """Why the change is made; stored with the revision; at most 1,000 characters."""
     @_builtins.property
     def strategy(self) -> _strategy_pb2.StrategyConfig:
-        """The new values; only the fields named in `update_mask` are read."""
+        """The new values: the fields present are the change (0 and false are values); with `update_mask`, only the fields it names are read."""
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Field paths of `strategy` to change, for example "min_confidence_threshold,features.pattern_trading_enabled"; required; at most 64 paths of at most 128 characters each."""
+        """Field paths of `strategy` to change, for example "min_confidence_threshold,features.pattern_trading_enabled"; each must be present in `strategy` (INVALID_ARGUMENT otherwise); unset means the fields present in `strategy`; at most 64 paths of at most 128 characters each."""
 
     def __init__(
         self,
@@ -728,15 +752,17 @@ class UpdateStrategyRequest(_message.Message):
         user_id: _builtins.str = ...,
         strategy: _strategy_pb2.StrategyConfig | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
-        expected_version: _builtins.int = ...,
+        expected_version: _builtins.int | None = ...,
         request_id: _builtins.str = ...,
         reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["strategy", b"strategy", "update_mask", b"update_mask"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "strategy", b"strategy", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "layer", b"layer", "reason", b"reason", "request_id", b"request_id", "strategy", b"strategy", "update_mask", b"update_mask", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "layer", b"layer", "reason", b"reason", "request_id", b"request_id", "strategy", b"strategy", "update_mask", b"update_mask", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
 
 Global___UpdateStrategyRequest: _TypeAlias = UpdateStrategyRequest  # noqa: Y015
 
@@ -895,9 +921,9 @@ class ResetStrategyRequest(_message.Message):
     user_id: _builtins.str
     """User whose layer to reset; empty means the caller; ignored for COMPANY; at most 128 characters."""
     to_version: _builtins.int
-    """Revision of the layer to restore; 0 clears the layer so the values below it apply."""
+    """Revision of the layer to restore, or 0 to clear the layer so the values below it apply; required."""
     expected_version: _builtins.int
-    """The layer's current revision as last read; FAILED_PRECONDITION if it changed meanwhile."""
+    """The layer's current revision as last read: when present, FAILED_PRECONDITION if the layer is at another revision (0: no revision yet); when absent, no check."""
     request_id: _builtins.str
     """Idempotency key; retrying with the same key returns the first result; at most 128 characters."""
     reason: _builtins.str
@@ -907,16 +933,23 @@ class ResetStrategyRequest(_message.Message):
         *,
         layer: _strategy_pb2.StrategyLayer.ValueType = ...,
         user_id: _builtins.str = ...,
-        to_version: _builtins.int = ...,
-        expected_version: _builtins.int = ...,
+        to_version: _builtins.int | None = ...,
+        expected_version: _builtins.int | None = ...,
         request_id: _builtins.str = ...,
         reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "_to_version", b"_to_version", "expected_version", b"expected_version", "to_version", b"to_version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "layer", b"layer", "reason", b"reason", "request_id", b"request_id", "to_version", b"to_version", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "_to_version", b"_to_version", "expected_version", b"expected_version", "layer", b"layer", "reason", b"reason", "request_id", b"request_id", "to_version", b"to_version", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    _WhichOneofReturnType__to_version: _TypeAlias = _typing.Literal["to_version"]  # noqa: Y015
+    _WhichOneofArgType__to_version: _TypeAlias = _typing.Literal["_to_version", b"_to_version"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__to_version) -> _WhichOneofReturnType__to_version | None: ...
 
 Global___ResetStrategyRequest: _TypeAlias = ResetStrategyRequest  # noqa: Y015
 
@@ -977,22 +1010,26 @@ class SetTradingStateRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """User whose state to set; empty sets the company-wide state; at most 128 characters."""
+    """User whose state to set; required for the USER scope, empty for the COMPANY scope; at most 128 characters."""
     state: Global___TradingState.ValueType
     """The new state; ACTIVE resumes trading."""
     reason: _builtins.str
     """Why; required, kept with the state and in the audit log; at most 1,000 characters."""
+    scope: Global___TradingStateScope.ValueType
+    """Whom the setting covers; the company-wide state is set only when COMPANY is said."""
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         state: Global___TradingState.ValueType = ...,
         reason: _builtins.str = ...,
+        scope: Global___TradingStateScope.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "scope", b"scope", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1593,13 +1630,14 @@ class ReplaySignalsRequest(_message.Message):
 
     @_builtins.property
     def candidate(self) -> _strategy_pb2.StrategyConfig:
-        """Values to try over the strategies in force: the fields candidate_mask names. Without a mask
-        the predictions are replayed as decided and compared with the signals stored then.
+        """Values to try over the strategies in force: the fields present, or those candidate_mask names
+        (each must be present). Without a candidate or a mask the predictions are replayed as decided
+        and compared with the signals stored then.
         """
 
     @_builtins.property
     def candidate_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields of candidate to apply, as in UpdateStrategy; at most 64 paths of at most 128 characters each."""
+        """Fields of candidate to apply, as in UpdateStrategy; unset means the fields present in candidate; at most 64 paths of at most 128 characters each."""
 
     def __init__(
         self,
