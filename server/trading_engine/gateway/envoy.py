@@ -15,6 +15,9 @@ from trading_engine.runtime import DIE_WITH_PARENT
 
 CONFIG_TEMPLATE = "envoy.yaml"
 DESCRIPTOR_SET = "trading_engine.binpb"
+# The OpenAPI document of the REST routes (tools/openapi_document.py), served by Envoy itself.
+OPENAPI_DOCUMENT = "openapi.json"
+OPENAPI_ROUTE = "/api/v1/openapi.json"
 
 # Envoy drains and exits within milliseconds of SIGTERM; after this it is killed.
 _STOP_GRACE_SECONDS = 5.0
@@ -26,11 +29,13 @@ def render_config(settings: GatewaySettings) -> str:
     """The Envoy configuration for these settings."""
     template_path = settings.envoy_dir / CONFIG_TEMPLATE
     descriptor_path = settings.envoy_dir / DESCRIPTOR_SET
-    for required in (template_path, descriptor_path):
+    openapi_path = settings.envoy_dir / OPENAPI_DOCUMENT
+    for required in (template_path, descriptor_path, openapi_path):
         if not required.is_file():
             raise FileNotFoundError(
-                f"{required} is missing; run `make generate` in the repository, "
-                "or point --envoy-dir at a folder holding envoy.yaml and trading_engine.binpb"
+                f"{required} is missing; run `make generate` in the repository, or point "
+                f"--envoy-dir at a folder holding {CONFIG_TEMPLATE}, {DESCRIPTOR_SET} "
+                f"and {OPENAPI_DOCUMENT}"
             )
     return string.Template(template_path.read_text()).substitute(
         admin_port=settings.envoy_admin_port,
@@ -39,6 +44,8 @@ def render_config(settings: GatewaySettings) -> str:
         upstream_host=settings.upstream_host,
         upstream_port=settings.upstream_port,
         descriptor_path=descriptor_path.resolve(),
+        openapi_route=OPENAPI_ROUTE,
+        openapi_path=openapi_path.resolve(),
     )
 
 
