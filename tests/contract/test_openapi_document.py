@@ -4,6 +4,7 @@ the contracts say: every annotated route, every bound, which fields have presenc
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -265,3 +266,14 @@ def test_descriptions_come_from_the_proto_comments(document: dict[str, Any]) -> 
         "properties"
     ]["reason"]
     assert reason["description"].startswith("Why; required, kept with the state")
+
+
+def test_the_readme_lists_every_documented_route(document: dict[str, Any]) -> None:
+    section = (ROOT / "README.md").read_text().split("## REST routes", 1)[1].split("\n## ", 1)[0]
+    listed = {
+        (verb.lower(), path)
+        for verb, path in re.findall(
+            r"^\| (GET|POST|PUT|PATCH|DELETE) \| `([^`]+)` \|", section, re.M
+        )
+    }
+    assert listed == set(documented_routes(document))

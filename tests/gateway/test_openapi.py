@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +19,15 @@ from openapi_spec_validator import validate as validate_document
 from tests.support import ADMIN, ROOT, TRADER, Tokens, example_batch_request, http_json, http_rule
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from trading_engine.app import Application
-from trading_engine.gateway.envoy import OPENAPI_DOCUMENT, OPENAPI_ROUTE, EnvoyGateway
+from trading_engine.config import GatewaySettings
+from trading_engine.gateway.envoy import (
+    CONFIG_TEMPLATE,
+    DESCRIPTOR_SET,
+    OPENAPI_DOCUMENT,
+    OPENAPI_ROUTE,
+    EnvoyGateway,
+    render_config,
+)
 from trading_engine.tenancy import Caller
 
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["TradingEngineService"]
@@ -333,3 +343,13 @@ async def test_the_documented_bounds_are_where_the_engine_refuses(
 def _violations(answer: Any) -> dict[str, str]:
     bad_request = next(d for d in answer["details"] if d["@type"].endswith("BadRequest"))
     return {v["field"]: v["description"] for v in bad_request["fieldViolations"]}
+
+
+def test_a_gateway_folder_without_the_document_is_refused_naming_it(tmp_path: Path) -> None:
+    for name in (CONFIG_TEMPLATE, DESCRIPTOR_SET):
+        shutil.copy(ROOT / "envoy" / name, tmp_path / name)
+
+    with pytest.raises(
+        FileNotFoundError, match=f"{OPENAPI_DOCUMENT} is missing; run `make generate`"
+    ):
+        render_config(GatewaySettings(envoy_dir=tmp_path))
