@@ -107,8 +107,9 @@ The REST face of the trading engine: Envoy's gRPC-JSON transcoder in front of th
 service, generated from the contracts in `proto/` by `tools/openapi_document.py`.
 
 - **JSON mapping** (proto3 JSON): field names in lowerCamelCase (the proto names are \
-accepted too, in bodies and query strings); enums as their value names; 64-bit integers \
-as decimal strings; timestamps as RFC 3339 strings; durations as seconds with an `s` \
+accepted too, in bodies and query strings); enums as their value names (their numbers are \
+accepted too); 64-bit integers as decimal strings; timestamps as RFC 3339 strings; \
+durations as seconds with an `s` \
 suffix (`"1.5s"`); field masks as comma-separated lowerCamelCase paths.
 - **Presence**: a field documented with a `default` has no presence: leaving it out is the \
 same as sending its default, and responses always include it. A field without a `default` \
