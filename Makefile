@@ -38,14 +38,15 @@ run: build  ## install, then run the whole stack on loopback with a demo feed
 
 test: check-contracts lint typecheck unit  ## everything CI runs (.ci/run)
 
-check-contracts: install  ## buf format/lint/breaking, stale gen/ and descriptor, Envoy config
+check-contracts: install  ## buf format/lint/breaking, stale gen/, descriptor and OpenAPI document, Envoy config
 	buf format --diff --exit-code
 	buf lint
-	$(BIN)/python tools/check_contracts.py
+	$(BIN)/python -m tools.check_contracts
 
-generate: install  ## regenerate gen/ and the Envoy descriptor set from proto/
+generate: install  ## regenerate gen/, the Envoy descriptor set and the OpenAPI document from proto/
 	buf generate
 	buf build --exclude-source-info -o envoy/trading_engine.binpb
+	$(BIN)/python tools/openapi_document.py
 	$(BIN)/python tools/strategy_reference.py
 	$(BIN)/python tools/settings_reference.py
 

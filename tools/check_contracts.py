@@ -1,11 +1,11 @@
 """Contract checks CI runs after `buf format` and `buf lint` (see `make check-contracts`).
 
-1. `gen/` and the Envoy descriptor set are what proto/ generates today.
+1. `gen/`, the Envoy descriptor set and the OpenAPI document are what proto/ generates today.
 2. No breaking change against the contracts of the previous commit.
 3. The vendored googleapis sources equal those of the installed googleapis-common-protos.
 4. Envoy accepts the rendered gateway configuration (`envoy --mode validate`).
 
-Run from the repository root with the venv's tools on PATH.
+Run from the repository root with the venv's tools on PATH: `python -m tools.check_contracts`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,14 @@ from pathlib import Path
 
 import google.api
 
+from tools import openapi_document
 from trading_engine.config import GatewaySettings
-from trading_engine.gateway.envoy import DESCRIPTOR_SET, envoy_binary, render_config
+from trading_engine.gateway.envoy import (
+    DESCRIPTOR_SET,
+    OPENAPI_DOCUMENT,
+    envoy_binary,
+    render_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +59,10 @@ def check_generated_code(root: Path) -> list[str]:
         ]
         if (fresh / DESCRIPTOR_SET).read_bytes() != (root / "envoy" / DESCRIPTOR_SET).read_bytes():
             problems.append(f"envoy/{DESCRIPTOR_SET} is stale: run `make generate` and commit it")
+        committed = root / "envoy" / OPENAPI_DOCUMENT
+        fresh_document = openapi_document.render(openapi_document.descriptor_set(root))
+        if not committed.is_file() or committed.read_text() != fresh_document:
+            problems.append(f"envoy/{OPENAPI_DOCUMENT} is stale: run `make generate` and commit it")
         return problems
 
 

@@ -39,6 +39,22 @@ def test_a_contract_edit_without_regeneration_is_reported(tmp_path: Path) -> Non
     problems = check_contracts.check_generated_code(workspace)
     assert "gen/tradeflow/ml/v1/prediction_pb2.py is stale or missing" in problems[0]
     assert any("trading_engine.binpb is stale" in problem for problem in problems)
+    assert any("openapi.json is stale" in problem for problem in problems)
+
+
+def test_a_comment_edit_without_regeneration_leaves_the_openapi_document_stale(
+    tmp_path: Path,
+) -> None:
+    workspace = _copy_workspace(tmp_path)
+    proto = workspace / "proto/tradeflow/trading/v1/trading_engine_service.proto"
+    proto.write_text(
+        proto.read_text().replace(
+            "// Reports the engine's health with real figures; needs no token.",
+            "// Reports the engine's health; needs no token.",
+        )
+    )
+    problems = check_contracts.check_generated_code(workspace)
+    assert any("envoy/openapi.json is stale" in problem for problem in problems)
 
 
 def test_a_removed_field_is_a_breaking_change(tmp_path: Path) -> None:

@@ -17,6 +17,9 @@ from trading_engine.runtime import DIE_WITH_PARENT
 
 CONFIG_TEMPLATE = "envoy.yaml"
 DESCRIPTOR_SET = "trading_engine.binpb"
+# The OpenAPI document of the REST routes (tools/openapi_document.py), served by Envoy itself.
+OPENAPI_DOCUMENT = "openapi.json"
+OPENAPI_ROUTE = "/api/v1/openapi.json"
 
 # Envoy drains and exits within milliseconds of SIGTERM; after this it is killed.
 _STOP_GRACE_SECONDS = 5.0
@@ -29,12 +32,13 @@ def render_config(settings: GatewaySettings) -> str:
     template_path = settings.envoy_dir / CONFIG_TEMPLATE
     descriptor_path = settings.envoy_dir / DESCRIPTOR_SET
     script_path = settings.envoy_dir / rest_fields.LUA_SCRIPT
-    for required in (template_path, descriptor_path, script_path):
+    openapi_path = settings.envoy_dir / OPENAPI_DOCUMENT
+    for required in (template_path, descriptor_path, script_path, openapi_path):
         if not required.is_file():
             raise FileNotFoundError(
                 f"{required} is missing; run `make generate` in the repository, or point "
-                f"--envoy-dir at a folder holding {CONFIG_TEMPLATE}, {DESCRIPTOR_SET} and "
-                f"{rest_fields.LUA_SCRIPT}"
+                f"--envoy-dir at a folder holding {CONFIG_TEMPLATE}, {DESCRIPTOR_SET}, "
+                f"{rest_fields.LUA_SCRIPT} and {OPENAPI_DOCUMENT}"
             )
     field_check = rest_fields.render(descriptor_path.read_bytes(), script_path.read_text())
     return string.Template(template_path.read_text()).substitute(
@@ -46,6 +50,8 @@ def render_config(settings: GatewaySettings) -> str:
         upstream_host=settings.upstream_host,
         upstream_port=settings.upstream_port,
         descriptor_path=descriptor_path.resolve(),
+        openapi_route=OPENAPI_ROUTE,
+        openapi_path=openapi_path.resolve(),
     )
 
 
