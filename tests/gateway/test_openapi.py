@@ -28,6 +28,7 @@ from trading_engine.gateway.envoy import (
     EnvoyGateway,
     render_config,
 )
+from trading_engine.gateway.rest_fields import LUA_SCRIPT
 from trading_engine.tenancy import Caller
 
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["TradingEngineService"]
@@ -346,7 +347,7 @@ def _violations(answer: Any) -> dict[str, str]:
 
 
 def test_a_gateway_folder_without_the_document_is_refused_naming_it(tmp_path: Path) -> None:
-    for name in (CONFIG_TEMPLATE, DESCRIPTOR_SET):
+    for name in (CONFIG_TEMPLATE, DESCRIPTOR_SET, LUA_SCRIPT):
         shutil.copy(ROOT / "envoy" / name, tmp_path / name)
 
     with pytest.raises(
