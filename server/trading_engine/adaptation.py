@@ -77,7 +77,8 @@ class Adaptation:
             adaptive.Current(
                 config.min_confidence_threshold,
                 config.position_size_multiplier,
-                tiers.policy_for(effective.tier).defaults.min_confidence_threshold,
+                # The tier's floor: adjustments never loosen past it (decision 31).
+                tiers.policy_for(effective.tier).bound(_THRESHOLD),
                 threshold_adjustable=sources[_THRESHOLD] != COMPANY,
                 size_adjustable=sources[_SIZE] != COMPANY,
             ),
