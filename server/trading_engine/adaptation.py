@@ -96,8 +96,5 @@ class Adaptation:
         if adjustment.position_size_multiplier is not None:
             values.position_size_multiplier = adjustment.position_size_multiplier
             paths.append(_SIZE)
-        change = await self._strategies.adapt(effective, values, paths, adjustment.reason)
-        _log.info(
-            "adapted the strategy of user %s of company %s (revision %d): %s",
-            effective.user_id, effective.company_id, change.revision.version, adjustment.reason,
-        )  # fmt: skip
+        # The revision is audited and logged with its old and new values (audit.py).
+        await self._strategies.adapt(effective, values, paths, adjustment.reason)

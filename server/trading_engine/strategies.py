@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from tradeflow.trading.v1 import strategy_pb2
-from trading_engine import errors, paging
+from trading_engine import audit, errors, paging
+from trading_engine.audit import Actor, AdminAction
 from trading_engine.clock import Clock
 from trading_engine.core import tiers
 from trading_engine.core.strategy import Strategy, from_config
@@ -30,6 +30,7 @@ from trading_engine.core.strategy_layers import (
     MergedStrategy,
     apply_update,
     bound_violations,
+    defined_values,
     layer_from_stored,
     merge,
     update_paths,
@@ -39,7 +40,6 @@ from trading_engine.core.strategy_layers import (
 from trading_engine.stores.base import (
     COMPANY_LAYER,
     USER_LAYER,
-    AuditRecord,
     LayerKey,
     NewRevision,
     Store,
@@ -55,6 +55,7 @@ MAX_PAGE_SIZE: Final = 100
 _LAYER_NAMES: Final = {USER_LAYER: "USER", COMPANY_LAYER: "COMPANY", ADAPTIVE: "ADAPTIVE"}
 # `changed_by` of the adaptive layer's revisions.
 ADAPTIVE_ACTOR: Final = "adaptive"
+_ADAPTIVE_RULES: Final = Actor(ADAPTIVE_ACTOR)
 _TOKEN_KIND: Final = "v1"
 # Times a change without expected_version is redone over changes that land meanwhile.
 _WRITE_ATTEMPTS: Final = 5
@@ -231,10 +232,11 @@ class StrategyService:
         async def write(current: CachedLayer, based_on: int) -> Change:
             layer = apply_update(current.layer, values, paths)
             return await self._commit(
-                caller.user_id,
+                Actor.of(caller),
                 key,
                 tier,
                 based_on,
+                current.layer,
                 layer,
                 paths,
                 changes,
@@ -288,10 +290,11 @@ class StrategyService:
             )
             changes = apply_update(EMPTY_LAYER, target.config, changed)
             return await self._commit(
-                caller.user_id,
+                Actor.of(caller),
                 key,
                 tier,
                 based_on,
+                current.layer,
                 target,
                 changed,
                 changes,
@@ -343,10 +346,11 @@ class StrategyService:
         request_id = f"adaptive:{current.version}"
         try:
             return await self._commit(
-                ADAPTIVE_ACTOR,
+                _ADAPTIVE_RULES,
                 key,
                 effective.tier,
                 current.version,
+                current.layer,
                 layer,
                 paths,
                 changes,
@@ -422,10 +426,11 @@ class StrategyService:
 
     async def _commit(
         self,
-        actor: str,
+        actor: Actor,
         key: LayerKey,
         tier: int,
         expected_version: int,
+        before: Layer,
         layer: Layer,
         changed: Sequence[str],
         changes: Layer,
@@ -440,7 +445,7 @@ class StrategyService:
             NewRevision(
                 key=key,
                 expected_version=expected_version,
-                changed_by=actor,
+                changed_by=actor.user_id,
                 changed_at_ns=self._clock.now_ns(),
                 changed_fields=tuple(changed),
                 changes=changes.stored()[1],
@@ -461,25 +466,28 @@ class StrategyService:
             )
         if not appended.replayed:
             self._cache(key, CachedLayer.of(revision))
-            await self._store.append_audit(
-                AuditRecord(
+            await audit.record(
+                self._store,
+                AdminAction(
                     company_id=key.company_id,
                     actor=actor,
                     action=action,
+                    scope=f"{_LAYER_NAMES[key.layer]} layer",
                     subject_user_id=key.user_id,
                     at_ns=revision.changed_at_ns,
-                    detail=json.dumps(
-                        {
-                            "layer": _LAYER_NAMES[key.layer],
-                            "version": revision.version,
-                            "fields": list(revision.changed_fields),
-                            "reason": reason,
-                        }
-                    ),
-                )
+                    reason=reason,
+                    old=defined_values(before, changed),
+                    new=defined_values(layer, changed),
+                    detail={
+                        "layer": _LAYER_NAMES[key.layer],
+                        "version": revision.version,
+                        "fields": list(revision.changed_fields),
+                        "reason": reason,
+                    },
+                ),
             )
         # A company layer's change is shown as the strategy of the admin who made it.
-        subject = key.user_id or actor
+        subject = key.user_id or actor.user_id
         strategy = await self._effective(key.company_id, subject, tier)
         return Change(revision, strategy)
 

@@ -183,6 +183,30 @@ def apply_update(layer: Layer, values: strategy_pb2.StrategyConfig, paths: Seque
     return Layer(layer.fields | frozenset(paths), config)
 
 
+def defined_values(layer: Layer, paths: Sequence[str]) -> dict[str, object]:
+    """The values `layer` defines for `paths`, as JSON values by path (durations "300s",
+    enums by name); a path the layer leaves to the layers below is absent."""
+    values: dict[str, object] = {}
+    for path in paths:
+        if path not in layer.fields:
+            continue
+        name, _, flag = path.partition(".")
+        value = getattr(layer.config, name)
+        field = _FIELDS[name]
+        if flag:
+            values[path] = bool(getattr(value, flag))
+        elif field.is_repeated:
+            values[path] = list(value)
+        elif isinstance(value, duration_pb2.Duration):
+            values[path] = value.ToJsonString()
+        elif field.enum_type is not None:
+            number = field.enum_type.values_by_number.get(value)
+            values[path] = number.name if number is not None else value
+        else:
+            values[path] = value
+    return values
+
+
 @dataclasses.dataclass(frozen=True)
 class _Range:
     """Numbers from `low` (inclusive unless `low_open`) to `high` inclusive."""
