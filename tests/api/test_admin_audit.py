@@ -306,3 +306,27 @@ async def test_a_served_engine_writes_the_audit_line_as_json(tmp_path: Path) -> 
         "NFP release",
     )
     assert (audit["old"], audit["new"]) == ({"state": "active"}, {"state": "halted"})
+
+
+async def test_an_adaptive_adjustment_is_logged_as_the_engines_own_action(
+    engine: Application, audit_lines: list[logging.LogRecord]
+) -> None:
+    effective = await engine.strategies.effective_for("acme", "trader-1")
+    assert effective is not None
+    await engine.strategies.adapt(
+        effective,
+        strategy_pb2.StrategyConfig(min_confidence_threshold=0.75),
+        ["min_confidence_threshold"],
+        "hit rate 0.45 over 20 closed signals is below 0.6",
+    )
+
+    (line,) = audit_lines
+    # No RPC made it: the rules did, after a close.
+    assert line.getMessage() == (
+        "strategy.adapt by adaptive of company acme (roles: none): ADAPTIVE layer of user "
+        "trader-1: min_confidence_threshold unset -> 0.75; "
+        "reason: hit rate 0.45 over 20 closed signals is below 0.6"
+    )
+    stored = (await newest_audit(engine, 1))[0]
+    assert (stored.actor, stored.actor_roles, stored.action) == ("adaptive", (), "strategy.adapt")
+    assert json.loads(stored.new_values) == {"min_confidence_threshold": 0.75}
