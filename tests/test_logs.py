@@ -38,6 +38,19 @@ def test_a_json_line_carries_the_fields_of_every_enclosing_context() -> None:
     assert "company_id" not in outside
 
 
+def test_a_line_carries_its_own_fields_nested_beside_the_context() -> None:
+    record = _record("strategy.update by ops-1")
+    record.__dict__.update(logs.fields(audit={"old": {"max_position_count": 3}, "new": {}}))
+    with logs.log_context(company_id="acme"):
+        line = json.loads(logs.JsonFormatter().format(record))
+        assert logs.context() == {"company_id": "acme"}
+
+    assert line["company_id"] == "acme"
+    assert line["audit"] == {"old": {"max_position_count": 3}, "new": {}}
+    # Another line does not inherit them.
+    assert "audit" not in json.loads(logs.JsonFormatter().format(_record("next")))
+
+
 def test_an_exception_is_kept_in_the_json_line() -> None:
     try:
         raise RuntimeError("store down")

@@ -1,10 +1,10 @@
-"""Render docs/strategy-parameters.md from the StrategyConfig contract.
+"""Render docs/strategy-parameters.md from the StrategyConfig contract and the tiers.
 
 Every parameter's unit, range and default are written once, in the comment
-above its field in proto/tradeflow/trading/v1/strategy.proto; this renders
-them as the user guide's reference table, so the two cannot disagree (a test
-compares the committed file with a fresh rendering; `make generate` rewrites
-it).
+above its field in proto/tradeflow/trading/v1/strategy.proto, and each tier's
+bounds once, in server/trading_engine/core/tiers.py; this renders them as the
+user guide's reference tables, so they cannot disagree (a test compares the
+committed file with a fresh rendering; `make generate` rewrites it).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+
+from trading_engine.core import instruments, tiers
+from trading_engine.tenancy import tier_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTO = ROOT / "proto" / "tradeflow" / "trading" / "v1" / "strategy.proto"
@@ -57,7 +60,68 @@ def render(proto_text: str) -> str:
         f"| `{name}` | {kind.removeprefix('google.protobuf.')} | {_cell(text)} |"
         for name, kind, text in fields(proto_text)
     ]
-    return _HEADER + "\n".join(rows) + "\n"
+    return _HEADER + "\n".join(rows) + "\n" + _bounds()
+
+
+def _bounds() -> str:
+    """The tier bounds section: each bounded number per tier, then instruments and features."""
+    names = [tier_name(policy.tier) for policy in tiers.POLICIES]
+    lifting = " and ".join(
+        tier_name(policy.tier)
+        for policy in tiers.POLICIES
+        if policy.allowed.custom_strategies_enabled
+    )
+    lines = [
+        "",
+        "## Tier bounds",
+        "",
+        "A tier's template bounds the numbers that set what a trader is exposed to (decision 31).",
+        "A user's layer, and a company's layer for its admin's tier, may tighten each bound",
+        "(raise a floor, lower a ceiling) and reach it exactly; a change past it is refused with",
+        "INVALID_ARGUMENT naming the field and the bound. Custom strategies, which only",
+        f"{lifting} includes, lift the number bounds while they are switched on; its column",
+        "applies where a company layer switches them off. A value stored past a bound (before a",
+        "downgrade, by a company layer made under a higher tier) is held to the bound, and",
+        "`GetStrategy` lists it in `clamped_fields`; `tier_bounds` shows every bound beside",
+        "the values. The adaptive layer is held to the bounds too.",
+        "",
+        f"| field | looser is | {' | '.join(names)} |",
+        f"|---|---|{'---|' * len(names)}",
+    ]
+    for bound in tiers.NUMBER_BOUNDS:
+        direction = "lower (a floor)" if bound.floor else "higher (a ceiling)"
+        limits = " | ".join(f"{policy.bound(bound.path):g}" for policy in tiers.POLICIES)
+        lines.append(f"| `{bound.path}` | {direction} | {limits} |")
+    lines.append(
+        "| `available_instruments` | more instruments | "
+        + " | ".join(_instruments(policy) for policy in tiers.POLICIES)
+        + " |"
+    )
+    for flag in tiers.FREE.allowed.DESCRIPTOR.fields:
+        allowed = " | ".join(
+            "included" if getattr(policy.allowed, flag.name) else "not included"
+            for policy in tiers.POLICIES
+        )
+        lines.append(f"| `features.{flag.name}` | on | {allowed} |")
+    lines += [
+        "",
+        "Instruments and features are bounds for every tier, custom strategies or not. Every",
+        "other field is the trader's own choice within its range: the duplicate window and",
+        "price tolerance (the position count and signal rate already bound how often an idea",
+        "can trade), entry, stop and take-profit distances (sizes are risk-based, so a wider",
+        "stop trades fewer lots for the same risk), and the market-data guards (stale prices,",
+        "spreads, volatility bands), which every tier shares at the same default.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _instruments(policy: tiers.TierPolicy) -> str:
+    if policy.instruments == instruments.all_symbols():
+        return f"all {len(policy.instruments)} instruments"
+    if policy.instruments == frozenset(instruments.MAJORS):
+        return f"the {len(policy.instruments)} majors"
+    return ", ".join(sorted(policy.instruments))
 
 
 def _cell(text: str) -> str:

@@ -77,7 +77,8 @@ class Adaptation:
             adaptive.Current(
                 config.min_confidence_threshold,
                 config.position_size_multiplier,
-                tiers.policy_for(effective.tier).defaults.min_confidence_threshold,
+                # The tier's floor: adjustments never loosen past it (decision 31).
+                tiers.policy_for(effective.tier).bound(_THRESHOLD),
                 threshold_adjustable=sources[_THRESHOLD] != COMPANY,
                 size_adjustable=sources[_SIZE] != COMPANY,
             ),
@@ -95,8 +96,5 @@ class Adaptation:
         if adjustment.position_size_multiplier is not None:
             values.position_size_multiplier = adjustment.position_size_multiplier
             paths.append(_SIZE)
-        change = await self._strategies.adapt(effective, values, paths, adjustment.reason)
-        _log.info(
-            "adapted the strategy of user %s of company %s (revision %d): %s",
-            effective.user_id, effective.company_id, change.revision.version, adjustment.reason,
-        )  # fmt: skip
+        # The revision is audited and logged with its old and new values (audit.py).
+        await self._strategies.adapt(effective, values, paths, adjustment.reason)

@@ -3,7 +3,8 @@
 Whatever is being handled when a line is logged (the tenant, the message and
 correlation ids of a bus message, the signal an execution result is for) is
 kept in a context variable, so every line about it carries those fields
-without each log call naming them.
+without each log call naming them. A call may add fields of its own to its
+one line (`extra=fields(...)`), nested values included.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Final
 
 _TEXT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_context")
+# The LogRecord attribute that carries one line's own fields.
+_LINE_FIELDS: Final = "line_fields"
 
 
 @contextlib.contextmanager
@@ -36,6 +39,16 @@ def bind(**fields: str) -> None:
     _context.set({**_context.get({}), **fields})
 
 
+def context() -> Mapping[str, str]:
+    """The fields the current context adds to every line."""
+    return _context.get({})
+
+
+def fields(**values: object) -> dict[str, object]:
+    """The `extra` of one logging call whose JSON line carries `values` (JSON-serializable)."""
+    return {_LINE_FIELDS: values}
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the context's fields."""
 
@@ -46,6 +59,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             **_context.get({}),
+            **getattr(record, _LINE_FIELDS, {}),
         }
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)

@@ -8,14 +8,14 @@ first signal and publishes nothing again.
 
 from __future__ import annotations
 
-import json
-
-from trading_engine import errors
+from tradeflow.trading.v1 import signal_pb2
+from trading_engine import audit, errors
+from trading_engine.audit import Actor, AdminAction
 from trading_engine.clock import Clock
 from trading_engine.core.manual import ManualOrder
 from trading_engine.engine import DecisionEngine, HistorySink, history_record
 from trading_engine.live import LiveSignals
-from trading_engine.stores.base import AuditRecord, ManualSignal, Store
+from trading_engine.stores.base import ManualSignal, Store
 from trading_engine.strategies import StrategyService
 from trading_engine.tenancy import Caller, require_admin, subject_user
 
@@ -82,25 +82,45 @@ class ManualSignals:
             [history_record(caller.company_id, subject_id, now_ns, decision, payload)]
         )
         self._live.publish_signal(caller.company_id, subject_id, payload)
-        await self._store.append_audit(
-            AuditRecord(
+        await audit.record(
+            self._store,
+            AdminAction(
                 company_id=caller.company_id,
-                actor=caller.user_id,
+                actor=Actor.of(caller),
                 action="signal.inject",
+                scope="signals",
                 subject_user_id=subject_id,
                 at_ns=now_ns,
-                detail=json.dumps(
-                    {
-                        "signal_id": decision.signal_id,
-                        "request_id": request_id,
-                        "symbol": order.symbol,
-                        "signal_type": order.signal_type,
-                        "note": order.note,
-                    }
-                ),
-            )
+                reason=order.note,
+                # A new signal: nothing was there before it.
+                old={},
+                new=_published(payload),
+                detail={
+                    "signal_id": decision.signal_id,
+                    "request_id": request_id,
+                    "symbol": order.symbol,
+                    "signal_type": order.signal_type,
+                    "note": order.note,
+                },
+            ),
         )
         return payload
+
+
+def _published(payload: bytes) -> dict[str, object]:
+    """What the injected signal puts a trader into, as published."""
+    signal = signal_pb2.TradingSignal.FromString(payload)
+    entry = signal.entry
+    return {
+        "signal_id": signal.signal_id,
+        "symbol": signal.symbol,
+        "signal_type": signal_pb2.SignalType.Name(signal.signal_type),
+        "order_type": signal_pb2.OrderType.Name(entry.order_type),
+        "entry_price": entry.entry_price,
+        "position_size_lots": entry.position_size_lots,
+        "stop_loss": entry.stop_loss,
+        "take_profit": entry.take_profit,
+    }
 
 
 def _replayed(earlier: ManualSignal, subject_id: str, request_id: str) -> bytes:

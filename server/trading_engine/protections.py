@@ -17,7 +17,8 @@ import json
 from typing import Final
 
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
-from trading_engine import errors
+from trading_engine import audit, errors
+from trading_engine.audit import Actor, AdminAction
 from trading_engine.clock import Clock
 from trading_engine.core.protections import ACTIVE, HALTED, Protection, stricter
 from trading_engine.stores.base import (
@@ -112,7 +113,7 @@ class Protections:
         record = TradingStateRecord(
             caller.company_id, user_id, state, ADMIN, reason, caller.user_id, self._clock.now_ns()
         )
-        await self._put(record, caller.user_id)
+        await self._put(record, Actor.of(caller))
         return record
 
     async def halt_for_drawdown(self, company_id: str, user_id: str, reason: str) -> bool:
@@ -124,20 +125,28 @@ class Protections:
             company_id, user_id, HALTED, DRAWDOWN_LIMIT, reason, DRAWDOWN_ACTOR,
             self._clock.now_ns(),
         )  # fmt: skip
-        await self._put(record, DRAWDOWN_ACTOR)
+        await self._put(record, Actor(DRAWDOWN_ACTOR))
         return True
 
-    async def _put(self, record: TradingStateRecord, actor: str) -> None:
+    async def _put(self, record: TradingStateRecord, actor: Actor) -> None:
+        earlier = self._settings.get((record.company_id, record.user_id))
         await self._store.put_trading_state(record)
-        await self._store.append_audit(
-            AuditRecord(
+        await audit.record(
+            self._store,
+            AdminAction(
                 company_id=record.company_id,
                 actor=actor,
                 action=TRADING_STATE_SET,
+                scope=f"{'USER' if record.user_id else 'COMPANY'} trading state",
                 subject_user_id=record.user_id,
                 at_ns=record.changed_at_ns,
-                detail=json.dumps({"state": _STATE_WORDS[record.state], "reason": record.reason}),
-            )
+                reason=record.reason,
+                # No setting made yet is ACTIVE: that is the state the engine applied.
+                old={"state": _STATE_WORDS[earlier.state if earlier is not None else ACTIVE]},
+                new={"state": _STATE_WORDS[record.state]},
+                # What setting_from_audit reads back.
+                detail={"state": _STATE_WORDS[record.state], "reason": record.reason},
+            ),
         )
         self._settings[(record.company_id, record.user_id)] = record
         for (company_id, user_id), protection in self._users.items():

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from tradeflow.trading.v1 import strategy_pb2
-from trading_engine import errors, paging
+from trading_engine import audit, errors, paging
+from trading_engine.audit import Actor, AdminAction
 from trading_engine.clock import Clock
 from trading_engine.core import tiers
 from trading_engine.core.strategy import Strategy, from_config
@@ -29,6 +29,8 @@ from trading_engine.core.strategy_layers import (
     Layer,
     MergedStrategy,
     apply_update,
+    bound_violations,
+    defined_values,
     layer_from_stored,
     merge,
     update_paths,
@@ -38,14 +40,13 @@ from trading_engine.core.strategy_layers import (
 from trading_engine.stores.base import (
     COMPANY_LAYER,
     USER_LAYER,
-    AuditRecord,
     LayerKey,
     NewRevision,
     Store,
     StrategyRevision,
     VersionConflict,
 )
-from trading_engine.tenancy import Caller, require_admin, subject_user
+from trading_engine.tenancy import Caller, require_admin, subject_user, tier_name
 
 _log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ MAX_PAGE_SIZE: Final = 100
 _LAYER_NAMES: Final = {USER_LAYER: "USER", COMPANY_LAYER: "COMPANY", ADAPTIVE: "ADAPTIVE"}
 # `changed_by` of the adaptive layer's revisions.
 ADAPTIVE_ACTOR: Final = "adaptive"
+_ADAPTIVE_RULES: Final = Actor(ADAPTIVE_ACTOR)
 _TOKEN_KIND: Final = "v1"
 # Times a change without expected_version is redone over changes that land meanwhile.
 _WRITE_ATTEMPTS: Final = 5
@@ -159,6 +161,8 @@ class StrategyService:
                 f"the strategy of user {caller.user_id!r} is not loaded yet; retry",
                 reason="STRATEGY_NOT_LOADED",
             )
+        if effective.merged.clamped:
+            _log_clamped(effective)
         strategy = self._applied[key] = effective.strategy()
         return strategy
 
@@ -228,10 +232,11 @@ class StrategyService:
         async def write(current: CachedLayer, based_on: int) -> Change:
             layer = apply_update(current.layer, values, paths)
             return await self._commit(
-                caller.user_id,
+                Actor.of(caller),
                 key,
                 tier,
                 based_on,
+                current.layer,
                 layer,
                 paths,
                 changes,
@@ -285,10 +290,11 @@ class StrategyService:
             )
             changes = apply_update(EMPTY_LAYER, target.config, changed)
             return await self._commit(
-                caller.user_id,
+                Actor.of(caller),
                 key,
                 tier,
                 based_on,
+                current.layer,
                 target,
                 changed,
                 changes,
@@ -340,10 +346,11 @@ class StrategyService:
         request_id = f"adaptive:{current.version}"
         try:
             return await self._commit(
-                ADAPTIVE_ACTOR,
+                _ADAPTIVE_RULES,
                 key,
                 effective.tier,
                 current.version,
+                current.layer,
                 layer,
                 paths,
                 changes,
@@ -383,7 +390,8 @@ class StrategyService:
         raise _conflict(conflict)
 
     async def _writable(self, caller: Caller, layer: int, user_id: str) -> tuple[LayerKey, int]:
-        """The layer a change may go to, and the tier that bounds it."""
+        """The layer a change may go to, and the tier that bounds it: the user's for their
+        layers, the admin's own for the company's (its users' tiers are held by the merge)."""
         await self.remember(caller)
         if layer == COMPANY_LAYER:
             require_admin(caller, "changing the company's strategy overrides")
@@ -418,10 +426,11 @@ class StrategyService:
 
     async def _commit(
         self,
-        actor: str,
+        actor: Actor,
         key: LayerKey,
         tier: int,
         expected_version: int,
+        before: Layer,
         layer: Layer,
         changed: Sequence[str],
         changes: Layer,
@@ -429,14 +438,14 @@ class StrategyService:
         reason: str,
         action: str,
     ) -> Change:
-        await self._check_coherent(key, tier, layer)
+        await self._check_layer(key, tier, layer, changed)
         layer_fields, layer_config = layer.stored()
         # A VersionConflict goes to the caller, which knows whether to redo the change.
         appended = await self._store.append_revision(
             NewRevision(
                 key=key,
                 expected_version=expected_version,
-                changed_by=actor,
+                changed_by=actor.user_id,
                 changed_at_ns=self._clock.now_ns(),
                 changed_fields=tuple(changed),
                 changes=changes.stored()[1],
@@ -457,30 +466,43 @@ class StrategyService:
             )
         if not appended.replayed:
             self._cache(key, CachedLayer.of(revision))
-            await self._store.append_audit(
-                AuditRecord(
+            await audit.record(
+                self._store,
+                AdminAction(
                     company_id=key.company_id,
                     actor=actor,
                     action=action,
+                    scope=f"{_LAYER_NAMES[key.layer]} layer",
                     subject_user_id=key.user_id,
                     at_ns=revision.changed_at_ns,
-                    detail=json.dumps(
-                        {
-                            "layer": _LAYER_NAMES[key.layer],
-                            "version": revision.version,
-                            "fields": list(revision.changed_fields),
-                            "reason": reason,
-                        }
-                    ),
-                )
+                    reason=reason,
+                    old=defined_values(before, changed),
+                    new=defined_values(layer, changed),
+                    detail={
+                        "layer": _LAYER_NAMES[key.layer],
+                        "version": revision.version,
+                        "fields": list(revision.changed_fields),
+                        "reason": reason,
+                    },
+                ),
             )
         # A company layer's change is shown as the strategy of the admin who made it.
-        subject = key.user_id or actor
+        subject = key.user_id or actor.user_id
         strategy = await self._effective(key.company_id, subject, tier)
         return Change(revision, strategy)
 
-    async def _check_coherent(self, key: LayerKey, tier: int, layer: Layer) -> None:
-        """Refuse a layer that would leave some strategy self-contradictory."""
+    async def _check_layer(
+        self, key: LayerKey, tier: int, layer: Layer, changed: Sequence[str]
+    ) -> None:
+        """Refuse a layer that would leave some strategy self-contradictory, or whose
+        `changed` paths go past the bounds of `tier` where they apply.
+
+        Only the paths a change sets are held to the bounds: a value stored earlier
+        past them (before a downgrade, say) is clamped by the merge, and must not
+        block a change to another field. The adaptive layer is only clamped: its
+        rules never lower the confidence floor below the tier's (core/adaptive.py).
+        """
+        policy = tiers.policy_for(tier)
         if key.layer != COMPANY_LAYER:
             company = await self._layer(LayerKey(key.company_id, "", COMPANY_LAYER))
             other = await self._layer(
@@ -491,15 +513,26 @@ class StrategyService:
             user, adaptive = (
                 (layer, other.layer) if key.layer == USER_LAYER else (other.layer, layer)
             )
-            merged = [merge(tiers.policy_for(tier), user, company.layer, adaptive)]
+            subject = merge(policy, user, company.layer, adaptive)
+            merged = [subject]
         else:
             # The company's users have their own layers and tiers; check it against each
-            # tier's defaults, which is what users without customisations get.
-            merged = [merge(policy, EMPTY_LAYER, layer) for policy in tiers.POLICIES]
+            # tier's defaults, which is what users without customisations get. Its bounds
+            # are the admin's tier's: each user's own tier then holds it in the merge.
+            subject = merge(policy, EMPTY_LAYER, layer)
+            merged = [merge(other, EMPTY_LAYER, layer) for other in tiers.POLICIES]
         for candidate in merged:
             violations = validate_effective(candidate.config)
             if violations:
                 raise errors.invalid("the change would contradict other settings", violations)
+        if key.layer == ADAPTIVE or policy.bounds_lifted(subject.config):
+            return
+        set_now = [path for path in changed if path in layer.fields]
+        violations = bound_violations(layer.config, set_now, policy)
+        if violations:
+            raise errors.invalid(
+                f"the change would loosen the bounds of the {tier_name(tier)} tier", violations
+            )
 
     async def _effective(self, company_id: str, user_id: str, tier: int) -> EffectiveStrategy:
         await self.prepare(company_id, user_id)
@@ -548,6 +581,22 @@ class StrategyService:
         ]
         for applied in stale:
             del self._applied[applied]
+
+
+def _log_clamped(effective: EffectiveStrategy) -> None:
+    policy = tiers.policy_for(effective.tier)
+    clamped = ", ".join(
+        f"{path} {asked:g} -> {policy.bound(path):g}"
+        for path, asked in effective.merged.clamped.items()
+    )
+    _log.warning(
+        "the strategy of user %s of company %s sets values past the bounds of the %s tier; "
+        "the bounds apply: %s",
+        effective.user_id,
+        effective.company_id,
+        tier_name(effective.tier),
+        clamped,
+    )
 
 
 def _value(layer: Layer, path: str) -> object:

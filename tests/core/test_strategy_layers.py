@@ -947,7 +947,11 @@ def test_merged_valid_layers_stay_valid_and_reach_the_hot_path(
         expected = (
             COMPANY if path in company.fields else USER if path in user.fields else TIER_DEFAULT
         )
-        if path in FEATURE_PATHS and merged.sources[path] != expected:
+        if path in merged.clamped:
+            # A number past the tier's bound loses its layer to the bound.
+            assert merged.sources[path] == TIER_DEFAULT
+            assert getattr(merged.config, path) == policy.bound(path)
+        elif path in FEATURE_PATHS and merged.sources[path] != expected:
             # Only a flag the tier clamped off may lose its layer.
             assert merged.sources[path] == TIER_DEFAULT
             assert not getattr(policy.allowed, path.removeprefix("features."))

@@ -60,7 +60,8 @@ async def live_session(
     changes = {
         60: lambda: _change(trader_1, USER, "u1", "min_confidence_threshold", 0.8),
         120: lambda: _change(admin, COMPANY, "c1", "min_consensus_score", 0.7),
-        180: lambda: _change(trader_1, USER, "u2", "min_confidence_threshold", 0.65),
+        # Loosened again, down to the PRO floor (a tier bound: decision 31).
+        180: lambda: _change(trader_1, USER, "u2", "min_confidence_threshold", 0.7),
     }
     start = clock.now
     feed = DemoFeed(seed=11, now_ns=clock.now_ns)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from tests.stores.builders import NOW_NS
+from tests.stores.conftest import Backend
 from trading_engine.stores.base import AuditRecord, ManualSignal, Store
 
 
@@ -73,3 +75,36 @@ async def test_audit_records_come_back_newest_first(store: Store) -> None:
         "strategy.update.2",
     ]
     assert newest[0] == audit("strategy.update.4", at_ns=NOW_NS + 4)
+
+
+async def test_an_audit_record_keeps_the_roles_the_reason_and_the_values_before_and_after(
+    store: Store,
+) -> None:
+    record = dataclasses.replace(
+        audit("strategy.update"),
+        actor_roles=("admin", "risk"),
+        reason="fewer, surer signals",
+        old_values=json.dumps({"min_confidence_threshold": 0.7}),
+        new_values=json.dumps({"min_confidence_threshold": 0.75, "duplicate_window": "600s"}),
+    )
+
+    await store.append_audit(record)
+
+    assert await store.list_audit("acme", 1) == [record]
+
+
+async def test_an_audit_record_stored_before_the_values_were_kept_reads_back_without_them(
+    backend: Backend,
+) -> None:
+    store = await backend.opened()
+    await backend.query(
+        "INSERT INTO audit_log (company_id, actor, action, subject_user_id, at_ns, detail) "
+        "VALUES ('acme', 'admin-1', 'trading_state.set', '', 1, "
+        '\'{"state": "halted", "reason": "NFP"}\')'
+    )
+
+    (record,) = await store.list_audit("acme", 10)
+
+    assert (record.actor_roles, record.reason) == ((), "")
+    assert (record.old_values, record.new_values) == ("{}", "{}")
+    assert json.loads(record.detail) == {"state": "halted", "reason": "NFP"}

@@ -61,7 +61,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             outcome = self._verifier.verify(bearer_token(_authorization(handler_call_details)))
         except errors.Unauthenticated as refusal:
             outcome = refusal
-        return _bind(handler, outcome)
+        return _bind(handler, outcome, method.rpartition("/")[2])
 
 
 def _authorization(details: grpc.HandlerCallDetails) -> list[str]:
@@ -69,25 +69,25 @@ def _authorization(details: grpc.HandlerCallDetails) -> list[str]:
     return [str(value) for key, value in metadata if key == "authorization"]
 
 
-def _run_as(caller: Caller) -> None:
+def _run_as(caller: Caller, rpc: str) -> None:
     _caller.set(caller)
-    logs.bind(company_id=caller.company_id, user_id=caller.user_id)
+    logs.bind(company_id=caller.company_id, user_id=caller.user_id, rpc=rpc)
 
 
-def _bind(handler: Handler, outcome: Caller | errors.Unauthenticated) -> Handler:
-    """The same handler, run as `outcome`'s caller, or failing with `outcome`."""
+def _bind(handler: Handler, outcome: Caller | errors.Unauthenticated, rpc: str) -> Handler:
+    """The same handler, run as `outcome`'s caller of `rpc`, or failing with `outcome`."""
 
     def as_caller(behaviour: Behaviour, _: bool, responses_stream: bool) -> Behaviour:
         async def unary(request: Any, context: Context) -> Any:
             if isinstance(outcome, errors.Unauthenticated):
                 await abort_with_error(context, outcome)
-            _run_as(outcome)
+            _run_as(outcome, rpc)
             return await behaviour(request, context)
 
         async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
             if isinstance(outcome, errors.Unauthenticated):
                 await abort_with_error(context, outcome)
-            _run_as(outcome)
+            _run_as(outcome, rpc)
             async for response in behaviour(request, context):
                 yield response
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from google.protobuf import timestamp_pb2
 
 from tradeflow.trading.v1 import strategy_pb2
+from trading_engine.core import tiers
+from trading_engine.core.strategy_layers import tier_bounds
 from trading_engine.stores.base import StrategyRevision
 from trading_engine.strategies import EffectiveStrategy
 
@@ -20,6 +22,8 @@ def effective_strategy(effective: EffectiveStrategy) -> strategy_pb2.EffectiveSt
         adaptive_version=effective.adaptive.version,
         company_version=effective.company.version,
         field_sources=dict(effective.merged.sources),  # type: ignore[arg-type]
+        tier_bounds=tier_bounds(tiers.policy_for(effective.tier), effective.merged.config),
+        clamped_fields=list(effective.merged.clamped),
     )
     if effective.updated_at_ns:
         message.updated_at.CopyFrom(_timestamp(effective.updated_at_ns))

@@ -2,7 +2,8 @@
 
 A strategy is merged from four layers: the tier's defaults, the user's
 customisations, the adaptive adjustments learned from the user's results, and
-the company's overrides, which win over all of them. A layer
+the company's overrides, which win over all of them; the result is held to the
+tier's bounds (core/tiers.py, decision 31). A layer
 defines only some fields, so a layer is the set of field paths it defines
 together with a `StrategyConfig` holding their values (layers stored before
 the fields had presence carry no presence for their zeros). Paths are
@@ -31,7 +32,7 @@ from google.protobuf.message import Message
 from tradeflow.trading.v1 import strategy_pb2
 from trading_engine.core import instruments
 from trading_engine.core.strategy import NANOS_PER_SECOND
-from trading_engine.core.tiers import TierPolicy
+from trading_engine.core.tiers import NUMBER_BOUNDS, POLICIES, TierPolicy
 from trading_engine.errors import FieldViolation
 from trading_engine.tenancy import tier_name
 
@@ -180,6 +181,30 @@ def apply_update(layer: Layer, values: strategy_pb2.StrategyConfig, paths: Seque
     for path in paths:
         _copy_path(config, values, path)
     return Layer(layer.fields | frozenset(paths), config)
+
+
+def defined_values(layer: Layer, paths: Sequence[str]) -> dict[str, object]:
+    """The values `layer` defines for `paths`, as JSON values by path (durations "300s",
+    enums by name); a path the layer leaves to the layers below is absent."""
+    values: dict[str, object] = {}
+    for path in paths:
+        if path not in layer.fields:
+            continue
+        name, _, flag = path.partition(".")
+        value = getattr(layer.config, name)
+        field = _FIELDS[name]
+        if flag:
+            values[path] = bool(getattr(value, flag))
+        elif field.is_repeated:
+            values[path] = list(value)
+        elif isinstance(value, duration_pb2.Duration):
+            values[path] = value.ToJsonString()
+        elif field.enum_type is not None:
+            number = field.enum_type.values_by_number.get(value)
+            values[path] = number.name if number is not None else value
+        else:
+            values[path] = value
+    return values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -383,12 +408,57 @@ def validate_effective(config: strategy_pb2.StrategyConfig) -> list[FieldViolati
     return violations
 
 
+_CUSTOM_TIERS: Final = " or ".join(
+    tier_name(policy.tier) for policy in POLICIES if policy.allowed.custom_strategies_enabled
+)
+
+
+def bound_violations(
+    values: strategy_pb2.StrategyConfig, paths: Sequence[str], policy: TierPolicy
+) -> list[FieldViolation]:
+    """Why the values of `paths` loosen `policy`'s number bounds; empty when they do not.
+
+    Whether the bounds apply (policy.bounds_lifted) is the caller's to decide: it
+    depends on the strategy the values end up in.
+    """
+    if policy.allowed.custom_strategies_enabled:
+        remedy = "they apply while custom strategies are switched off"
+    else:
+        remedy = f"only a tier with custom strategies ({_CUSTOM_TIERS}) may go past it"
+    requested = frozenset(paths)
+    return [
+        FieldViolation(
+            f"strategy.{bound.path}",
+            f"{bound.describe(value, limit, tier_name(policy.tier))}; {remedy}",
+        )
+        for bound in NUMBER_BOUNDS
+        if bound.path in requested
+        and bound.looser(value := getattr(values, bound.path), limit := policy.bound(bound.path))
+    ]
+
+
+def tier_bounds(
+    policy: TierPolicy, config: strategy_pb2.StrategyConfig
+) -> strategy_pb2.StrategyConfig:
+    """The bounds `policy` sets on `config` (a merged strategy), as a config whose present
+    fields are the bounds: the numbers only while they apply, instruments and features always."""
+    bounds = strategy_pb2.StrategyConfig(available_instruments=sorted(policy.instruments))
+    for flag in strategy_pb2.TierFeatures.DESCRIPTOR.fields:
+        setattr(bounds.features, flag.name, getattr(policy.allowed, flag.name))
+    if not policy.bounds_lifted(config):
+        for bound in NUMBER_BOUNDS:
+            setattr(bounds, bound.path, getattr(policy.defaults, bound.path))
+    return bounds
+
+
 @dataclasses.dataclass(frozen=True)
 class MergedStrategy:
     """A complete config clamped to the tier, and the layer each field path came from."""
 
     config: strategy_pb2.StrategyConfig
     sources: Mapping[str, int]
+    # Paths a layer set past a tier bound, and the value it set: the bound is in force instead.
+    clamped: Mapping[str, float]
 
 
 def merge(
@@ -416,4 +486,22 @@ def merge(
     if entitled:
         del config.available_instruments[:]
         config.available_instruments.extend(entitled)
-    return MergedStrategy(config, MappingProxyType(sources))
+    clamped = {} if policy.bounds_lifted(config) else _clamp_to_bounds(config, policy)
+    for path in clamped:
+        sources[path] = TIER_DEFAULT
+    return MergedStrategy(config, MappingProxyType(sources), MappingProxyType(clamped))
+
+
+def _clamp_to_bounds(config: strategy_pb2.StrategyConfig, policy: TierPolicy) -> dict[str, float]:
+    """Set each number past a bound of `policy` to the bound; the values it replaced.
+
+    Refusing such a layer instead would leave the user without a strategy (and so
+    without signals) after a downgrade, and the bound is what they are entitled to.
+    """
+    clamped = {}
+    for bound in NUMBER_BOUNDS:
+        value, limit = getattr(config, bound.path), policy.bound(bound.path)
+        if bound.looser(value, limit):
+            setattr(config, bound.path, getattr(policy.defaults, bound.path))
+            clamped[bound.path] = value
+    return clamped

@@ -1,8 +1,22 @@
-"""What each subscription tier may trade and switch on, and its default strategy."""
+"""What each subscription tier may trade and switch on, its default strategy, and its bounds.
+
+A tier's template is also a bound on the numbers that set what a trader is
+exposed to: how sure a signal must be (the confidence and consensus floors),
+how many signals and positions there may be, and how much each may risk. A
+layer may tighten them, never loosen them, unless the tier includes custom
+strategies and the strategy has them switched on (decision 31). Every other
+number is the trader's own choice within its range: the duplicate window and
+price tolerance (the position count and signal rate already bound how often
+a repeated idea can trade), entry, stop and take-profit distances (the size
+is risk-based, so a wider stop trades fewer lots for the same risk), and the
+market-data guards (stale prices, spreads, volatility bands), which every
+tier shares at the same default.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Final
 
 from google.protobuf import duration_pb2
 from google.protobuf.message import Message
@@ -21,6 +35,46 @@ class TierPolicy:
     allowed: strategy_pb2.TierFeatures
     # The tier's default strategy, complete in every field.
     defaults: strategy_pb2.StrategyConfig
+
+    def bound(self, path: str) -> float:
+        """The tier's bound on a number of NUMBER_BOUNDS: its template value."""
+        value: float = getattr(self.defaults, path)
+        return value
+
+    def bounds_lifted(self, config: strategy_pb2.StrategyConfig) -> bool:
+        """Whether the number bounds are lifted for `config`: the tier includes custom
+        strategies and `config` has them switched on."""
+        return bool(
+            self.allowed.custom_strategies_enabled and config.features.custom_strategies_enabled
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class NumberBound:
+    """A StrategyConfig number the tier's template bounds, and which way is looser."""
+
+    path: str
+    # True: the template is the lowest value allowed (a floor, lower is looser);
+    # False: the highest (a ceiling, higher is looser).
+    floor: bool
+
+    def looser(self, value: float, bound: float) -> bool:
+        """Whether `value` is past `bound` on the looser side."""
+        return value < bound if self.floor else value > bound
+
+    def describe(self, value: float, bound: float, tier: str) -> str:
+        side, kind = ("below", "floor") if self.floor else ("above", "ceiling")
+        return f"{self.path} {value:g} is {side} the {tier} tier's {kind} {bound:g}"
+
+
+NUMBER_BOUNDS: Final[tuple[NumberBound, ...]] = (
+    NumberBound("min_confidence_threshold", floor=True),
+    NumberBound("min_consensus_score", floor=True),
+    NumberBound("max_position_count", floor=False),
+    NumberBound("max_signals_per_minute", floor=False),
+    NumberBound("risk_per_trade_percent", floor=False),
+    NumberBound("max_position_size_lots", floor=False),
+)
 
 
 def _minutes(n: int) -> duration_pb2.Duration:

@@ -32,6 +32,7 @@ from trading_engine.core.strategy_layers import (
     EMPTY_LAYER,
     Layer,
     apply_update,
+    bound_violations,
     layer_from_stored,
     merge,
     update_paths,
@@ -69,6 +70,10 @@ class Candidate:
         them), checked as a user-layer update of `policy`'s tier."""
         paths, violations = update_paths(values, mask)
         violations += validate_values(values, paths, policy)
+        if policy is not None and not policy.allowed.custom_strategies_enabled:
+            # Held to the tier's bounds by the merge, a value past one would replay as the
+            # bound: the answer to another question than the one asked (decision 31).
+            violations += bound_violations(values, paths, policy)
         return cls(name, apply_update(EMPTY_LAYER, values, paths)), violations
 
     @classmethod

@@ -66,7 +66,10 @@ NEWEST_SIGNALS_SQL: Final = (
 MANUAL_SIGNAL_COLUMNS: Final = (
     "company_id, request_id, signal_id, user_id, injected_by, injected_at_ns, payload"
 )
-AUDIT_COLUMNS: Final = "company_id, actor, action, subject_user_id, at_ns, detail"
+AUDIT_COLUMNS: Final = (
+    "company_id, actor, action, subject_user_id, at_ns, detail, "
+    "actor_roles, reason, old_values, new_values"
+)
 # Upsert of a user's tier; an older sighting (another instance, a late call) never wins.
 RECORD_USER_CONFLICT: Final = (
     "ON CONFLICT (company_id, user_id) DO UPDATE "
@@ -304,12 +307,27 @@ def audit_values(record: AuditRecord) -> tuple[Any, ...]:
         record.subject_user_id,
         record.at_ns,
         record.detail,
+        json.dumps(list(record.actor_roles)),
+        record.reason,
+        record.old_values,
+        record.new_values,
     )
 
 
 def audit_from_row(row: Row) -> AuditRecord:
     """An AuditRecord from a row of AUDIT_COLUMNS."""
-    return AuditRecord(row[0], row[1], row[2], row[3], row[4], row[5])
+    return AuditRecord(
+        company_id=row[0],
+        actor=row[1],
+        action=row[2],
+        subject_user_id=row[3],
+        at_ns=row[4],
+        detail=row[5],
+        actor_roles=tuple(json.loads(row[6])),
+        reason=row[7],
+        old_values=row[8],
+        new_values=row[9],
+    )
 
 
 def execution_values(record: ExecutionRecord) -> tuple[Any, ...]:

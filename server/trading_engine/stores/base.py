@@ -148,7 +148,11 @@ TRADING_STATE_SET: Final = "trading_state.set"
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """Who did what to which tenant's data, and when."""
+    """Who did what to which tenant's data, when and why, and the values before and after.
+
+    Records stored before migration 7 have no roles, reason or values: they read
+    back as the defaults (their reason, where there was one, is in `detail`).
+    """
 
     company_id: str
     actor: str
@@ -159,6 +163,14 @@ class AuditRecord:
     at_ns: int
     # A JSON object with the action's particulars.
     detail: str
+    # The actor's roles when they acted, sorted; none for the engine's own actions.
+    actor_roles: tuple[str, ...] = ()
+    # Why, as the actor said.
+    reason: str = ""
+    # JSON objects: what the action changed, by name, as it was and as it became; a name
+    # absent from one side was unset on that side.
+    old_values: str = "{}"
+    new_values: str = "{}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -480,7 +480,8 @@ class PostgresStore:
         pool = self._opened()
         with store_errors(f"{self._name}: cannot append an audit record", _DRIVER_ERRORS):
             await pool.execute(
-                f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
+                f"INSERT INTO audit_log ({AUDIT_COLUMNS}) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 *audit_values(record),
             )
 

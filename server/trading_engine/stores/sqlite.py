@@ -575,5 +575,6 @@ def _record_manual_signal(db: sqlite3.Connection, signal: ManualSignal) -> Manua
 def _append_audit(db: sqlite3.Connection, record: AuditRecord) -> None:
     # A single statement is its own transaction; it still waits its turn to write.
     db.execute(
-        f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", audit_values(record)
+        f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        audit_values(record),
     )

@@ -253,9 +253,9 @@ class StrategyConfig(_message.Message):
     STOP_LOSS_COOLDOWN_FIELD_NUMBER: _builtins.int
     HALT_DRAWDOWN_PERCENT_FIELD_NUMBER: _builtins.int
     min_confidence_threshold: _builtins.float
-    """Minimum prediction confidence for an actionable signal, in [0, 1]; FREE 0.8, PRO 0.7, ENTERPRISE 0.6."""
+    """Minimum prediction confidence for an actionable signal, in [0, 1]; FREE 0.8, PRO 0.7, ENTERPRISE 0.6; a tier bound: no layer may set it below the tier's value unless custom strategies are enabled."""
     min_consensus_score: _builtins.float
-    """Minimum multi-model consensus score, in [0, 1]; FREE 0.7, PRO 0.6, ENTERPRISE 0.5."""
+    """Minimum multi-model consensus score, in [0, 1]; FREE 0.7, PRO 0.6, ENTERPRISE 0.5; a tier bound: no layer may set it below the tier's value unless custom strategies are enabled."""
     counter_trend_confidence_threshold: _builtins.float
     """Confidence a counter-trend signal needs when trend following is on, in [0, 1]; default 0.85."""
     volatility_mode: Global___VolatilityMode.ValueType
@@ -287,19 +287,19 @@ class StrategyConfig(_message.Message):
     risk_reward_ratio: _builtins.float
     """Take-profit distance as a multiple of the stop-loss distance, > 0; default 2."""
     risk_per_trade_percent: _builtins.float
-    """Percentage of account equity risked per trade at full size, in (0, 10]; default 1."""
+    """Percentage of account equity risked per trade at full size, in (0, 10]; default 1; a tier bound: no layer may set it above the tier's value unless custom strategies are enabled."""
     max_position_size_lots: _builtins.float
-    """Largest position size in lots, > 0; default 10."""
+    """Largest position size in lots, > 0; default 10; a tier bound: no layer may set it above the tier's value unless custom strategies are enabled."""
     position_size_multiplier: _builtins.float
     """Multiplier applied to the risk-based size, in (0, 1]; lowered by adaptive adjustments; default 1."""
     weak_signal_size_factor: _builtins.float
     """Size factor for WEAK_BUY and WEAK_SELL signals, in (0, 1]; default 0.5."""
     max_position_count: _builtins.int
-    """Most open positions the user may hold, >= 0; FREE 3, PRO 10, ENTERPRISE 50."""
+    """Most open positions the user may hold, >= 0; FREE 3, PRO 10, ENTERPRISE 50; a tier bound: no layer may set it above the tier's value unless custom strategies are enabled."""
     duplicate_price_tolerance_pips: _builtins.float
     """Entry-price distance within which a same-direction signal is a duplicate, in pips, >= 0; default 5."""
     max_signals_per_minute: _builtins.int
-    """Most actionable signals per user per minute, > 0; FREE 10, PRO 60, ENTERPRISE 600."""
+    """Most actionable signals per user per minute, > 0; FREE 10, PRO 60, ENTERPRISE 600; a tier bound: no layer may set it above the tier's value unless custom strategies are enabled."""
     volatility_low_bps: _builtins.float
     """Realised volatility below this is LOW, in basis points per square-root hour; default 5."""
     volatility_high_bps: _builtins.float
@@ -322,7 +322,7 @@ class StrategyConfig(_message.Message):
     """Drawdown of the day's closed signals, in percent of account equity, at which the user's trading is halted; 0 switches the limit off; in [0, 100]; default 0."""
     @_builtins.property
     def available_instruments(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Instruments the strategy trades; must be a subset of the tier's instruments; empty means all the tier allows; at most 50 entries of at most 32 characters each."""
+        """Instruments the strategy trades; must be a subset of the tier's instruments (a tier bound, custom strategies or not); empty means all the tier allows; at most 50 entries of at most 32 characters each."""
 
     @_builtins.property
     def features(self) -> Global___TierFeatures:
@@ -569,6 +569,8 @@ class EffectiveStrategy(_message.Message):
     FIELD_SOURCES_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     ADAPTIVE_VERSION_FIELD_NUMBER: _builtins.int
+    TIER_BOUNDS_FIELD_NUMBER: _builtins.int
+    CLAMPED_FIELDS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user the strategy applies to."""
     company_id: _builtins.str
@@ -595,6 +597,23 @@ class EffectiveStrategy(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """When the newest layer changed."""
 
+    @_builtins.property
+    def tier_bounds(self) -> Global___StrategyConfig:
+        """The bounds the user's tier sets, beside the values of `config`: each field present is a
+        bound. Floors (`min_confidence_threshold`, `min_consensus_score`) may be raised, ceilings
+        (`max_position_count`, `max_signals_per_minute`, `risk_per_trade_percent`,
+        `max_position_size_lots`) lowered, and a layer going past one is refused; these are absent
+        while custom strategies are enabled (ENTERPRISE), which lifts them. `available_instruments`
+        and `features` are what the tier includes, and are always present.
+        """
+
+    @_builtins.property
+    def clamped_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Field paths whose value a stored layer set past the tier's bound (stored before the bound
+        applied, or while the user's tier was higher): the bound is in force instead, and
+        `field_sources` names TIER_DEFAULT; empty when every layer value is within the bounds.
+        """
+
     def __init__(
         self,
         *,
@@ -608,10 +627,12 @@ class EffectiveStrategy(_message.Message):
         field_sources: _abc.Mapping[_builtins.str, Global___StrategyLayer.ValueType] | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         adaptive_version: _builtins.int = ...,
+        tier_bounds: Global___StrategyConfig | None = ...,
+        clamped_fields: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "tier_bounds", b"tier_bounds", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptive_version", b"adaptive_version", "company_id", b"company_id", "company_version", b"company_version", "config", b"config", "field_sources", b"field_sources", "tier", b"tier", "updated_at", b"updated_at", "user_id", b"user_id", "user_version", b"user_version", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptive_version", b"adaptive_version", "clamped_fields", b"clamped_fields", "company_id", b"company_id", "company_version", b"company_version", "config", b"config", "field_sources", b"field_sources", "tier", b"tier", "tier_bounds", b"tier_bounds", "updated_at", b"updated_at", "user_id", b"user_id", "user_version", b"user_version", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
