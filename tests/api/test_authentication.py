@@ -61,6 +61,12 @@ async def _held() -> AsyncIterator[bytes]:
     yield b""
 
 
+async def _held_batches() -> AsyncIterator[service_pb2.ProcessPredictionsRequest]:
+    """_held for a typed stub: a batch it would send, were the call not refused first."""
+    await asyncio.Event().wait()
+    yield service_pb2.ProcessPredictionsRequest(batch=batch("b", [prediction("p")]))
+
+
 def _reason(error: grpc.aio.AioRpcError) -> str:
     mapped = from_rpc_error(error)
     assert isinstance(mapped, UnauthenticatedError), (error.code(), error.details())
@@ -160,10 +166,8 @@ async def test_bad_tokens_are_refused_on_unary_and_streaming_calls(
                 service_pb2.ProcessPredictionBatchRequest(batch=batch("b", [prediction("p")])),
                 timeout=5,
             )
-        stream = stub.ProcessPredictions(
-            iter([service_pb2.ProcessPredictionsRequest(batch=batch("b", [prediction("p")]))]),
-            timeout=5,
-        )
+        # Nothing written before the refusal: see _held.
+        stream = stub.ProcessPredictions(_held_batches(), timeout=5)
         with pytest.raises(grpc.aio.AioRpcError) as streaming:
             async for _ in stream:
                 pass
