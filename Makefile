@@ -48,6 +48,7 @@ generate: install  ## regenerate gen/ and the Envoy descriptor set from proto/
 	buf build --exclude-source-info -o envoy/trading_engine.binpb
 	$(BIN)/python tools/strategy_reference.py
 	$(BIN)/python tools/settings_reference.py
+	$(BIN)/python tools/instrument_reference.py
 
 format: install  ## format contracts and Python in place
 	buf format -w

@@ -21,6 +21,7 @@ from google.protobuf import (
     descriptor,
     duration_pb2,
     field_mask_pb2,
+    json_format,
     message_factory,
     timestamp_pb2,
 )
@@ -30,7 +31,16 @@ from hypothesis import strategies as st
 from tests import factories
 from tests.api.test_signal_history import FLUSHED_S
 from tests.api.trading import E, decide, record, result
-from tests.support import ADMIN, TRADER, Stubs, Tokens, http_json_async, rpc_failure
+from tests.support import (
+    ADMIN,
+    TRADER,
+    Stubs,
+    Tokens,
+    http_json_async,
+    rest_gateway,
+    rpc_failure,
+)
+from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import strategy_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from trading_engine.app import Application
@@ -400,3 +410,68 @@ async def test_execution_results_with_values_the_engine_cannot_use_are_invalid_a
             setattr(closed, name, value)
     error = await _refusal(record(stub, closed))
     assert list(error.field_violations) == [f"result.{field}"]
+
+
+# --- Extreme but valid doubles in a batch: that prediction is INVALID, the rest decided -------
+
+_EXTREME_PRICES = {
+    "tiny-after-a-real-price": ("EURUSD", 5e-324),
+    "max-double": ("USDJPY", 1.7976931348623157e308),
+    "first-ever-1e300": ("GBPUSD", 1e300),
+}
+
+
+def _extreme_batch() -> prediction_pb2.MLPredictionBatch:
+    """A good EURUSD buy, then each extreme price, then a good USDJPY sell."""
+    predictions = [factories.prediction("good-buy")]
+    for prediction_id, (symbol, price) in _EXTREME_PRICES.items():
+        extreme = factories.prediction(prediction_id, symbol)
+        extreme.current_price = price
+        extreme.ClearField("bid")
+        extreme.ClearField("ask")
+        predictions.append(extreme)
+    predictions.append(factories.prediction("good-sell", "USDJPY", prediction_pb2.DIRECTION_DOWN))
+    return factories.batch("extreme", predictions)
+
+
+def _check_extremes_refused_the_rest_decided(signals: list[dict[str, Any]]) -> None:
+    outcome = {signal["predictionId"]: signal for signal in signals}
+    assert list(outcome) == ["good-buy", *_EXTREME_PRICES, "good-sell"]
+    for prediction_id in _EXTREME_PRICES:
+        refused = outcome[prediction_id]
+        assert refused["disposition"] == "SIGNAL_DISPOSITION_INVALID"
+        assert refused["reason"] == "DISPOSITION_REASON_INVALID_PREDICTION"
+        assert refused["cancellationReason"].startswith("prediction.current_price: ")
+        assert "entry" not in refused
+    for good in ("good-buy", "good-sell"):
+        assert outcome[good]["disposition"] == "SIGNAL_DISPOSITION_ACTIONABLE"
+
+
+async def test_extreme_prices_in_a_batch_are_invalid_and_the_rest_is_decided(
+    stubs_: Stubs,
+) -> None:
+    response = await stubs_.as_(TRADER).ProcessPredictionBatch(
+        service_pb2.ProcessPredictionBatchRequest(batch=_extreme_batch()), timeout=10
+    )
+    signals = json_format.MessageToDict(response.signal_batch)["signals"]
+    _check_extremes_refused_the_rest_decided(signals)
+    # The trace says which bound the price crossed.
+    first_ever = response.signal_batch.signals[3]
+    assert (first_ever.decision_trace[-1].observed, first_ever.decision_trace[-1].threshold) == (
+        1e300,
+        10.0,
+    )
+
+
+async def test_extreme_prices_through_rest_answer_200_with_those_invalid(
+    fixed_engine: Application, tokens: Tokens
+) -> None:
+    body = json_format.MessageToJson(
+        service_pb2.ProcessPredictionBatchRequest(batch=_extreme_batch())
+    ).encode()
+    async with rest_gateway(fixed_engine) as envoy:
+        status, answer = await http_json_async(
+            "POST", f"{envoy.base_url}/api/v1/predictions:process", body, tokens.header()
+        )
+    assert status == 200, answer
+    _check_extremes_refused_the_rest_decided(answer["signalBatch"]["signals"])

@@ -105,13 +105,18 @@ class MarketBook:
         self._companies: dict[str, dict[str, SymbolState]] = {}
 
     def observe(self, company_id: str, symbol: str, price: float, at_ns: int) -> SymbolState:
+        state = self.state(company_id, symbol)
+        state.observe(price, at_ns, self.parameters)
+        return state
+
+    def state(self, company_id: str, symbol: str) -> SymbolState:
+        """The company's state of `symbol`, empty until it observes a price."""
         states = self._companies.get(company_id)
         if states is None:
             states = self._companies[company_id] = {}
         state = states.get(symbol)
         if state is None:
             state = states[symbol] = SymbolState()
-        state.observe(price, at_ns, self.parameters)
         return state
 
     def last_price(self, company_id: str, symbol: str) -> float:
