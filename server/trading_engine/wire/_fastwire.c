@@ -471,7 +471,8 @@ static int read_double(Reader *reader, double *out) {
 
 /* The payload of a length-delimited field: [*start, *stop). Like upb, a length takes at
    most 5 bytes: a longer (padded) one is refused, not read. */
-static int read_length(Reader *reader, Py_ssize_t *start, Py_ssize_t *stop) {
+static __attribute__((noinline)) int read_long_length(Reader *reader, Py_ssize_t *start,
+                                                      Py_ssize_t *stop) {
     uint64_t length;
     Py_ssize_t first = reader->position;
     if (read_varint(reader, &length) < 0) {
@@ -487,6 +488,21 @@ static int read_length(Reader *reader, Py_ssize_t *start, Py_ssize_t *stop) {
     *stop = reader->position + (Py_ssize_t)length;
     reader->position = *stop;
     return 0;
+}
+
+/* read_long_length, with the common case (a length under 128, in the message) inlined. */
+static inline int read_length(Reader *reader, Py_ssize_t *start, Py_ssize_t *stop) {
+    Py_ssize_t at = reader->position;
+    if (at < reader->end) {
+        unsigned char length = reader->data[at];
+        if (length < 0x80 && length < reader->end - at) {
+            *start = at + 1;
+            *stop = at + 1 + length;
+            reader->position = *stop;
+            return 0;
+        }
+    }
+    return read_long_length(reader, start, stop);
 }
 
 static PyObject *read_string(Reader *reader) {
@@ -537,7 +553,8 @@ static int wrong_wire_type(const char *message_name, uint32_t field, uint32_t wi
 
 /* A field key, refused where upb refuses it: longer than 5 bytes or 32 bits (so field
    numbers stay within 2^29 - 1), or field number 0. */
-static int read_key(Reader *reader, uint32_t *field, uint32_t *wire_type) {
+static __attribute__((noinline)) int read_long_key(Reader *reader, uint32_t *field,
+                                                   uint32_t *wire_type) {
     uint64_t key;
     Py_ssize_t first = reader->position;
     if (read_varint(reader, &key) < 0) {
@@ -554,6 +571,20 @@ static int read_key(Reader *reader, uint32_t *field, uint32_t *wire_type) {
     return 0;
 }
 
+/* read_long_key, with the common case (a one-byte key of fields 1 to 15) inlined. */
+static inline int read_key(Reader *reader, uint32_t *field, uint32_t *wire_type) {
+    if (reader->position < reader->end) {
+        unsigned char key = reader->data[reader->position];
+        if (key >= 8 && key < 0x80) {
+            reader->position++;
+            *field = key >> 3;
+            *wire_type = key & 7;
+            return 0;
+        }
+    }
+    return read_long_key(reader, field, wire_type);
+}
+
 /* An int32 field (an enum, nanos) as upb reads it: the low 32 bits of the varint. */
 static long long as_int32(uint64_t value) {
     return (long long)(int32_t)(uint32_t)value;
@@ -567,7 +598,7 @@ typedef struct {
 
 /* A Time in nanoseconds, exact: seconds beyond about 292 years overflow 64 bits, and the
    rules must see such a value as it is (far off), never wrapped round. */
-static PyObject *time_nanoseconds(Time time) {
+static inline PyObject *time_nanoseconds(Time time) {
     long long scaled, total;
     if (!__builtin_mul_overflow(time.seconds, 1000000000LL, &scaled) &&
         !__builtin_add_overflow(scaled, time.nanos, &total)) {
