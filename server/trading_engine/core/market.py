@@ -104,11 +104,6 @@ class MarketBook:
         # less than building and hashing a (company, symbol) tuple for every prediction.
         self._companies: dict[str, dict[str, SymbolState]] = {}
 
-    def observe(self, company_id: str, symbol: str, price: float, at_ns: int) -> SymbolState:
-        state = self.state(company_id, symbol)
-        state.observe(price, at_ns, self.parameters)
-        return state
-
     def state(self, company_id: str, symbol: str) -> SymbolState:
         """The company's state of `symbol`, empty until it observes a price."""
         states = self._companies.get(company_id)
