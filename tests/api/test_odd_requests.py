@@ -1,12 +1,13 @@
-"""Odd but well-formed requests to every unary and server-streaming RPC of a real engine.
+"""Odd but well-formed requests to every RPC of a real engine, and what each gets back.
 
-Each request is built from the contract's descriptors with the values that
-break careless code: timestamps beyond year 9999 or before year 1, nanos out
-of [0, 1e9), numbers at the edges of their type, non-finite and subnormal
-doubles, unknown enum values, very long and non-ASCII strings, page tokens
-holding huge numbers. Whatever the engine thinks of them, the answer is a
-status a caller can act on: never UNKNOWN or INTERNAL, which are what an
-exception escaping a handler becomes.
+The probe builds requests from the contract's descriptors (one request on
+each bidirectional stream) with the values that break careless code:
+timestamps beyond year 9999 or before year 1, nanos out of [0, 1e9), numbers
+at the edges of their type, non-finite and subnormal doubles, unknown enum
+values, very long and non-ASCII strings, page tokens holding huge numbers.
+Whatever the engine thinks of them, the answer is a status a caller can act
+on: never UNKNOWN or INTERNAL, which are what an exception escaping a handler
+becomes. The cases it found are pinned below it with the answer each gets.
 """
 
 from __future__ import annotations
