@@ -49,6 +49,7 @@ generate: install  ## regenerate gen/, the Envoy descriptor set and the OpenAPI 
 	$(BIN)/python tools/openapi_document.py
 	$(BIN)/python tools/strategy_reference.py
 	$(BIN)/python tools/settings_reference.py
+	$(BIN)/python tools/instrument_reference.py
 
 format: install  ## format contracts and Python in place
 	buf format -w

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
-from trading_engine import errors, field_limits
+from trading_engine import errors, field_limits, timestamps
 from trading_engine.clock import Clock
 from trading_engine.core import instruments
 from trading_engine.core.decision import SIDE
@@ -37,6 +37,9 @@ _NEEDS_FILL: Final = frozenset(
 )
 _CLOSED_OUTCOMES: Final = frozenset({WIN, LOSS, BREAKEVEN})
 _DAY_NS: Final = 86_400 * 1_000_000_000
+# Amounts are kept to the cent in doubles, exact up to 2^53 cents (about 9e13); no
+# commission or profit of one execution comes near a trillion in any currency.
+MAX_AMOUNT: Final = 1e12
 
 # (company, user) -> (equity, currency) of the account the user's newest batch reported.
 Account = Callable[[str, str], tuple[float, str] | None]
@@ -126,6 +129,11 @@ class ExecutionTracker:
         if violations:
             raise errors.invalid("the execution result is invalid", violations)
         signal = await self._signal(result)
+        instrument = instruments.lookup(signal.symbol)
+        assert instrument is not None  # the engine signals only instruments it knows
+        violations = _market_violations(result, instrument)
+        if violations:
+            raise errors.invalid("the execution result is invalid", violations)
         key = (result.company_id, result.user_id)
         new = await self._store.record_execution(
             ExecutionRecord(
@@ -140,8 +148,6 @@ class ExecutionTracker:
         )
         stored = await self._store.executions_for_signal(result.company_id, result.signal_id)
         results = [execution_pb2.ExecutionResult.FromString(r.payload) for r in stored]
-        instrument = instruments.lookup(signal.symbol)
-        assert instrument is not None  # the engine signals only instruments it knows
         _, currency = self._account(*key) or (0.0, DEFAULT_CURRENCY)
         outcome = outcome_of(facts_of(signal), results, instrument, currency)
         performance = _performance(signal, outcome)
@@ -255,7 +261,44 @@ def result_violations(result: execution_pb2.ExecutionResult) -> list[errors.Fiel
     if result.status == E.EXECUTION_STATUS_CLOSED:
         need(result.exit_price > 0.0, "exit_price", "must be > 0 for a close")
         need(result.HasField("closed_at"), "closed_at", "required for a close")
-    need(result.commission >= 0.0, "commission", "must be >= 0")
+    need(
+        0.0 <= result.commission <= MAX_AMOUNT,
+        "commission",
+        f"must be >= 0 and at most {MAX_AMOUNT:.0e}",
+    )
+    need(
+        -MAX_AMOUNT <= result.profit_loss <= MAX_AMOUNT,
+        "profit_loss",
+        f"must be within +-{MAX_AMOUNT:.0e}",
+    )
+    if result.HasField("executed_at"):
+        timestamps.nanoseconds(result.executed_at, "result.executed_at", violations)
+    if result.HasField("closed_at"):
+        timestamps.nanoseconds(result.closed_at, "result.closed_at", violations)
+    return violations
+
+
+def _market_violations(
+    result: execution_pb2.ExecutionResult, instrument: instruments.Instrument
+) -> list[errors.FieldViolation]:
+    """Prices and sizes the signal's instrument cannot have (0 stands for not reported)."""
+    bounds = f"{instrument.min_price:g} to {instrument.max_price:g}"
+    plausible = f"must be a plausible {instrument.symbol} price, {bounds}"
+    violations = [
+        errors.FieldViolation(f"result.{name}", plausible)
+        for name, price in (
+            ("executed_price", result.executed_price),
+            ("exit_price", result.exit_price),
+        )
+        if price != 0.0 and not instrument.plausible(price)
+    ]
+    if not result.executed_size_lots <= instrument.max_lot:
+        violations.append(
+            errors.FieldViolation(
+                "result.executed_size_lots",
+                f"must be at most {instrument.max_lot:g} lots, the most {instrument.symbol} trades",
+            )
+        )
     return violations
 
 

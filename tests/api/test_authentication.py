@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -58,6 +61,12 @@ async def _held() -> AsyncIterator[bytes]:
     yield b""
 
 
+async def _held_batches() -> AsyncIterator[service_pb2.ProcessPredictionsRequest]:
+    """_held for a typed stub: a batch it would send, were the call not refused first."""
+    await asyncio.Event().wait()
+    yield service_pb2.ProcessPredictionsRequest(batch=batch("b", [prediction("p")]))
+
+
 def _reason(error: grpc.aio.AioRpcError) -> str:
     mapped = from_rpc_error(error)
     assert isinstance(mapped, UnauthenticatedError), (error.code(), error.details())
@@ -95,6 +104,23 @@ def _signed(secret: bytes, **changes: Any) -> str:
     return jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, "HS256")
 
 
+def _with_header(secret: bytes, **header: Any) -> str:
+    """A token for TRADER, signed with `secret`, whose header carries `header` as given.
+
+    Written by hand: PyJWT refuses to encode some of these headers at all.
+    """
+    encode = jwt.utils.base64url_encode
+    signing_input = b".".join(
+        encode(json.dumps(part).encode())
+        for part in (
+            {"alg": "HS256", "typ": "JWT", **header},
+            jwt.decode(_signed(secret), options={"verify_signature": False}),
+        )
+    )
+    signature = hmac.new(secret, signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + encode(signature)).decode()
+
+
 @pytest.fixture
 def secret(engine_settings: EngineSettings) -> bytes:
     # The development secret the engine was started with (tests/conftest.py).
@@ -116,6 +142,15 @@ def secret(engine_settings: EngineSettings) -> bytes:
             "TOKEN_ALGORITHM_REFUSED",
             id="alg-none",
         ),
+        # Headers and claims of the wrong type: refused with a reason, never an UNKNOWN.
+        pytest.param(lambda s: _with_header(s, kid=5), "TOKEN_MALFORMED", id="kid-a-number"),
+        pytest.param(lambda s: _with_header(s, kid=["k"]), "TOKEN_MALFORMED", id="kid-a-list"),
+        pytest.param(lambda s: _with_header(s, crit="b64"), "TOKEN_MALFORMED", id="crit-a-string"),
+        pytest.param(lambda s: _with_header(s, crit=[5]), "TOKEN_MALFORMED", id="crit-of-numbers"),
+        pytest.param(lambda s: _with_header(s, crit=["exp"]), "TOKEN_MALFORMED", id="crit-unknown"),
+        pytest.param(lambda s: _signed(s, exp="soon"), "TOKEN_MALFORMED", id="exp-a-string"),
+        pytest.param(lambda s: _signed(s, aud=[1, 2]), "TOKEN_AUDIENCE_INVALID", id="aud-numbers"),
+        pytest.param(lambda s: _signed(s, nbf="now"), "TOKEN_MALFORMED", id="nbf-a-string"),
     ],
 )
 async def test_bad_tokens_are_refused_on_unary_and_streaming_calls(
@@ -131,10 +166,8 @@ async def test_bad_tokens_are_refused_on_unary_and_streaming_calls(
                 service_pb2.ProcessPredictionBatchRequest(batch=batch("b", [prediction("p")])),
                 timeout=5,
             )
-        stream = stub.ProcessPredictions(
-            iter([service_pb2.ProcessPredictionsRequest(batch=batch("b", [prediction("p")]))]),
-            timeout=5,
-        )
+        # Nothing written before the refusal: see _held.
+        stream = stub.ProcessPredictions(_held_batches(), timeout=5)
         with pytest.raises(grpc.aio.AioRpcError) as streaming:
             async for _ in stream:
                 pass

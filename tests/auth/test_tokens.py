@@ -13,6 +13,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tradeflow.common.v1 import tier_pb2
 from trading_engine import errors
@@ -177,6 +179,60 @@ def test_jwks_keys_are_chosen_by_kid(tmp_path: Path) -> None:
     assert refusal(verifier, jwt.encode(claims(), RSA_KEY, algorithm="RS256")) == (
         "TOKEN_KEY_UNKNOWN"
     )
+
+
+# Any JSON value at all, as a forger may put it in a header or a claim.
+_JSON = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False),
+        st.sampled_from(["HS256", "RS256", "r1", "b64", "exp", "trading-engine", "tradeflow"]),
+        st.text(max_size=5),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+_HEADER_NAMES = ["alg", "kid", "crit", "typ", "b64", "cty", "jku", "x5c"]
+_CLAIM_NAMES = ["sub", "company_id", "tier", "roles", "iss", "aud", "exp", "nbf", "iat", "jti"]
+
+
+def _hand_signed(header: dict[str, Any], payload: object) -> str:
+    encode = jwt.utils.base64url_encode
+    signing_input = (
+        encode(json.dumps(header).encode()) + b"." + encode(json.dumps(payload).encode())
+    )
+    signature = hmac.new(SECRET, signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + encode(signature)).decode()
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(
+    st.dictionaries(st.sampled_from(_HEADER_NAMES), _JSON, max_size=3),
+    st.one_of(st.dictionaries(st.sampled_from(_CLAIM_NAMES), _JSON, max_size=4), _JSON),
+)
+def test_a_signed_token_with_any_header_and_claims_is_a_caller_or_a_refusal(
+    header: dict[str, Any], changed: object
+) -> None:
+    """Properly signed, so only the header and claims can go wrong: never an exception."""
+    rsa_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(RSA_KEY.public_key()))
+    keys = VerificationKeys(
+        hs256_secret=SECRET, jwks={"r1": jwt.PyJWK.from_dict({**rsa_jwk, "alg": "RS256"})}
+    )
+    payload = {**claims(), **changed} if isinstance(changed, dict) else changed
+    token = _hand_signed({"alg": "HS256", **header}, payload)
+    try:
+        outcome: Caller | errors.Unauthenticated = TokenVerifier(keys, POLICY).verify(token)
+    except errors.Unauthenticated as refused:
+        outcome = refused
+    if isinstance(outcome, Caller):
+        assert outcome.company_id
+        assert outcome.user_id
+    else:
+        assert outcome.reason.startswith("TOKEN_")
 
 
 def test_development_tokens_are_refused_in_production() -> None:

@@ -1,8 +1,9 @@
-"""The references in docs/ (strategy parameters, configuration) are rendered from today's code."""
+"""The references in docs/ (strategy parameters, configuration, instruments) are rendered from
+today's code."""
 
 from __future__ import annotations
 
-from tools import settings_reference, strategy_reference
+from tools import instrument_reference, settings_reference, strategy_reference
 from tradeflow.trading.v1 import strategy_pb2
 
 
@@ -25,4 +26,10 @@ def test_every_field_is_documented_with_its_default_or_range() -> None:
 def test_the_committed_configuration_reference_is_current() -> None:
     assert settings_reference.REFERENCE.read_text() == settings_reference.render(), (
         "docs/configuration.md is stale: run `make generate` and commit the result"
+    )
+
+
+def test_the_committed_instrument_reference_is_current() -> None:
+    assert instrument_reference.REFERENCE.read_text() == instrument_reference.render(), (
+        "docs/instruments.md is stale: run `make generate` and commit the result"
     )

@@ -253,8 +253,9 @@ def feed(
 ) -> None:
     """Observe `prices` one `step_ns` apart, the last one at `end_ns`."""
     count = len(prices)
+    state = book.state(company_id, symbol)
     for index, price in enumerate(prices):
-        book.observe(company_id, symbol, price, end_ns - (count - 1 - index) * step_ns)
+        state.observe(price, end_ns - (count - 1 - index) * step_ns, book.parameters)
 
 
 def history_then(

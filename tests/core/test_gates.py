@@ -108,6 +108,21 @@ def test_confidence_gate(tier: int, confidence: float, passes: bool) -> None:
         pytest.param(
             UP, [vote(UP, 1.0, 3.0), vote(DOWN, 1.0, 0.0)], 1.0, True, id="zero-weight-ignored"
         ),
+        # Masses whose sum overflows a double: only the weights' ratios count, as for 1 and 1.
+        pytest.param(
+            UP,
+            [vote(UP, 0.8, 1.7976931348623157e308), vote(DOWN, 0.8, 1.7976931348623157e308)],
+            0.5,
+            False,
+            id="weights-overflowing",
+        ),
+        pytest.param(
+            UP,
+            [vote(UP, 0.9, 1e308), vote(UP, 0.9, 1e308), vote(DOWN, 0.9, 1e308)],
+            2 / 3,
+            True,
+            id="weights-overflowing-agree",
+        ),
     ],
 )
 def test_consensus_gate(direction: int, votes: list[Any], consensus: float, passes: bool) -> None:

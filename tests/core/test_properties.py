@@ -40,7 +40,7 @@ from tests.core.builders import (
 from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.core import instruments, tiers
-from trading_engine.core.decide import decide
+from trading_engine.core.decide import decide, decide_input
 from trading_engine.core.decision import (
     ACTIONABLE,
     FAIL,
@@ -53,9 +53,13 @@ from trading_engine.core.decision import (
     Decision,
 )
 from trading_engine.core.entry import LIMIT, MARKET
+from trading_engine.core.inputs import PredictionInput
 from trading_engine.core.market import MarketBook
 from trading_engine.core.memory import SignalMemory
 from trading_engine.core.strategy import Strategy, from_config
+from trading_engine.engine import DecisionEngine
+from trading_engine.errors import InvalidArgument
+from trading_engine.tenancy import Caller
 
 PROPERTY = settings(max_examples=300, deadline=None, derandomize=True, database=None)
 
@@ -374,3 +378,167 @@ def test_deciding_the_same_sequence_twice_gives_equal_decisions(scenario: Scenar
 
     assert first == second
     assert [d.signal_id for d in first] == [d.signal_id for d in second]
+
+
+# --- Extreme but finite doubles in every numeric field ------------------------------------
+
+# The doubles careless producers and fuzzers send: subnormals, the extremes of the type,
+# negative zero, the non-finite ones, and realistic values for the scenario to get past them.
+_EXTREME = st.sampled_from(
+    [
+        5e-324,
+        2.2250738585072014e-308,
+        1e-300,
+        1e300,
+        1.7976931348623157e308,
+        -1.7976931348623157e308,
+        -0.0,
+        0.0,
+        -1e-300,
+        math.inf,
+        -math.inf,
+        math.nan,
+    ]
+)
+_REALISTIC = st.sampled_from([0.5, 0.9, 1.0, 2.0])
+
+
+def _number(realistic: st.SearchStrategy[float]) -> st.SearchStrategy[float]:
+    """Extreme half the time, otherwise a value the field can realistically have."""
+    return st.one_of(_EXTREME, realistic)
+
+
+def _price_near(mid: float) -> st.SearchStrategy[float]:
+    return _number(st.floats(0.9, 1.1).map(lambda factor: mid * factor))
+
+
+@st.composite
+def extreme_inputs(draw: st.DrawFn, symbol: str, index: int, at_ns: int) -> PredictionInput:
+    mid = MID.get(symbol, 1.0)
+    return PredictionInput(
+        f"x-{index}",
+        symbol,
+        draw(st.sampled_from(DIRECTIONS)),
+        draw(_number(st.floats(0.6, 1.0))),
+        draw(_price_near(mid)),
+        draw(st.one_of(st.just(0.0), _price_near(mid))),
+        draw(st.one_of(st.just(0.0), _price_near(mid))),
+        draw(st.one_of(st.just(0.0), _price_near(mid))),
+        draw(st.one_of(st.none(), _number(st.floats(0.0, 5.0)))),
+        draw(st.one_of(st.none(), _number(_UNIT))),
+        draw(st.one_of(st.just(0), st.integers(-(2**63), 2**63))),
+        at_ns,
+        draw(
+            st.lists(
+                st.tuples(st.sampled_from(DIRECTIONS), _number(_UNIT), _number(_REALISTIC)),
+                max_size=3,
+            )
+        ),
+        draw(st.lists(st.tuples(st.sampled_from(DIRECTIONS), _number(_UNIT)), max_size=2)),
+    )
+
+
+_FIVE_DISPOSITIONS = {ACTIONABLE, HELD, REJECTED, SUPPRESSED, INVALID}
+
+
+@settings(PROPERTY, max_examples=400)
+@given(st.data(), strategies(), _number(st.sampled_from([1_000.0, 25_000.0])))
+def test_extreme_doubles_in_any_field_never_escape_the_core(
+    data: st.DataObject, chosen: Strategy, equity: float
+) -> None:
+    """Every decision is one of the five dispositions, with finite prices, and so is the state.
+
+    Half the sequences start from a realistic price history, so the band around the last
+    accepted price is what judges the extreme ones.
+    """
+    book, memory = MarketBook(), SignalMemory()
+    symbols = ["EURUSD", "USDJPY", "XAUUSD", "GBPUSD"]
+    if data.draw(st.booleans()):
+        for symbol in symbols:
+            feed(book, ramp(MID[symbol], 1.0, 6), symbol=symbol, end_ns=NOW_NS - MINUTE_NS)
+    for index in range(data.draw(st.integers(1, 4))):
+        at = NOW_NS + index * SECOND_NS
+        prediction_input = data.draw(extreme_inputs(data.draw(st.sampled_from(symbols)), index, at))
+        ctx = context(chosen, equity=equity, now_ns=at, produced_ns=at)
+        decision = decide_input(prediction_input, ctx, book, memory, f"s-{index}")
+
+        assert decision.disposition in _FIVE_DISPOSITIONS
+        _only_actionable_decisions_carry_an_entry(decision, chosen)
+        _strength_is_between_0_and_1(decision, chosen)
+        market = decision.market
+        if market is not None:
+            assert math.isfinite(market.volatility_bps)
+            assert math.isfinite(market.trend_bps)
+            assert 0.0 < market.last_price < math.inf
+        if decision.entry is not None:
+            entry = decision.entry
+            assert all(
+                math.isfinite(value)
+                for value in (entry.entry_price, entry.stop_loss, entry.take_profit, entry.lots)
+            )
+    for symbol in symbols:
+        assert 0.0 <= book.last_price("company-1", symbol) < math.inf
+
+
+@st.composite
+def extreme_batches(draw: st.DrawFn) -> prediction_pb2.MLPredictionBatch:
+    """A batch for user-1 of company-1 whose every double may be extreme."""
+    batch = prediction_pb2.MLPredictionBatch(batch_id="extreme")
+    tenant = batch.user_context
+    tenant.user_id, tenant.company_id = "user-1", "company-1"
+    tenant.tier = PRO  # type: ignore[assignment]
+    tenant.account_equity = draw(_number(st.just(10_000.0)))
+    tenant.account_currency = "USD"
+    batch.produced_at.FromNanoseconds(NOW_NS)
+    for index in range(draw(st.integers(1, 6))):
+        read = draw(extreme_inputs(draw(st.sampled_from(["EURUSD", "GBPUSD"])), index, NOW_NS))
+        message = batch.predictions.add(
+            prediction_id=read.prediction_id,
+            symbol=read.symbol,
+            primary_direction=read.direction,
+            confidence=read.confidence,
+            current_price=read.price,
+            predicted_price=read.predicted_price,
+            bid=read.bid,
+            ask=read.ask,
+        )
+        if read.spread_pips is not None:
+            message.spread_pips = read.spread_pips
+        if read.volume is not None:
+            message.volume_confirmation = read.volume
+        for direction, confidence, weight in read.votes:
+            message.votes.add(direction=direction, confidence=confidence, weight=weight)
+        for direction, probability in read.patterns:
+            message.patterns.add(direction=direction, probability=probability)
+        message.timestamp.FromNanoseconds(NOW_NS - SECOND_NS)
+    return batch
+
+
+@settings(PROPERTY, max_examples=200)
+@given(st.lists(extreme_batches(), min_size=1, max_size=3))
+def test_extreme_doubles_never_escape_the_decision_engine(
+    batches: list[prediction_pb2.MLPredictionBatch],
+) -> None:
+    """Through the bytes the transports hand it: one decision per prediction, all five kinds.
+
+    Only a batch's own field (the equity) may refuse the batch as a whole, naming it.
+    """
+    engine = DecisionEngine()
+    caller = Caller("user-1", "company-1", PRO)
+    for number, batch in enumerate(batches):
+        batch.batch_id = f"extreme-{number}"
+        try:
+            decided = engine.decide(batch.SerializeToString(), NOW_NS, caller)
+        except InvalidArgument as refused:
+            fields = [violation.field for violation in refused.violations]
+            assert fields == ["batch.user_context.account_equity"]
+            continue
+        signals = signal_pb2.TradingSignalBatch.FromString(decided.payload).signals
+        assert len(signals) == len(batch.predictions)
+        assert {signal.disposition for signal in signals} <= {
+            signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE,
+            signal_pb2.SIGNAL_DISPOSITION_HOLD,
+            signal_pb2.SIGNAL_DISPOSITION_REJECTED,
+            signal_pb2.SIGNAL_DISPOSITION_SUPPRESSED,
+            signal_pb2.SIGNAL_DISPOSITION_INVALID,
+        }

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -61,6 +65,70 @@ async def test_unknown_route_is_a_404_json(gateway: EnvoyGateway) -> None:
     assert status == 404
     assert body["code"] == 5
     assert "/api/v1/nothing-here" in body["message"]
+
+
+# The most a REST body may hold: what the engine takes in one gRPC message.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+async def _post_while_reading(url: str, body_size: int, headers: dict[str, str]) -> tuple[int, Any]:
+    """POST a batch whose id makes the body `body_size` bytes, reading the answer as it writes.
+
+    A gateway that refuses a body answers before it has all of it and closes the
+    connection; a client that only reads once it has written everything (urllib)
+    sees the reset instead. curl reads while it writes, as this does.
+    """
+    head, tail = b'{"batch": {"batchId": "', b'"}}'
+    filler = body_size - len(head) - len(tail)
+    address = urlsplit(url)
+    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    lines = [f"POST {address.path} HTTP/1.1", f"host: {address.netloc}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines += ["content-type: application/json", f"content-length: {body_size}", "", ""]
+
+    async def send() -> None:
+        with contextlib.suppress(ConnectionError):
+            writer.write("\r\n".join(lines).encode() + head)
+            chunk = 1024 * 1024
+            for start in range(0, filler, chunk):
+                writer.write(b"x" * min(chunk, filler - start))
+                await writer.drain()
+            writer.write(tail)
+            await writer.drain()
+
+    sending = asyncio.create_task(send())
+    try:
+        status_line = await reader.readline()
+        response_headers = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            response_headers[name.strip().lower()] = value.strip()
+        answer = await reader.readexactly(int(response_headers["content-length"]))
+    finally:
+        sending.cancel()
+        writer.close()
+    return int(status_line.split()[1]), json.loads(answer)
+
+
+@pytest.mark.parametrize(
+    ("body_size", "status", "code"),
+    [
+        # Read, transcoded and refused by the engine for what it says (a 4 MiB batch id).
+        pytest.param(MAX_BODY_BYTES, 400, 3, id="at-the-limit"),
+        pytest.param(MAX_BODY_BYTES + 1, 413, 8, id="one-byte-over"),
+        pytest.param(50_000_000, 413, 8, id="50-MB"),
+    ],
+)
+async def test_a_body_over_4_mib_is_a_413_in_the_json_error_shape(
+    gateway: EnvoyGateway, tokens: Tokens, body_size: int, status: int, code: int
+) -> None:
+    answer_status, body = await _post_while_reading(
+        f"{gateway.base_url}/api/v1/predictions:process", body_size, tokens.header()
+    )
+    assert (answer_status, body["code"]) == (status, code)
+    assert set(body) >= {"code", "message", "details"}
+    if status == 413:
+        assert body == {"code": 8, "message": "Payload Too Large", "details": []}
 
 
 async def test_engine_status_becomes_http_status_with_error_details(

@@ -20,7 +20,9 @@ def _enum(value: int) -> Any:
 
 
 def batch_input(message: prediction_pb2.MLPredictionBatch) -> BatchInput:
-    produced_ns = message.produced_at.ToNanoseconds() if message.HasField("produced_at") else 0
+    # As read_prediction reads a timestamp: the fields as they are, even out of range.
+    produced = message.produced_at
+    produced_ns = produced.seconds * 1_000_000_000 + produced.nanos
     tenant = message.user_context
     return BatchInput(
         message.batch_id,

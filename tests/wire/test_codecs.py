@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import re
+import struct
 
 import pytest
-from google.protobuf import descriptor
+from google.protobuf import descriptor, message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,9 +19,13 @@ from tradeflow.trading.v1 import market_pb2, signal_pb2
 from trading_engine.core import decide as core
 from trading_engine.core import instruments, risk, tiers
 from trading_engine.core.decision import Decision, Entry, MarketView
+from trading_engine.core.inputs import BatchInput
 from trading_engine.core.market import MarketBook
 from trading_engine.core.memory import SignalMemory
 from trading_engine.core.strategy import from_config
+from trading_engine.engine import DecisionEngine
+from trading_engine.errors import UNDECODABLE, InvalidArgument
+from trading_engine.tenancy import Caller
 from trading_engine.wire import predictions as prediction_codec
 from trading_engine.wire.predictions import decode_batch
 from trading_engine.wire.protowire import DecodeError
@@ -145,6 +151,174 @@ def test_any_truncation_is_a_decode_error_or_a_shorter_batch(
     # Anything but a DecodeError (an IndexError, a struct.error) would be a crash.
     with contextlib.suppress(DecodeError):
         decode_batch(encoded[:cut])
+
+
+# -- bytes the runtime would refuse ---------------------------------------------
+
+# Field numbers around every edge the wire format has: 0 (never valid), the fields the
+# decoder knows at each level, unknown ones, the largest valid number (2^29 - 1) and beyond.
+_FIELD_NUMBERS = st.one_of(
+    st.integers(0, 16), st.sampled_from([2**29 - 1, 2**29, 2**32 - 1, 2**32, 2**61])
+)
+# Varint values around 32- and 64-bit edges (enums and nanos are int32 in the contract).
+_VARINTS = st.one_of(
+    st.integers(0, 2**64 - 1),
+    st.sampled_from([2**31 - 1, 2**31, 2**32 - 1, 2**32 + 1, 2**63, 2**64 - 1]),
+)
+_DOUBLE_BYTES = st.one_of(
+    st.binary(min_size=8, max_size=8),
+    st.sampled_from([5e-324, 1e300, -0.0, float("inf"), float("nan")]).map(
+        lambda value: struct.pack("<d", value)
+    ),
+)
+
+
+def _varint_bytes(value: int, padding: int = 0) -> bytes:
+    """`value` as a varint, with `padding` redundant continuation bytes (an overlong form)."""
+    groups = []
+    while True:
+        groups.append(value & 0x7F)
+        value >>= 7
+        if not value:
+            break
+    groups += [0] * padding
+    return bytes([group | 0x80 for group in groups[:-1]] + groups[-1:])
+
+
+_PADDING = st.one_of(st.just(0), st.just(0), st.integers(0, 10))
+
+
+@st.composite
+def _wire_fields(draw: st.DrawFn, depth: int) -> bytes:
+    """A message body of fields of any number and wire type, nested with consistent lengths."""
+    body = b""
+    for _ in range(draw(st.integers(0, 4))):
+        number, wire_type = draw(_FIELD_NUMBERS), draw(st.integers(0, 7))
+        body += _varint_bytes(number << 3 | wire_type, draw(_PADDING))
+        if wire_type == 0:
+            body += _varint_bytes(draw(_VARINTS), draw(_PADDING))
+        elif wire_type == 1:
+            body += draw(_DOUBLE_BYTES)
+        elif wire_type == 5:
+            body += draw(st.binary(min_size=4, max_size=4))
+        elif wire_type == 2:
+            payload = (
+                draw(_wire_fields(depth + 1))
+                if depth < 3 and draw(st.booleans())
+                else draw(st.one_of(st.text(max_size=6).map(str.encode), st.binary(max_size=6)))
+            )
+            body += _varint_bytes(len(payload), draw(_PADDING)) + payload
+    return body
+
+
+@st.composite
+def _mutated_batches(draw: st.DrawFn) -> bytes:
+    """A valid batch with hostile fields spliced into it, or its bytes altered."""
+    batch = draw(batch_messages())
+    if draw(st.booleans()) and batch.predictions:
+        # Inside a prediction, where the decoder has the most fields to get wrong.
+        prediction = batch.predictions[0].SerializeToString()
+        prediction += draw(_wire_fields(1))
+        del batch.predictions[0]
+        tail = batch.SerializeToString()
+        return b"\x22" + _varint_bytes(len(prediction)) + prediction + tail
+    encoded = bytearray(batch.SerializeToString() + draw(_wire_fields(0)))
+    for _ in range(draw(st.integers(0, 3))):
+        if encoded:
+            encoded[draw(st.integers(0, len(encoded) - 1))] = draw(st.integers(0, 255))
+    return bytes(encoded)
+
+
+def _as_runtime_reads(data: bytes) -> BatchInput | None:
+    try:
+        return oracle.batch_input(prediction_pb2.MLPredictionBatch.FromString(data))
+    except message.DecodeError:
+        return None
+
+
+# The decoder is stricter than the runtime in exactly these ways (decision 7): a known
+# field with another wire type than the contract's, and groups (wire type 3), which no
+# proto3 producer writes.
+_STRICTER = "has wire type|unsupported wire type 3"
+
+
+@settings(REPRODUCIBLE, max_examples=2000)
+@given(_mutated_batches())
+def test_the_decoder_accepts_only_what_the_runtime_accepts_and_reads_it_alike(
+    data: bytes,
+) -> None:
+    expected = _as_runtime_reads(data)
+    try:
+        decoded = decode_batch(data)
+    except DecodeError as error:
+        refusal = str(error)
+    else:
+        refusal = ""
+    if refusal:
+        assert expected is None or re.search(_STRICTER, refusal), (
+            f"the runtime reads {data!r}, the decoder refuses it: {refusal}"
+        )
+        return
+    assert expected is not None, f"the runtime refuses {data!r}, the decoder reads {decoded}"
+    # repr: NaN equals NaN, and -0.0 differs from 0.0.
+    assert repr(decoded) == repr(expected)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"\x00\x01", id="field-0"),
+        pytest.param(b"\x22\x02\x02\x00", id="field-0-in-a-prediction"),
+        pytest.param(b"\x12\x02\x00\x01", id="field-0-in-the-user-context"),
+        pytest.param(b"\x22\x04\x72\x02\x00\x01", id="field-0-in-a-timestamp"),
+        pytest.param(b"\x22\x04\x2a\x02\x02\x00", id="field-0-in-a-vote"),
+        pytest.param(b"\x80\x80\x80\x80\x10\x01", id="field-2^29"),
+        pytest.param(b"\xf8\xff\xff\xff\x1f\x01", id="key-beyond-32-bits"),
+        pytest.param(b"\xc8\x80\x80\x80\x80\x00\x01", id="key-longer-than-5-bytes"),
+        pytest.param(b"\x0a\x80\x80\x80\x80\x80\x00", id="length-longer-than-5-bytes"),
+        pytest.param(b"\x4c", id="lone-end-group"),
+        pytest.param(b"\x4e", id="wire-type-6"),
+        pytest.param(b"\x4f", id="wire-type-7"),
+        pytest.param(b"\x48" + b"\xff" * 10 + b"\x00", id="varint-longer-than-10-bytes"),
+    ],
+)
+def test_bytes_the_runtime_refuses_are_a_decode_error(data: bytes) -> None:
+    with pytest.raises(message.DecodeError):
+        prediction_pb2.MLPredictionBatch.FromString(data)
+    with pytest.raises(DecodeError):
+        decode_batch(data)
+
+
+def test_bytes_the_runtime_refuses_are_undecodable_for_the_engine() -> None:
+    # A batch whose one prediction carries field number 0, as a bus message would bring it.
+    data = b"\x0a\x01b\x22\x04\x0a\x01p\x00\x01"
+    with pytest.raises(InvalidArgument) as refused:
+        DecisionEngine().decide(data, NOW, Caller("u", "c", tiers.PRO.tier))
+    assert refused.value.reason == UNDECODABLE
+    assert "field number 0" in refused.value.message
+
+
+def _prediction_field(body: bytes) -> bytes:
+    return b"\x22" + bytes((len(body),)) + body
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # A message field sent twice is merged: nanos from the first, seconds from the second.
+        pytest.param(b"\x1a\x02\x10\x07\x1a\x02\x08\x05", id="timestamp-sent-twice"),
+        # Enums and nanos are int32: the runtime keeps the low 32 bits of a longer varint.
+        pytest.param(_prediction_field(b"\x18\x81\x80\x80\x80\x10"), id="direction-2^32+1"),
+        pytest.param(b"\x1a\x06\x10\xff\xff\xff\xff\x0f", id="nanos-2^32-1"),
+        # Seconds far beyond 64-bit nanoseconds, both ways: read exactly, never wrapped.
+        pytest.param(b"\x1a\x0a\x08" + b"\xff" * 8 + b"\x7f", id="seconds-2^63-1"),
+        pytest.param(
+            _prediction_field(b"\x72\x0b\x08" + b"\x80" * 9 + b"\x01"), id="seconds--2^63"
+        ),
+    ],
+)
+def test_odd_but_valid_values_are_read_as_the_runtime_reads_them(data: bytes) -> None:
+    assert repr(decode_batch(data)) == repr(_as_runtime_reads(data))
 
 
 def test_the_decoder_reads_every_prediction_field_with_its_wire_type() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
-from trading_engine import errors
+from trading_engine import errors, timestamps
 from trading_engine.api.performance_messages import stats_to_proto
 from trading_engine.core.tiers import TierPolicy
 from trading_engine.replay.backtest import Backtest
@@ -32,7 +32,8 @@ def replay_query(
         for name in ("start_time", "end_time")
         if not request.HasField(name)
     ]
-    start_ns, end_ns = request.start_time.ToNanoseconds(), request.end_time.ToNanoseconds()
+    start_ns = timestamps.nanoseconds(request.start_time, "start_time", violations)
+    end_ns = timestamps.nanoseconds(request.end_time, "end_time", violations)
     if not violations and not 0 < end_ns - start_ns <= MAX_WINDOW_NS:
         violations.append(
             errors.FieldViolation("end_time", "must be after start_time, by at most 31 days")

@@ -13,7 +13,7 @@ from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
-from trading_engine import errors, field_limits
+from trading_engine import errors, field_limits, timestamps
 from trading_engine.analytics import PerformanceAnalytics, Subscription, live_summaries
 from trading_engine.api.auth import current_caller
 from trading_engine.api.performance_messages import (
@@ -222,14 +222,20 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     async def GetSignalHistory(
         self, request: service_pb2.GetSignalHistoryRequest, context: Context
     ) -> AsyncIterator[service_pb2.GetSignalHistoryResponse]:
+        violations: list[errors.FieldViolation] = []
+        start_ns = end_ns = None
+        if request.HasField("start_time"):
+            start_ns = timestamps.nanoseconds(request.start_time, "start_time", violations)
+        if request.HasField("end_time"):
+            end_ns = timestamps.nanoseconds(request.end_time, "end_time", violations)
+        if violations:
+            raise errors.invalid("the history request is invalid", violations)
         selection = HistoryRequest(
             user_id=request.user_id,
             symbols=list(request.symbols),
             signal_types=list(request.signal_types),
-            start_ns=(
-                request.start_time.ToNanoseconds() if request.HasField("start_time") else None
-            ),
-            end_ns=request.end_time.ToNanoseconds() if request.HasField("end_time") else None,
+            start_ns=start_ns,
+            end_ns=end_ns,
             include_non_actionable=request.include_non_actionable,
             page_size=request.page_size,
             page_token=request.page_token,

@@ -40,6 +40,17 @@ _CODES: dict[type[errors.EngineError], int] = {
 }
 
 
+# A status travels in the call's trailers, which gRPC clients refuse beyond 16 KiB (and may
+# refuse beyond 8 KiB): an error echoing a 100,000-character id reached its caller as
+# RESOURCE_EXHAUSTED instead of itself. So the texts are clipped, in UTF-8 bytes, to keep
+# the trailers under 6 KiB however they are escaped (the message is also percent-encoded).
+_MAX_MESSAGE_BYTES = 512
+_MAX_FIELD_BYTES = 200
+_MAX_DESCRIPTION_BYTES = 400
+_MAX_VIOLATION_BYTES = 2560
+_ELLIPSIS = "…"
+
+
 def to_status_proto(error: errors.EngineError) -> status_pb2.Status:
     """The google.rpc.Status for a domain error, with its details."""
     code = next(
@@ -48,15 +59,45 @@ def to_status_proto(error: errors.EngineError) -> status_pb2.Status:
     details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))]
     if isinstance(error, errors.InvalidArgument) and error.violations:
         bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=violation.field, description=violation.description
-                )
-                for violation in error.violations
-            ]
+            field_violations=_listed_violations(error.violations)
         )
         details.append(_pack(bad_request))
-    return status_pb2.Status(code=code, message=error.message, details=details)
+    return status_pb2.Status(
+        code=code, message=_clipped(error.message, _MAX_MESSAGE_BYTES), details=details
+    )
+
+
+def _listed_violations(
+    violations: tuple[errors.FieldViolation, ...],
+) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    """The violations, clipped, as many as fit; the last line counts the ones left out."""
+    listed = []
+    budget = _MAX_VIOLATION_BYTES
+    for index, violation in enumerate(violations):
+        field = _clipped(violation.field, _MAX_FIELD_BYTES)
+        description = _clipped(violation.description, _MAX_DESCRIPTION_BYTES)
+        budget -= len(field.encode()) + len(description.encode())
+        if budget < 0:
+            left = len(violations) - index
+            listed.append(
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=_ELLIPSIS, description=f"{left} more violations not listed"
+                )
+            )
+            break
+        listed.append(
+            error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+        )
+    return listed
+
+
+def _clipped(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes, on a character boundary, marked when cut."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    kept = encoded[: limit - len(_ELLIPSIS.encode())].decode(errors="ignore")
+    return kept + _ELLIPSIS
 
 
 def to_grpc_status(error: errors.EngineError) -> grpc.Status:

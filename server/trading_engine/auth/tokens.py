@@ -168,6 +168,10 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError as error:
             raise _refused("TOKEN_MALFORMED", f"the bearer token is not a JWT: {error}") from None
+        except jwt.InvalidTokenError as error:
+            # A header that decodes but says nonsense: a `kid` that is not a string, a `crit`
+            # that is not a list of extensions PyJWT supports.
+            raise _refused("TOKEN_MALFORMED", f"the token's header is invalid: {error}") from None
         algorithm, key = self._key_for(header)
         try:
             claims = jwt.decode(

@@ -105,7 +105,7 @@ from trading_engine.core.strategy import (
     Strategy,
 )
 from trading_engine.core.strength import market_favourability, signal_strength
-from trading_engine.core.validation import prediction_problem
+from trading_engine.core.validation import prediction_problem, price_problem
 
 _NS_PER_SECOND: Final = 1_000_000_000
 
@@ -191,9 +191,11 @@ def decide_input(
     instrument = _validate(decision, prediction, context.now_ns)
     if instrument is None:
         return decision
-    state = book.observe(
-        context.company_id, decision.symbol, prediction.price, prediction.observed_ns
-    )
+    state = book.state(context.company_id, decision.symbol)
+    if not _plausible_prices(decision, prediction, instrument, state):
+        # Refused before it could move the market state.
+        return decision
+    state.observe(prediction.price, prediction.observed_ns, book.parameters)
     side = direction_side(prediction.direction)
     if not _gates(decision, prediction, context.strategy, side):
         return decision
@@ -279,8 +281,24 @@ def _validate(decision: Decision, prediction: PredictionInput, now_ns: int) -> I
             f"symbol {decision.symbol!r} is not traded here",
         )
         return None
-    trace.append((RULE_INSTRUMENT, PASS, instrument.pip_size, 0.0, "observed: pip size"))
     return instrument
+
+
+def _plausible_prices(
+    decision: Decision, prediction: PredictionInput, instrument: Instrument, state: SymbolState
+) -> bool:
+    """The instrument's range and band for the prices (decision 19); False when refused."""
+    trace = decision.trace
+    problem = price_problem(prediction, instrument, state)
+    if problem is not None:
+        field = problem.field
+        trace.append(
+            (RULE_INSTRUMENT, FAIL, problem.observed, problem.bound, f"{field}: implausible")
+        )
+        decision.stop(INVALID, REASON_INVALID_PREDICTION, f"prediction.{field}: {problem.why}")
+        return False
+    trace.append((RULE_INSTRUMENT, PASS, instrument.pip_size, 0.0, "observed: pip size"))
+    return True
 
 
 def _gates(decision: Decision, prediction: PredictionInput, strategy: Strategy, side: int) -> bool:

@@ -4,6 +4,12 @@ A pip is the quoting convention of an instrument, not a fixed number: 0.0001
 for most currency pairs, 0.01 for pairs quoted in yen, 0.1 for gold, 0.01 for
 silver and 1 index point for the cash indices listed here. Every distance the
 engine computes in pips goes through `Instrument.pip_size`.
+
+Each instrument also has the range its prices can plausibly have: about ten
+times below and above where it trades (0.1 to 10 for a currency pair quoted
+near 1, 10 to 1,000 for one quoted in yen). A price outside is a unit or feed
+error, never a market, and is refused before it reaches any arithmetic.
+`docs/instruments.md` lists them (rendered by `tools/instrument_reference.py`).
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ class Instrument:
     min_lot: float
     lot_step: float
     max_lot: float
+    # The plausible prices, both included (quote units per base unit).
+    min_price: float
+    max_price: float
 
     # Derived once. Prices are worked out in whole ticks (the smallest quoted
     # price step, 0.00001 for EURUSD): integer arithmetic is exact and, on the
@@ -66,8 +75,12 @@ class Instrument:
         """The size of `steps` lot steps, as the nearest float to the exact decimal."""
         return steps / self._steps_per_lot
 
+    def plausible(self, price: float) -> bool:
+        """Whether `price` lies within the instrument's plausible prices (never for NaN)."""
+        return self.min_price <= price <= self.max_price
+
     def to_ticks(self, price: float) -> int:
-        """A (positive) price in whole ticks, to the nearest tick."""
+        """A (positive, plausible) price in whole ticks, to the nearest tick."""
         return int(price * self.ticks_per_price + 0.5)
 
     def price(self, ticks: int) -> float:
@@ -84,6 +97,7 @@ class Instrument:
 
 
 def _fx(symbol: str, asset_class: AssetClass) -> Instrument:
+    """A currency pair: quoted near 1, or near 100 in yen (JPY has no minor unit)."""
     quote = symbol[3:]
     in_yen = quote == "JPY"
     return Instrument(
@@ -97,6 +111,26 @@ def _fx(symbol: str, asset_class: AssetClass) -> Instrument:
         min_lot=0.01,
         lot_step=0.01,
         max_lot=100.0,
+        min_price=10.0 if in_yen else 0.1,
+        max_price=1_000.0 if in_yen else 10.0,
+    )
+
+
+def _index(symbol: str, currency: str, min_price: float, max_price: float) -> Instrument:
+    """A cash index: one lot is one contract of 1 currency unit per index point."""
+    return Instrument(
+        symbol,
+        symbol,
+        currency,
+        AssetClass.INDEX,
+        pip_size=1.0,
+        price_decimals=1,
+        contract_size=1.0,
+        min_lot=0.1,
+        lot_step=0.1,
+        max_lot=500.0,
+        min_price=min_price,
+        max_price=max_price,
     )
 
 
@@ -116,16 +150,39 @@ CROSSES: Final[tuple[str, ...]] = (
 _REGISTRY: Final[dict[str, Instrument]] = {
     **{s: _fx(s, AssetClass.FX_MAJOR) for s in MAJORS},
     **{s: _fx(s, AssetClass.FX_CROSS) for s in CROSSES},
-    "XAUUSD": Instrument("XAUUSD", "XAU", "USD", AssetClass.METAL, 0.1, 2, 100.0, 0.01, 0.01, 50.0),
-    "XAGUSD": Instrument(
-        "XAGUSD", "XAG", "USD", AssetClass.METAL, 0.01, 3, 5_000.0, 0.01, 0.01, 50.0
+    "XAUUSD": Instrument(
+        "XAUUSD",
+        "XAU",
+        "USD",
+        AssetClass.METAL,
+        pip_size=0.1,
+        price_decimals=2,
+        contract_size=100.0,
+        min_lot=0.01,
+        lot_step=0.01,
+        max_lot=50.0,
+        min_price=200.0,
+        max_price=50_000.0,
     ),
-    # Cash indices: one lot is one contract of 1 currency unit per index point.
-    "US30": Instrument("US30", "US30", "USD", AssetClass.INDEX, 1.0, 1, 1.0, 0.1, 0.1, 500.0),
-    "NAS100": Instrument("NAS100", "NAS100", "USD", AssetClass.INDEX, 1.0, 1, 1.0, 0.1, 0.1, 500.0),
-    "SPX500": Instrument("SPX500", "SPX500", "USD", AssetClass.INDEX, 1.0, 1, 1.0, 0.1, 0.1, 500.0),
-    "GER40": Instrument("GER40", "GER40", "EUR", AssetClass.INDEX, 1.0, 1, 1.0, 0.1, 0.1, 500.0),
-    "UK100": Instrument("UK100", "UK100", "GBP", AssetClass.INDEX, 1.0, 1, 1.0, 0.1, 0.1, 500.0),
+    "XAGUSD": Instrument(
+        "XAGUSD",
+        "XAG",
+        "USD",
+        AssetClass.METAL,
+        pip_size=0.01,
+        price_decimals=3,
+        contract_size=5_000.0,
+        min_lot=0.01,
+        lot_step=0.01,
+        max_lot=50.0,
+        min_price=2.0,
+        max_price=500.0,
+    ),
+    "US30": _index("US30", "USD", 4_000.0, 500_000.0),
+    "NAS100": _index("NAS100", "USD", 2_000.0, 250_000.0),
+    "SPX500": _index("SPX500", "USD", 500.0, 100_000.0),
+    "GER40": _index("GER40", "EUR", 2_000.0, 250_000.0),
+    "UK100": _index("UK100", "GBP", 800.0, 100_000.0),
 }
 
 

@@ -104,14 +104,14 @@ class MarketBook:
         # less than building and hashing a (company, symbol) tuple for every prediction.
         self._companies: dict[str, dict[str, SymbolState]] = {}
 
-    def observe(self, company_id: str, symbol: str, price: float, at_ns: int) -> SymbolState:
+    def state(self, company_id: str, symbol: str) -> SymbolState:
+        """The company's state of `symbol`, empty until it observes a price."""
         states = self._companies.get(company_id)
         if states is None:
             states = self._companies[company_id] = {}
         state = states.get(symbol)
         if state is None:
             state = states[symbol] = SymbolState()
-        state.observe(price, at_ns, self.parameters)
         return state
 
     def last_price(self, company_id: str, symbol: str) -> float:

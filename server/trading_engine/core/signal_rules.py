@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 from tradeflow.ml.v1 import prediction_pb2
@@ -10,6 +11,7 @@ from trading_engine.core.market import REGIME_HIGH, TREND_DOWN, TREND_UP
 from trading_engine.core.strategy import VOLATILITY_AGGRESSIVE, VOLATILITY_CONSERVATIVE
 
 _NEUTRAL: Final[int] = prediction_pb2.DIRECTION_NEUTRAL
+_INF: Final = math.inf
 BASE_TYPE: Final[dict[int, int]] = {
     prediction_pb2.DIRECTION_UP: BUY,
     prediction_pb2.DIRECTION_WEAK_UP: WEAK_BUY,
@@ -52,6 +54,11 @@ def consensus_score(
             agreeing += mass
     if total <= 0.0:
         return confidence, False
+    if total == _INF:
+        # Weights so large their masses overflow: only their ratios count, so scale them down.
+        largest = max([weight for _, _, weight in votes])
+        scaled = [(direction, c, weight / largest) for direction, c, weight in votes]
+        return consensus_score(scaled, confidence, side)
     return agreeing / total, True
 
 

@@ -3,6 +3,13 @@
 A malformed batch (no tenant, no id) is refused as a whole with one violation
 per field. A bad prediction only makes its own decision INVALID, naming the
 field; the rest of the batch is still decided.
+
+Prices must also be plausible for their instrument (decision 19): within its
+configured range, and within a band around the last price the company's
+feed gave for it, x1.1 either way at once and 0.1 wider for every minute
+since that price. So a feed error (1e300, 5e-324, another pair's price) is
+refused before it reaches the market state or any arithmetic, while a real
+market that jumps is followed within minutes at worst.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from typing import Final
 
 from tradeflow.ml.v1 import prediction_pb2
 from trading_engine.core.inputs import BatchInput, PredictionInput
+from trading_engine.core.instruments import Instrument
+from trading_engine.core.market import SymbolState
 from trading_engine.errors import FieldViolation
 
 MAX_ID_LENGTH: Final = 128
@@ -25,6 +34,13 @@ MAX_FUTURE_SKEW_NS: Final = 5_000_000_000
 _FIRST_DIRECTION: Final[int] = prediction_pb2.DIRECTION_UP
 _LAST_DIRECTION: Final[int] = prediction_pb2.DIRECTION_DOWN
 _INF: Final = math.inf
+
+# The band around the last accepted price (decision 19): a factor either way, at once and
+# per minute since that price was observed. Bid and ask must lie within the first of
+# current_price.
+PRICE_BAND_FACTOR: Final = 1.1
+PRICE_BAND_WIDENING_PER_MINUTE: Final = 0.1
+_WIDENING_PER_NS: Final = PRICE_BAND_WIDENING_PER_MINUTE / 60_000_000_000
 
 
 def batch_violations(batch: BatchInput) -> list[FieldViolation]:
@@ -119,3 +135,83 @@ def prediction_problem(prediction: PredictionInput, now_ns: int) -> tuple[str, s
     if observed_ns > now_ns + MAX_FUTURE_SKEW_NS:
         return "timestamp", "lies more than 5 s in the future"
     return None
+
+
+class PriceProblem:
+    """A price that cannot be believed: its field, its value, the bound it crossed, and why."""
+
+    def __init__(self, field: str, observed: float, bound: float, why: str) -> None:
+        self.field = field
+        self.observed = observed
+        self.bound = bound
+        self.why = why
+
+
+def price_problem(
+    prediction: PredictionInput, instrument: Instrument, state: SymbolState
+) -> PriceProblem | None:
+    """Why a valid prediction's prices are implausible for the instrument, or None.
+
+    `state` is the company's market state of the instrument: its last accepted
+    price is the centre of the band. The prices are known positive and finite.
+    """
+    price = prediction.price
+    if not instrument.plausible(price):
+        return _outside_range("current_price", price, instrument)
+    if state.last_ns:
+        anchor = state.last_price
+        elapsed_ns = abs(prediction.observed_ns - state.last_ns)
+        factor = PRICE_BAND_FACTOR + elapsed_ns * _WIDENING_PER_NS
+        if price > anchor * factor or price < anchor / factor:
+            return _outside_band(price, anchor, factor, elapsed_ns, instrument.symbol)
+    # Bid and ask (0: not quoted), written out: a loop would build tuples for every prediction.
+    bid = prediction.bid
+    if bid > 0.0 and _off_quote(bid, price):
+        return _quote_problem("bid", bid, price)
+    ask = prediction.ask
+    if ask > 0.0 and _off_quote(ask, price):
+        return _quote_problem("ask", ask, price)
+    predicted = prediction.predicted_price
+    if predicted > 0.0 and not instrument.plausible(predicted):
+        return _outside_range("predicted_price", predicted, instrument)
+    return None
+
+
+def _off_quote(quote: float, price: float) -> bool:
+    return quote > price * PRICE_BAND_FACTOR or quote < price / PRICE_BAND_FACTOR
+
+
+def _quote_problem(field: str, quote: float, price: float) -> PriceProblem:
+    bound = price * PRICE_BAND_FACTOR if quote > price else price / PRICE_BAND_FACTOR
+    return PriceProblem(
+        field,
+        quote,
+        bound,
+        f"{quote:g} is more than x{PRICE_BAND_FACTOR:g} away from current_price {price:g}",
+    )
+
+
+def _outside_range(field: str, price: float, instrument: Instrument) -> PriceProblem:
+    bound = instrument.max_price if price > instrument.max_price else instrument.min_price
+    return PriceProblem(
+        field,
+        price,
+        bound,
+        f"{price:g} is outside the plausible {instrument.symbol} prices, "
+        f"{instrument.min_price:g} to {instrument.max_price:g}",
+    )
+
+
+def _outside_band(
+    price: float, anchor: float, factor: float, elapsed_ns: int, symbol: str
+) -> PriceProblem:
+    bound = anchor * factor if price > anchor else anchor / factor
+    minutes = elapsed_ns / 60_000_000_000
+    return PriceProblem(
+        "current_price",
+        price,
+        bound,
+        f"{price:g} is more than x{factor:.4g} away from {anchor:g}, the last {symbol} price "
+        f"accepted, {minutes:.1f} min apart (x{PRICE_BAND_FACTOR:g}, "
+        f"+{PRICE_BAND_WIDENING_PER_MINUTE:g} per minute)",
+    )

@@ -469,11 +469,17 @@ static int read_double(Reader *reader, double *out) {
     return 0;
 }
 
-/* The payload of a length-delimited field: [*start, *stop). */
-static int read_length(Reader *reader, Py_ssize_t *start, Py_ssize_t *stop) {
+/* The payload of a length-delimited field: [*start, *stop). Like upb, a length takes at
+   most 5 bytes: a longer (padded) one is refused, not read. */
+static __attribute__((noinline)) int read_long_length(Reader *reader, Py_ssize_t *start,
+                                                      Py_ssize_t *stop) {
     uint64_t length;
+    Py_ssize_t first = reader->position;
     if (read_varint(reader, &length) < 0) {
         return -1;
+    }
+    if (reader->position - first > 5) {
+        return fail("length longer than 5 bytes");
     }
     if (length > (uint64_t)(reader->end - reader->position)) {
         return fail("length runs past the end of the message");
@@ -482,6 +488,21 @@ static int read_length(Reader *reader, Py_ssize_t *start, Py_ssize_t *stop) {
     *stop = reader->position + (Py_ssize_t)length;
     reader->position = *stop;
     return 0;
+}
+
+/* read_long_length, with the common case (a length under 128, in the message) inlined. */
+static inline int read_length(Reader *reader, Py_ssize_t *start, Py_ssize_t *stop) {
+    Py_ssize_t at = reader->position;
+    if (at < reader->end) {
+        unsigned char length = reader->data[at];
+        if (length < 0x80 && length < reader->end - at) {
+            *start = at + 1;
+            *stop = at + 1 + length;
+            reader->position = *stop;
+            return 0;
+        }
+    }
+    return read_long_length(reader, start, stop);
 }
 
 static PyObject *read_string(Reader *reader) {
@@ -530,24 +551,80 @@ static int wrong_wire_type(const char *message_name, uint32_t field, uint32_t wi
     return -1;
 }
 
-static int read_key(Reader *reader, uint32_t *field, uint32_t *wire_type) {
+/* A field key, refused where upb refuses it: longer than 5 bytes or 32 bits (so field
+   numbers stay within 2^29 - 1), or field number 0. */
+static __attribute__((noinline)) int read_long_key(Reader *reader, uint32_t *field,
+                                                   uint32_t *wire_type) {
     uint64_t key;
+    Py_ssize_t first = reader->position;
     if (read_varint(reader, &key) < 0) {
         return -1;
+    }
+    if (reader->position - first > 5 || key > UINT32_MAX) {
+        return fail("field key longer than 32 bits");
+    }
+    if (key < 8) {
+        return fail("field number 0");
     }
     *field = (uint32_t)(key >> 3);
     *wire_type = (uint32_t)(key & 7);
     return 0;
 }
 
-/* google.protobuf.Timestamp or Duration in nanoseconds. */
-static int read_time(Reader *outer, long long *out) {
+/* read_long_key, with the common case (a one-byte key of fields 1 to 15) inlined. */
+static inline int read_key(Reader *reader, uint32_t *field, uint32_t *wire_type) {
+    if (reader->position < reader->end) {
+        unsigned char key = reader->data[reader->position];
+        if (key >= 8 && key < 0x80) {
+            reader->position++;
+            *field = key >> 3;
+            *wire_type = key & 7;
+            return 0;
+        }
+    }
+    return read_long_key(reader, field, wire_type);
+}
+
+/* An int32 field (an enum, nanos) as upb reads it: the low 32 bits of the varint. */
+static long long as_int32(uint64_t value) {
+    return (long long)(int32_t)(uint32_t)value;
+}
+
+/* A google.protobuf.Timestamp or Duration as the contract holds it. */
+typedef struct {
+    long long seconds;
+    long long nanos;
+} Time;
+
+/* A Time in nanoseconds, exact: seconds beyond about 292 years overflow 64 bits, and the
+   rules must see such a value as it is (far off), never wrapped round. */
+static inline PyObject *time_nanoseconds(Time time) {
+    long long scaled, total;
+    if (!__builtin_mul_overflow(time.seconds, 1000000000LL, &scaled) &&
+        !__builtin_add_overflow(scaled, time.nanos, &total)) {
+        return PyLong_FromLongLong(total);
+    }
+    PyObject *seconds = PyLong_FromLongLong(time.seconds);
+    PyObject *billion = PyLong_FromLongLong(1000000000LL);
+    PyObject *nanos = PyLong_FromLongLong(time.nanos);
+    PyObject *product = seconds && billion ? PyNumber_Multiply(seconds, billion) : NULL;
+    PyObject *result = product && nanos ? PyNumber_Add(product, nanos) : NULL;
+    Py_XDECREF(seconds);
+    Py_XDECREF(billion);
+    Py_XDECREF(nanos);
+    Py_XDECREF(product);
+    return result;
+}
+
+/* Read into `out`, over what an earlier occurrence of the field set: a message field
+   that appears twice is merged, as the runtime does. */
+static int read_time(Reader *outer, Time *out) {
     Py_ssize_t start, stop;
     if (read_length(outer, &start, &stop) < 0) {
         return -1;
     }
     Reader reader = {outer->data, start, stop};
-    long long seconds = 0, nanos = 0;
+    long long seconds = out->seconds, nanos = out->nanos;
     while (reader.position < reader.end) {
         uint32_t field, wire_type;
         uint64_t value;
@@ -566,10 +643,11 @@ static int read_time(Reader *outer, long long *out) {
         if (field == 1) {
             seconds = (long long)value;
         } else if (field == 2) {
-            nanos = (long long)value;
+            nanos = as_int32(value);
         }
     }
-    *out = seconds * 1000000000LL + nanos;
+    out->seconds = seconds;
+    out->nanos = nanos;
     return 0;
 }
 
@@ -638,7 +716,7 @@ static PyObject *read_vote_or_pattern(Reader *outer, int is_vote) {
             if (read_varint(&reader, &value) < 0) {
                 return NULL;
             }
-            direction = (long long)value;
+            direction = as_int32(value);
         } else if (read_double(&reader, (is_vote ? field == 3 : field == 2) ? &first : &second) <
                    0) {
             return NULL;
@@ -660,7 +738,8 @@ static PyObject *read_prediction(Reader *outer) {
     Reader reader = {outer->data, start, stop};
     PyObject *prediction_id = NULL, *symbol = NULL, *votes = PyList_New(0),
              *patterns = PyList_New(0), *result = NULL;
-    long long direction = 0, horizon = 0, observed = 0;
+    long long direction = 0;
+    Time horizon = {0, 0}, observed = {0, 0};
     int has_observed = 0;
     double confidence = 0.0, price = 0.0, predicted = 0.0, bid = 0.0, ask = 0.0, spread = 0.0,
            volume = 0.0;
@@ -700,7 +779,7 @@ static PyObject *read_prediction(Reader *outer) {
             if (read_varint(&reader, &value) < 0) {
                 goto done;
             }
-            direction = (long long)value;
+            direction = as_int32(value);
             break;
         case 4: if (read_double(&reader, &confidence) < 0) goto done; break;
         case 7: if (read_double(&reader, &volume) < 0) goto done; has_volume = 1; break;
@@ -733,8 +812,8 @@ static PyObject *read_prediction(Reader *outer) {
         PyFloat_FromDouble(ask),
         has_spread ? PyFloat_FromDouble(spread) : Py_NewRef(Py_None),
         has_volume ? PyFloat_FromDouble(volume) : Py_NewRef(Py_None),
-        PyLong_FromLongLong(horizon),
-        has_observed ? PyLong_FromLongLong(observed) : Py_NewRef(Py_None),
+        time_nanoseconds(horizon),
+        has_observed ? time_nanoseconds(observed) : Py_NewRef(Py_None),
         Py_NewRef(votes),
         Py_NewRef(patterns),
     };
@@ -774,7 +853,7 @@ static int read_user_context(Reader *outer, PyObject **user_id, PyObject **compa
             if (read_varint(&reader, &value) < 0) {
                 return -1;
             }
-            *tier = (long long)value;
+            *tier = as_int32(value);
         } else if (field == 4) {
             if (read_double(&reader, equity) < 0) {
                 return -1;
@@ -802,7 +881,8 @@ static PyObject *decode_batch(PyObject *module, PyObject *data) {
              *company_id = Py_NewRef(empty_string), *currency = Py_NewRef(empty_string),
              *correlation_id = Py_NewRef(empty_string), *predictions = PyList_New(0),
              *result = NULL;
-    long long tier = 0, produced = 0;
+    long long tier = 0;
+    Time produced = {0, 0};
     double equity = 0.0;
     int has_tenant = 0;
     if (predictions == NULL) {
@@ -851,7 +931,7 @@ static PyObject *decode_batch(PyObject *module, PyObject *data) {
     PyObject *items[10] = {
         Py_NewRef(batch_id),      PyBool_FromLong(has_tenant),   Py_NewRef(user_id),
         Py_NewRef(company_id),    PyLong_FromLongLong(tier),     PyFloat_FromDouble(equity),
-        Py_NewRef(currency),      PyLong_FromLongLong(produced), Py_NewRef(correlation_id),
+        Py_NewRef(currency),      time_nanoseconds(produced), Py_NewRef(correlation_id),
         Py_NewRef(predictions),
     };
     result = tuple_of(10, items);

@@ -15,7 +15,8 @@ def decode_batch(data: bytes) -> BatchInput:
     """Read a serialized tradeflow.ml.v1.MLPredictionBatch; DecodeError if malformed.
 
     Unknown (newer) fields are skipped. A known field with the wrong wire type,
-    truncated data or a string that is not UTF-8 is an error.
+    truncated data, a string that is not UTF-8, and anything else the protobuf
+    runtime refuses (field number 0, for one) is an error.
     """
     raw = _fastwire.decode_batch(data)
     produced_ns = raw[7]

@@ -161,13 +161,21 @@ class Prediction(_message.Message):
     volume_confirmation: _builtins.float
     """Volume confirmation score in [0, 1] (1 = volume fully confirms the move); unset when unknown."""
     current_price: _builtins.float
-    """Last traded or mid price of the instrument when the prediction was made; must be > 0."""
+    """Last traded or mid price of the instrument when the prediction was made; must be > 0, within
+    the instrument's plausible prices (docs/instruments.md) and within x1.1 of the last price the
+    company's predictions gave for it, 0.1 wider per minute between the two (decision 19); else
+    the prediction is INVALID.
+    """
     predicted_price: _builtins.float
-    """Price the ensemble expects at the end of `horizon`; 0 when not predicted."""
+    """Price the ensemble expects at the end of `horizon`; 0 when not predicted; else within the
+    instrument's plausible prices.
+    """
     bid: _builtins.float
-    """Best bid when the prediction was made; 0 when not known."""
+    """Best bid when the prediction was made; 0 when not known; else within x1.1 of `current_price`."""
     ask: _builtins.float
-    """Best ask when the prediction was made; 0 when not known; must be >= `bid` when both are set."""
+    """Best ask when the prediction was made; 0 when not known; must be >= `bid` when both are set,
+    and within x1.1 of `current_price`.
+    """
     spread_pips: _builtins.float
     """Quoted spread in pips of the instrument, used when `bid` and `ask` are not set; unset when unknown."""
     @_builtins.property

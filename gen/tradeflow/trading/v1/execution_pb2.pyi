@@ -168,19 +168,23 @@ class ExecutionResult(_message.Message):
     status: Global___ExecutionStatus.ValueType
     """Order state after this report."""
     executed_price: _builtins.float
-    """Average fill price; 0 when nothing was filled."""
+    """Average fill price; 0 when nothing was filled. Else within the instrument's plausible prices
+    (docs/instruments.md), or INVALID_ARGUMENT.
+    """
     executed_size_lots: _builtins.float
-    """Filled size in lots."""
+    """Filled size in lots, at most the instrument's maximum lot size."""
     exit_price: _builtins.float
-    """Average exit price of a closed position."""
+    """Average exit price of a closed position, within the instrument's plausible prices."""
     close_reason: Global___CloseReason.ValueType
     """Why the position was closed."""
     profit_loss: _builtins.float
-    """Realised profit or loss in the account currency, after commission; set when closed."""
+    """Realised profit or loss in the account currency, after commission; set when closed; within
+    plus or minus 1e12.
+    """
     currency: _builtins.str
     """ISO 4217 account currency of `profit_loss` and `commission`; at most 8 characters."""
     commission: _builtins.float
-    """Commission charged, in the account currency, >= 0."""
+    """Commission charged, in the account currency, >= 0 and at most 1e12."""
     broker_order_id: _builtins.str
     """The broker's order identifier; at most 128 characters."""
     reject_reason: _builtins.str
@@ -189,11 +193,13 @@ class ExecutionResult(_message.Message):
     """Correlation identifier of the signal; at most 128 characters."""
     @_builtins.property
     def executed_at(self) -> _timestamp_pb2.Timestamp:
-        """When the order was (last) filled, or refused."""
+        """When the order was (last) filled, or refused; between 1677-09-21 and 2262-04-11 (the engine
+        keeps 64-bit nanoseconds), else INVALID_ARGUMENT.
+        """
 
     @_builtins.property
     def closed_at(self) -> _timestamp_pb2.Timestamp:
-        """When the position was closed."""
+        """When the position was closed; the same range as executed_at."""
 
     def __init__(
         self,

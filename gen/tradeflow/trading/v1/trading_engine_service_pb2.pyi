@@ -590,7 +590,9 @@ class GetSignalHistoryRequest(_message.Message):
     page_size: _builtins.int
     """Signals per page, in [1, 1000]; 0 means 100."""
     page_token: _builtins.str
-    """A `next_page_token` from an earlier response, to resume after it; at most 512 characters."""
+    """A `next_page_token` from an earlier response, to resume after it; anything else is
+    INVALID_ARGUMENT; at most 512 characters.
+    """
     max_signals: _builtins.int
     """Most signals to send in total; 0 means no limit."""
     @_builtins.property
@@ -603,11 +605,13 @@ class GetSignalHistoryRequest(_message.Message):
 
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
-        """Earliest generation time, inclusive; unset means no lower bound."""
+        """Earliest generation time, inclusive; unset means no lower bound. Between 1677-09-21T00:12:43Z
+        and 2262-04-11T23:47:16Z (the engine keeps 64-bit nanoseconds), else INVALID_ARGUMENT.
+        """
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:
-        """Latest generation time, exclusive; unset means now."""
+        """Latest generation time, exclusive; unset means now. The same range as start_time."""
 
     def __init__(
         self,
@@ -1622,7 +1626,9 @@ class ReplaySignalsRequest(_message.Message):
     """Differences listed in the result, at most; 0 means 100; at most 1000."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
-        """Predictions decided at or after this instant; required."""
+        """Predictions decided at or after this instant; required. Between 1677-09-21T00:12:43Z and
+        2262-04-11T23:47:16Z (the engine keeps 64-bit nanoseconds), else INVALID_ARGUMENT.
+        """
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:
