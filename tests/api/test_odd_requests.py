@@ -22,31 +22,28 @@ from google.protobuf import (
     descriptor,
     duration_pb2,
     field_mask_pb2,
-    json_format,
     message_factory,
     timestamp_pb2,
 )
+from google.rpc import code_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import factories
 from tests.api.test_signal_history import FLUSHED_S
-from tests.api.trading import E, decide, record, result
 from tests.support import (
     ADMIN,
     TRADER,
     Stubs,
     Tokens,
-    http_json_async,
-    rest_gateway,
     rpc_failure,
 )
-from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import strategy_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
+from trading_engine import errors
+from trading_engine.api.status import to_status_proto
 from trading_engine.app import Application
-from trading_engine.gateway.envoy import EnvoyGateway
-from trading_engine_client.errors import InvalidArgumentError, NotFoundError
+from trading_engine_client.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
@@ -359,120 +356,18 @@ async def _drain(responses: Any) -> None:
         pass
 
 
-async def test_an_error_echoing_a_very_long_id_keeps_its_status(stubs: Stubs) -> None:
-    # The message names the user; in full it would not fit the call's trailers.
+async def test_an_error_echoing_a_very_long_value_keeps_its_status() -> None:
+    # Ids are bounded at the door now (decision 22), but any text an error echoes is clipped:
+    # in full it would not fit the call's trailers, and gRPC would answer RESOURCE_EXHAUSTED.
+    status = to_status_proto(errors.NotFound(f"user '{'u' * 100_000}' not found"))
+    assert status.code == code_pb2.NOT_FOUND
+    assert status.message.startswith("user 'uuu")
+    assert status.message.endswith("…")
+    assert len(status.message.encode()) <= 512
+
+
+async def test_a_very_long_id_is_refused_at_the_door_naming_it(stubs: Stubs) -> None:
     request = service_pb2.GetStrategyRequest(user_id="u" * 100_000)
     error = await rpc_failure(stubs.as_(ADMIN).GetStrategy(request, timeout=10))
-    assert isinstance(error, NotFoundError)
-    assert error.message.startswith("user 'uuu")
-    assert error.message.endswith("…")
-    assert len(error.message.encode()) <= 512
-
-
-async def test_rest_history_until_year_9999_is_a_400_naming_end_time(
-    gateway: EnvoyGateway, tokens: Tokens
-) -> None:
-    status, body = await http_json_async(
-        "GET",
-        f"{gateway.base_url}/api/v1/signals/history?endTime=9999-12-31T23:59:59Z",
-        headers=tokens.header(),
-    )
-    assert status == 400
-    assert body["code"] == 3
-    violations = body["details"][1]["fieldViolations"]
-    assert [violation["field"] for violation in violations] == ["end_time"]
-
-
-@pytest.mark.parametrize(
-    ("change", "field"),
-    [
-        pytest.param({"closed_at": _stamp(253_402_300_800)}, "closed_at", id="closed-after-9999"),
-        pytest.param({"executed_at": _stamp(1, -1)}, "executed_at", id="executed-nanos-negative"),
-        pytest.param({"executed_price": 1.7976931348623157e308}, "executed_price", id="price-max"),
-        pytest.param({"executed_price": float("inf")}, "executed_price", id="price-inf"),
-        pytest.param({"exit_price": 1e300}, "exit_price", id="exit-1e300"),
-        pytest.param({"exit_price": 5e-324}, "exit_price", id="exit-subnormal"),
-        pytest.param({"commission": 1e308}, "commission", id="commission-1e308"),
-        pytest.param({"profit_loss": -1e308, "currency": "USD"}, "profit_loss", id="pnl-1e308"),
-        pytest.param({"executed_size_lots": float("inf")}, "executed_size_lots", id="lots-inf"),
-    ],
-)
-async def test_execution_results_with_values_the_engine_cannot_use_are_invalid_argument(
-    stubs_: Stubs, change: dict[str, Any], field: str
-) -> None:
-    stub = stubs_.as_(TRADER)
-    [signal] = await decide(stub, "b1", "EURUSD")
-    price = signal.entry.entry_price
-    closed = result(signal, "x1", E.EXECUTION_STATUS_CLOSED, price, price + 0.0025)
-    for name, value in change.items():
-        if isinstance(value, timestamp_pb2.Timestamp):
-            getattr(closed, name).CopyFrom(value)
-        else:
-            setattr(closed, name, value)
-    error = await _refusal(record(stub, closed))
-    assert list(error.field_violations) == [f"result.{field}"]
-
-
-# --- Extreme but valid doubles in a batch: that prediction is INVALID, the rest decided -------
-
-_EXTREME_PRICES = {
-    "tiny-after-a-real-price": ("EURUSD", 5e-324),
-    "max-double": ("USDJPY", 1.7976931348623157e308),
-    "first-ever-1e300": ("GBPUSD", 1e300),
-}
-
-
-def _extreme_batch() -> prediction_pb2.MLPredictionBatch:
-    """A good EURUSD buy, then each extreme price, then a good USDJPY sell."""
-    predictions = [factories.prediction("good-buy")]
-    for prediction_id, (symbol, price) in _EXTREME_PRICES.items():
-        extreme = factories.prediction(prediction_id, symbol)
-        extreme.current_price = price
-        extreme.ClearField("bid")
-        extreme.ClearField("ask")
-        predictions.append(extreme)
-    predictions.append(factories.prediction("good-sell", "USDJPY", prediction_pb2.DIRECTION_DOWN))
-    return factories.batch("extreme", predictions)
-
-
-def _check_extremes_refused_the_rest_decided(signals: list[dict[str, Any]]) -> None:
-    outcome = {signal["predictionId"]: signal for signal in signals}
-    assert list(outcome) == ["good-buy", *_EXTREME_PRICES, "good-sell"]
-    for prediction_id in _EXTREME_PRICES:
-        refused = outcome[prediction_id]
-        assert refused["disposition"] == "SIGNAL_DISPOSITION_INVALID"
-        assert refused["reason"] == "DISPOSITION_REASON_INVALID_PREDICTION"
-        assert refused["cancellationReason"].startswith("prediction.current_price: ")
-        assert "entry" not in refused
-    for good in ("good-buy", "good-sell"):
-        assert outcome[good]["disposition"] == "SIGNAL_DISPOSITION_ACTIONABLE"
-
-
-async def test_extreme_prices_in_a_batch_are_invalid_and_the_rest_is_decided(
-    stubs_: Stubs,
-) -> None:
-    response = await stubs_.as_(TRADER).ProcessPredictionBatch(
-        service_pb2.ProcessPredictionBatchRequest(batch=_extreme_batch()), timeout=10
-    )
-    signals = json_format.MessageToDict(response.signal_batch)["signals"]
-    _check_extremes_refused_the_rest_decided(signals)
-    # The trace says which bound the price crossed.
-    first_ever = response.signal_batch.signals[3]
-    assert (first_ever.decision_trace[-1].observed, first_ever.decision_trace[-1].threshold) == (
-        1e300,
-        10.0,
-    )
-
-
-async def test_extreme_prices_through_rest_answer_200_with_those_invalid(
-    fixed_engine: Application, tokens: Tokens
-) -> None:
-    body = json_format.MessageToJson(
-        service_pb2.ProcessPredictionBatchRequest(batch=_extreme_batch())
-    ).encode()
-    async with rest_gateway(fixed_engine) as envoy:
-        status, answer = await http_json_async(
-            "POST", f"{envoy.base_url}/api/v1/predictions:process", body, tokens.header()
-        )
-    assert status == 200, answer
-    _check_extremes_refused_the_rest_decided(answer["signalBatch"]["signals"])
+    assert isinstance(error, InvalidArgumentError)
+    assert list(error.field_violations) == ["user_id"]
