@@ -41,6 +41,8 @@ def test_every_bus_input_is_decided_dead_lettered_or_a_duplicate(
         report = asyncio.run(fuzz_bus(inputs, Path(workdir)))
     assert report.vanished == [], "inputs that left no trace, by (kind, seed)"
     assert report.accounted, report
+    # Nothing made the engine fail: every refusal has its proper reason.
+    assert "DEAD_LETTER_REASON_PROCESSING_FAILED" not in report.dead_letters, report
     assert report.shed_inbound == 0
     assert report.transports_alike, (report.outputs_on_nats, report.outputs_on_kafka)
     assert report.kafka_quarantined == 0
@@ -52,6 +54,7 @@ def test_the_default_mix_sends_every_kind_and_decides_the_valid_ones() -> None:
     with tempfile.TemporaryDirectory(prefix="fuzz-") as workdir:
         report = asyncio.run(fuzz_bus(inputs, Path(workdir)))
     assert report.holds, report
+    assert "DEAD_LETTER_REASON_PROCESSING_FAILED" not in report.dead_letters, report
     valid = sum(1 for message in inputs if message.kind == "valid")
     # Every valid batch decided (plus the odd ones still decidable, invalid predictions
     # answered one by one).
