@@ -96,6 +96,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from bench import workload
+from bench.cpu import CLOCK_TICKS, cpu_ticks
 from bench.null_relay import CLIENT_NAME as RELAY_CLIENT_NAME
 from bench.null_relay import SUFFIX
 from tradeflow.common.v1 import envelope_pb2
@@ -151,7 +152,6 @@ _TAGS: Final = {ENGINE: "e", ENGINE_RISK: "r", RELAY: "n"}
 _RISK_LISTENING: Final = "risk service listening on "
 _BIN = Path(sys.executable).parent
 _ROOT = Path(__file__).resolve().parents[1]
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PREDICTIONS = envelope_pb2.MESSAGE_TYPE_ML_PREDICTION_BATCH
 
 
@@ -412,17 +412,17 @@ class CpuMeter:
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
         ticks = {"machine": sum(int(fields[index]) for index in (0, 1, 2, 5, 6, 7))}
         for name, pid in self._pids.items():
-            ticks[name] = _ticks(f"/proc/{pid}/stat")
+            ticks[name] = cpu_ticks(f"/proc/{pid}/stat")
             if name == next(iter(self._pids)):
                 # The subject's main thread: its event loop.
-                ticks[f"{name}_loop_thread"] = _ticks(f"/proc/{pid}/task/{pid}/stat")
+                ticks[f"{name}_loop_thread"] = cpu_ticks(f"/proc/{pid}/task/{pid}/stat")
         return ticks
 
     def read(self) -> dict[str, float]:
         elapsed = time.monotonic() - self._started
         end = self._sample()
         used = {
-            name: round((end[name] - start) / _CLOCK_TICKS / elapsed * 100, 1)
+            name: round((end[name] - start) / CLOCK_TICKS / elapsed * 100, 1)
             for name, start in self._start.items()
         }
         # What the rest of the machine took meanwhile: other processes disturb the figures.
@@ -430,14 +430,6 @@ class CpuMeter:
             used.pop("machine") - sum(used[name] for name in self._pids), 1
         )
         return used
-
-
-def _ticks(stat_path: str) -> int:
-    try:
-        fields = Path(stat_path).read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime, stime
 
 
 # --- Workload ------------------------------------------------------------------------------
