@@ -107,7 +107,9 @@ class Application:
             settings.tracing_exporter, settings.tracing_otlp_endpoint
         )
         self.live = LiveSignals()
-        self.pipeline = SignalPipeline(self.engine, self.risk, self.live, self.tracing)
+        self.pipeline = SignalPipeline(
+            self.engine, self.strategies, self.risk, self.live, self.tracing
+        )
         self.bus = Bus(
             settings, self.pipeline, self.strategies, self.clock, self.executions, self.tracing
         )

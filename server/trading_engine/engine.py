@@ -41,10 +41,9 @@ from trading_engine.core.protections import UNPROTECTED, Protection
 from trading_engine.core.strategy import Strategy, from_config
 from trading_engine.core.validation import batch_violations
 from trading_engine.errors import (
-    UNDECODABLE,
     FailedPrecondition,
     FieldViolation,
-    InvalidArgument,
+    Undecodable,
     invalid,
 )
 from trading_engine.stats import DecisionStats
@@ -212,10 +211,8 @@ class DecisionEngine:
         try:
             batch = decode_batch(data)
         except DecodeError as error:
-            raise InvalidArgument(
-                f"not a valid MLPredictionBatch: {error}",
-                (FieldViolation("batch", str(error)),),
-                reason=UNDECODABLE,
+            raise Undecodable(
+                f"not a valid MLPredictionBatch: {error}", (FieldViolation("batch", str(error)),)
             ) from None
         violations = batch_violations(batch)
         if violations:

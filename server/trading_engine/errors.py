@@ -29,7 +29,7 @@ class EngineError(Exception):
         self.reason = reason or self.default_reason
 
 
-# The reason of an InvalidArgument whose bytes are not the message they should be.
+# The reason of an Undecodable: bytes that are not the message they should be.
 UNDECODABLE = "UNDECODABLE"
 
 
@@ -47,6 +47,12 @@ class InvalidArgument(EngineError):
     ) -> None:
         super().__init__(message, reason=reason)
         self.violations = violations
+
+
+class Undecodable(InvalidArgument):
+    """The bytes are not the message they should be (INVALID_ARGUMENT, reason UNDECODABLE)."""
+
+    default_reason = UNDECODABLE
 
 
 def invalid(summary: str, violations: Sequence[FieldViolation]) -> InvalidArgument:

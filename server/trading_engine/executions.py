@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -29,6 +30,8 @@ from trading_engine.engine import DEFAULT_CURRENCY
 from trading_engine.protections import Protections
 from trading_engine.stores.base import ExecutionRecord, OutcomeRecord, Store
 from trading_engine.stores.history import HistoryWriter
+from trading_engine.stores.retry import with_store_retries
+from trading_engine.tenancy import Caller, subject_user
 
 _log = logging.getLogger(__name__)
 E = execution_pb2
@@ -115,26 +118,50 @@ class ExecutionTracker:
         return self._protections.protection(company_id, user_id).open_positions
 
     async def record(
-        self, result: execution_pb2.ExecutionResult
+        self, tenant: Caller, result: execution_pb2.ExecutionResult
     ) -> execution_pb2.SignalPerformance:
-        """Record a result whose tenant the transport has checked; the signal's performance now.
+        """Record a result for `tenant` (the caller over gRPC, the envelope's tenant on the bus);
+        the signal's performance now. A result recorded before changes nothing and gets the
+        same answer.
 
-        A result recorded before changes nothing and gets the same answer.
-
-        Raises InvalidArgument naming each bad field, NotFound when the signal
-        is not in the tenant's history, FailedPrecondition when it was not
-        actionable or is for another symbol, StoreError when the store fails.
+        The result is the tenant's company's, empty ids meaning the tenant's; another user of
+        the company only for an admin (PermissionDenied otherwise). Raises InvalidArgument
+        naming each bad field, NotFound when the signal is not in the tenant's history,
+        FailedPrecondition when it was not actionable or is for another symbol, Unavailable
+        when the store keeps failing.
         """
+        result = _for_tenant(tenant, result)
         violations = result_violations(result)
         if violations:
             raise errors.invalid("the execution result is invalid", violations)
+        kept = await with_store_retries(
+            lambda: self._keep(result), f"execution result {result.execution_id!r}"
+        )
+        key = (result.company_id, result.user_id)
+        follow_position(
+            self._protections.protection(*key),
+            self._open,
+            kept.signal,
+            kept.outcome.result.outcome,
+            result,
+        )
+        await self.changes.bump(key)
+        if kept.new and kept.outcome.result.outcome in _CLOSED_OUTCOMES:
+            self.closed += 1
+            self.wins += kept.outcome.result.outcome == WIN
+            if self._after_close is not None:
+                await self._after_close(*key)
+        return kept.performance
+
+    async def _keep(self, result: execution_pb2.ExecutionResult) -> _Kept:
+        """Store the result and the signal's outcome; nothing in memory changes here, so a
+        store failure can be retried from the start."""
         signal = await self._signal(result)
         instrument = instruments.lookup(signal.symbol)
         assert instrument is not None  # the engine signals only instruments it knows
         violations = _market_violations(result, instrument)
         if violations:
             raise errors.invalid("the execution result is invalid", violations)
-        key = (result.company_id, result.user_id)
         new = await self._store.record_execution(
             ExecutionRecord(
                 result.company_id,
@@ -148,21 +175,11 @@ class ExecutionTracker:
         )
         stored = await self._store.executions_for_signal(result.company_id, result.signal_id)
         results = [execution_pb2.ExecutionResult.FromString(r.payload) for r in stored]
-        _, currency = self._account(*key) or (0.0, DEFAULT_CURRENCY)
+        _, currency = self._account(result.company_id, result.user_id) or (0.0, DEFAULT_CURRENCY)
         outcome = outcome_of(facts_of(signal), results, instrument, currency)
         performance = _performance(signal, outcome)
         await self._store.put_outcome(_outcome_record(signal, outcome, performance, self._clock))
-        follow_position(
-            self._protections.protection(*key), self._open, signal, outcome.result.outcome, result
-        )
-        await self.changes.bump(key)
-        closed = outcome.result.outcome in _CLOSED_OUTCOMES
-        if new and closed:
-            self.closed += 1
-            self.wins += outcome.result.outcome == WIN
-            if self._after_close is not None:
-                await self._after_close(*key)
-        return performance
+        return _Kept(signal, outcome, performance, new)
 
     def _opened(
         self, company_id: str, user_id: str, signal_id: str, symbol: str, side: int
@@ -230,6 +247,35 @@ def _count_open(
 
 def _stop_out(result: execution_pb2.ExecutionResult) -> bool:
     return result.close_reason == E.CLOSE_REASON_STOP_LOSS and result.HasField("closed_at")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Kept:
+    """A result as stored: its signal, the signal's outcome and performance, and whether the
+    result was new (not recorded before)."""
+
+    signal: signal_pb2.TradingSignal
+    outcome: Outcome
+    performance: execution_pb2.SignalPerformance
+    new: bool
+
+
+def _for_tenant(
+    tenant: Caller, result: execution_pb2.ExecutionResult
+) -> execution_pb2.ExecutionResult:
+    """The result as the tenant's: empty ids are the tenant's own; another company never,
+    another user of the company only for an admin."""
+    if result.company_id and result.company_id != tenant.company_id:
+        raise errors.PermissionDenied(
+            f"the result is for company {result.company_id!r}, "
+            f"but the caller belongs to {tenant.company_id!r}",
+            reason="TENANT_MISMATCH",
+        )
+    owned = execution_pb2.ExecutionResult()
+    owned.CopyFrom(result)
+    owned.company_id = tenant.company_id
+    owned.user_id = subject_user(tenant, result.user_id)
+    return owned
 
 
 def result_violations(result: execution_pb2.ExecutionResult) -> list[errors.FieldViolation]:

@@ -1,33 +1,54 @@
-"""Deciding a prediction batch from end to end: decide -> risk -> seal.
+"""Deciding a prediction batch from end to end: the user's strategy loaded -> decide ->
+risk -> seal -> live watchers -> the tier remembered.
 
-Both transports call `SignalPipeline.decide`. Without a risk service the
-engine's two halves run back to back with no await in between; with one,
-a user's batches take turns, so a prediction delivered twice while the
-first copy waits for its assessment is answered from the first decision
-instead of being decided again.
+Both transports make this one call, `SignalPipeline.decide`, and only
+translate around it. Without a risk service the engine's two halves run back
+to back with no await in between; with one, a user's batches take turns, so
+a prediction delivered twice while the first copy waits for its assessment is
+answered from the first decision instead of being decided again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
+from typing import Protocol
 
 from trading_engine.engine import DecidedBatch, DecisionEngine
 from trading_engine.live import LiveSignals
 from trading_engine.risk.gate import RiskGate
+from trading_engine.stores.base import StoreError
+from trading_engine.stores.retry import with_store_retries
 from trading_engine.tenancy import Caller
 from trading_engine.tracing import CLIENT, Tracing
+
+_log = logging.getLogger(__name__)
+
+
+class StrategyLoader(Protocol):
+    """Where a user's strategy layers come from, and who keeps the tier each user trades at."""
+
+    async def prepare(self, company_id: str, user_id: str) -> None:
+        """Load the user's layers so the engine can build their strategy without waiting."""
+        ...
+
+    async def remember(self, caller: Caller) -> None:
+        """Keep the user's tier, for their company's admins; raises StoreError."""
+        ...
 
 
 class SignalPipeline:
     def __init__(
         self,
         engine: DecisionEngine,
+        strategies: StrategyLoader,
         risk: RiskGate | None = None,
         live: LiveSignals | None = None,
         tracing: Tracing | None = None,
     ) -> None:
         self.engine = engine
+        self._strategies = strategies
         self.risk = risk
         self.live = live or LiveSignals()
         self._tracing = tracing or Tracing()
@@ -38,13 +59,27 @@ class SignalPipeline:
         )
 
     async def decide(self, data: bytes, now_ns: int, caller: Caller) -> DecidedBatch:
-        """Decide a serialized MLPredictionBatch; raises as `DecisionEngine.draft` does.
+        """Decide a serialized MLPredictionBatch for `caller` (on the bus: the envelope's
+        tenant, tier unstated, so the batch's applies).
 
-        The signals also go to the user's live watchers (`StreamSignals`).
+        Raises as `DecisionEngine.draft` does, and Unavailable when the user's strategy
+        cannot be loaded (after retries). The signals also go to the user's live watchers
+        (`StreamSignals`).
         """
+        await with_store_retries(
+            lambda: self._strategies.prepare(caller.company_id, caller.user_id),
+            f"the strategy of user {caller.user_id!r} cannot be loaded",
+        )
         with self._tracing.span("decide batch"):
             decided = await self._decide(data, now_ns, caller)
         self.live.publish(decided)
+        try:
+            await self._strategies.remember(
+                Caller(decided.user_id, decided.company_id, decided.tier)
+            )
+        except StoreError as error:
+            # Only an admin listing is late; the decision stands.
+            _log.warning("cannot record the tier of user %s: %s", decided.user_id, error)
         return decided
 
     async def _decide(self, data: bytes, now_ns: int, caller: Caller) -> DecidedBatch:

@@ -10,7 +10,7 @@ import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from tradeflow.ml.v1 import prediction_pb2
-from tradeflow.trading.v1 import execution_pb2, signal_pb2
+from tradeflow.trading.v1 import signal_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine import errors, field_limits, timestamps
@@ -118,11 +118,8 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
                 "the request carries no prediction batch",
                 (errors.FieldViolation("batch", "required"),),
             )
-        caller = current_caller()
-        await self._strategies.remember(caller)
-        await self._strategies.prepare(caller.company_id, caller.user_id)
         decided = await self._pipeline.decide(
-            batch.SerializeToString(), self._clock.now_ns(), caller
+            batch.SerializeToString(), self._clock.now_ns(), current_caller()
         )
         return _SIGNAL_BATCH_FIELD + varint(len(decided.payload)) + decided.payload
 
@@ -333,19 +330,7 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
     async def RecordExecutionResult(
         self, request: service_pb2.RecordExecutionResultRequest, context: Context
     ) -> service_pb2.RecordExecutionResultResponse:
-        caller = current_caller()
-        result = execution_pb2.ExecutionResult()
-        result.CopyFrom(request.result)
-        # The caller's company; another user of it only for an admin.
-        if result.company_id and result.company_id != caller.company_id:
-            raise errors.PermissionDenied(
-                f"the result is for company {result.company_id!r}, "
-                f"but the caller belongs to {caller.company_id!r}",
-                reason="TENANT_MISMATCH",
-            )
-        result.company_id = caller.company_id
-        result.user_id = subject_user(caller, result.user_id)
-        performance = await self._executions.record(result)
+        performance = await self._executions.record(current_caller(), request.result)
         return service_pb2.RecordExecutionResultResponse(performance=performance)
 
     async def ExplainSignal(

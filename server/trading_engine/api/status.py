@@ -138,11 +138,10 @@ class _Undecodable:
     def __init__(self, problem: str) -> None:
         self.problem = problem
 
-    def error(self) -> errors.InvalidArgument:
-        return errors.InvalidArgument(
+    def error(self) -> errors.Undecodable:
+        return errors.Undecodable(
             f"the request message does not decode: {self.problem}",
             (errors.FieldViolation("request", self.problem),),
-            reason=errors.UNDECODABLE,
         )
 
 

@@ -14,12 +14,11 @@ hand).
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final, Protocol, TypeVar
+from typing import Final, Protocol
 
 from google.protobuf.message import DecodeError
 
@@ -48,29 +47,24 @@ from trading_engine.bus.names import (
 from trading_engine.bus.outbox import KafkaOutput
 from trading_engine.clock import Clock
 from trading_engine.engine import DecidedBatch
-from trading_engine.errors import (
-    UNDECODABLE,
-    EngineError,
-    InvalidArgument,
-    PermissionDenied,
-    Unavailable,
-)
+from trading_engine.errors import EngineError, PermissionDenied, Unavailable, Undecodable
 from trading_engine.logs import log_context
 from trading_engine.pipeline import SignalPipeline
-from trading_engine.stores.base import StoreError
 from trading_engine.strategies import StrategyService
 from trading_engine.tenancy import Caller
 from trading_engine.tracing import CONSUMER, PRODUCER, Tracing
 
 _log = logging.getLogger(__name__)
 
-# A store the message needs (a tenant's strategy, an execution's signal) that fails is tried
-# this often, then the message is dead-lettered (with its bytes) rather than decided with a
-# guess or left to stop intake.
-_STORE_ATTEMPTS: Final = 5
-_STORE_RETRY_S: Final = 0.2
 _UNSPECIFIED_TIER: Final = tier_pb2.SUBSCRIPTION_TIER_UNSPECIFIED
-_T = TypeVar("_T")
+# The dead letter each kind of engine error makes of a message; any other refuses its
+# payload (no such signal of that user, an execution for another symbol, ...).
+_DEAD_LETTER_REASONS: Final[dict[type[EngineError], dead_letter_pb2.DeadLetterReason.ValueType]] = {
+    Undecodable: dead_letter_pb2.DEAD_LETTER_REASON_UNDECODABLE,
+    PermissionDenied: dead_letter_pb2.DEAD_LETTER_REASON_TENANT_MISMATCH,
+    Unavailable: dead_letter_pb2.DEAD_LETTER_REASON_UNAVAILABLE,
+}
+_REFUSED: Final = dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD
 
 
 class Publisher(Protocol):
@@ -80,10 +74,11 @@ class Publisher(Protocol):
 
 
 class ExecutionSink(Protocol):
-    """Where execution results go once received, checked and de-duplicated."""
+    """Where execution results go once received and de-duplicated."""
 
-    async def record(self, result: execution_pb2.ExecutionResult) -> object:
-        """Raises EngineError when the result cannot be taken (unknown signal, bad fields)."""
+    async def record(self, tenant: Caller, result: execution_pb2.ExecutionResult) -> object:
+        """Raises EngineError when the result cannot be taken (another tenant's, an unknown
+        signal, bad fields; Unavailable when the store keeps failing)."""
         ...
 
 
@@ -217,16 +212,10 @@ class BusBridge:
             signal_id=result.signal_id,
         ):
             try:
-                await self._retrying_store(
-                    lambda: self._executions.record(result), envelope.message_id
-                )
+                # The envelope names the tenant, as a token does over gRPC.
+                await self._executions.record(_tenant(envelope), result)
             except EngineError as error:
-                # Refused for good, with the engine's reason (e.g. no such signal of that user).
-                raise Rejected(
-                    dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD,
-                    error.message,
-                    envelope.message_id,
-                ) from None
+                raise self._refusal(error, envelope.message_id) from None
         self.counts.executions += 1
         self._handed_off(inbound)
 
@@ -243,59 +232,19 @@ class BusBridge:
 
     async def _decide(self, envelope: Envelope) -> tuple[DecidedBatch, int]:
         """The decided batch and the instant it was decided at."""
-        # On the bus the envelope names the tenant and the batch states its tier.
-        caller = Caller(envelope.user_id, envelope.company_id, _UNSPECIFIED_TIER)
-        message_id = envelope.message_id
-        await self._retrying_store(
-            lambda: self._strategies.prepare(envelope.company_id, envelope.user_id), message_id
-        )
         now_ns = self._clock.now_ns()
         try:
-            decided = await self._pipeline.decide(envelope.payload, now_ns, caller)
-        except PermissionDenied as error:
-            raise Rejected(
-                dead_letter_pb2.DEAD_LETTER_REASON_TENANT_MISMATCH, error.message, message_id
-            ) from None
-        except InvalidArgument as error:
-            # The message names every offending field.
-            raise Rejected(
-                dead_letter_pb2.DEAD_LETTER_REASON_UNDECODABLE
-                if error.reason == UNDECODABLE
-                else dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD,
-                error.message,
-                message_id,
-            ) from None
-        except Unavailable as error:
-            # Not decided: another copy, or the same bytes later, may be.
-            self._deliveries.forget(message_id)
-            raise Rejected(
-                dead_letter_pb2.DEAD_LETTER_REASON_UNAVAILABLE, error.message, message_id
-            ) from None
-        try:
-            await self._strategies.remember(
-                Caller(decided.user_id, decided.company_id, decided.tier)
-            )
-        except StoreError as error:
-            # Only an admin listing is late; the decision stands.
-            _log.warning("cannot record the tier of user %s: %s", decided.user_id, error)
+            decided = await self._pipeline.decide(envelope.payload, now_ns, _tenant(envelope))
+        except EngineError as error:
+            raise self._refusal(error, envelope.message_id) from None
         return decided, now_ns
 
-    async def _retrying_store(self, operation: Callable[[], Awaitable[_T]], message_id: str) -> _T:
-        """`operation`, tried again while the store fails; Rejected (UNAVAILABLE) after the last
-        attempt, with the message's id forgotten so another copy of it is handled."""
-        for attempt in range(1, _STORE_ATTEMPTS + 1):
-            try:
-                return await operation()
-            except StoreError as error:
-                if attempt == _STORE_ATTEMPTS:
-                    self._deliveries.forget(message_id)
-                    raise Rejected(
-                        dead_letter_pb2.DEAD_LETTER_REASON_UNAVAILABLE,
-                        f"the store failed {_STORE_ATTEMPTS} times: {error}",
-                        message_id,
-                    ) from None
-                await asyncio.sleep(_STORE_RETRY_S * attempt)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+    def _refusal(self, error: EngineError, message_id: str) -> Rejected:
+        """The dead letter an engine error makes of a message; one whose cause may pass
+        (UNAVAILABLE) releases the message id, so another copy of it is handled."""
+        if isinstance(error, Unavailable):
+            self._deliveries.forget(message_id)
+        return Rejected(_DEAD_LETTER_REASONS.get(type(error), _REFUSED), error.message, message_id)
 
     async def _dead_letter(self, inbound: Inbound, rejection: Rejected) -> None:
         letter = seal_dead_letter(
@@ -349,28 +298,17 @@ def _readable_id(data: bytes) -> str:
         return ""
 
 
+def _tenant(envelope: Envelope) -> Caller:
+    """Whom a message is from: the envelope's tenant; its tier unstated, so a batch's applies."""
+    return Caller(envelope.user_id, envelope.company_id, _UNSPECIFIED_TIER)
+
+
 def _execution_result(envelope: Envelope) -> execution_pb2.ExecutionResult:
     try:
-        result = execution_pb2.ExecutionResult.FromString(envelope.payload)
+        return execution_pb2.ExecutionResult.FromString(envelope.payload)
     except DecodeError as error:
         raise Rejected(
             dead_letter_pb2.DEAD_LETTER_REASON_UNDECODABLE,
             f"the payload is not an ExecutionResult: {error}",
             envelope.message_id,
         ) from None
-    missing = [name for name in ("execution_id", "signal_id") if not getattr(result, name)]
-    if missing or result.status == execution_pb2.EXECUTION_STATUS_UNSPECIFIED:
-        raise Rejected(
-            dead_letter_pb2.DEAD_LETTER_REASON_INVALID_PAYLOAD,
-            f"the execution result lacks {', '.join(missing or ['status'])}",
-            envelope.message_id,
-        )
-    if (result.user_id, result.company_id) != (envelope.user_id, envelope.company_id):
-        raise Rejected(
-            dead_letter_pb2.DEAD_LETTER_REASON_TENANT_MISMATCH,
-            f"the execution result belongs to user {result.user_id!r} of company "
-            f"{result.company_id!r}, the envelope to user {envelope.user_id!r} of company "
-            f"{envelope.company_id!r}",
-            envelope.message_id,
-        )
-    return result
