@@ -14,6 +14,7 @@ from grpc_health.v1._async import HealthServicer
 from trading_engine import __version__
 from trading_engine.adaptation import Adaptation
 from trading_engine.analytics import PerformanceAnalytics
+from trading_engine.api.predictions import PredictionHandlers
 from trading_engine.api.server import build_server, mark_serving
 from trading_engine.api.servicer import TradingEngineServicer
 from trading_engine.auth.configured import token_verifier
@@ -117,9 +118,9 @@ class Application:
         manual_signals = ManualSignals(
             self.engine, self.strategies, self.store, self.history_writer, self.live, self.clock
         )
-        self._servicer = TradingEngineServicer(
+        # Abstract for the two prediction RPCs only, which api/predictions.py serves as bytes.
+        self._servicer = TradingEngineServicer(  # type: ignore[abstract]
             self.health,
-            self.pipeline,
             self.strategies,
             SignalHistory(self.store),
             manual_signals,
@@ -129,7 +130,6 @@ class Application:
             SignalAudit(self.store, self.history_writer),
             self.live,
             ReplayService(self.store, EngineLimits(max_batch_size=settings.max_batch_size)),
-            self.clock,
         )
         self.metrics = MetricsServer(
             EngineCollector(self.engine.stats, self.history_writer, self.risk, self.bus, self.clock)
@@ -170,7 +170,11 @@ class Application:
             asyncio.create_task(self._retain_history()),
         ]
         self._server = build_server(
-            self._servicer, self._grpc_health, self.verifier, self.tracing.provider
+            self._servicer,
+            PredictionHandlers(self.pipeline, self.clock),
+            self._grpc_health,
+            self.verifier,
+            self.tracing.provider,
         )
         try:
             self.grpc_port = self._server.add_insecure_port(self.settings.grpc_address)

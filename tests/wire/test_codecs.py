@@ -16,6 +16,7 @@ from tradeflow.common.v1 import risk_level_pb2
 from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.risk.v1 import risk_service_pb2
 from tradeflow.trading.v1 import market_pb2, signal_pb2
+from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from trading_engine.core import decide as core
 from trading_engine.core import instruments, risk, tiers
 from trading_engine.core.decision import Decision, Entry, MarketView
@@ -28,7 +29,7 @@ from trading_engine.errors import UNDECODABLE, InvalidArgument
 from trading_engine.tenancy import Caller
 from trading_engine.wire import predictions as prediction_codec
 from trading_engine.wire.predictions import decode_batch
-from trading_engine.wire.protowire import DecodeError
+from trading_engine.wire.protowire import DecodeError, embedded_message
 from trading_engine.wire.signals import SignalContext, SignalEncoder
 
 NOW = 1_800_000_000_000_000_000
@@ -449,3 +450,52 @@ def test_every_field_of_every_signal_message_reaches_the_wire() -> None:
     assert unset(signal.decision_trace[0], signal_pb2.DecisionStep.DESCRIPTOR) == set()
     assert unset(signal.risk_adjustments[0], signal_pb2.RiskAdjustment.DESCRIPTOR) == set()
     assert signal == oracle.signal_message(context, _complete_decision())
+
+
+@st.composite
+def _prediction_requests(draw: st.DrawFn) -> bytes:
+    """A ProcessPredictionsRequest around a (mutated) batch, with fields of its own around it,
+    the batch field sometimes twice or absent, and now and then its bytes altered."""
+    batch = draw(_mutated_batches())
+    field = b"\x0a" + _varint_bytes(len(batch)) + batch
+    encoded = bytearray(
+        draw(_wire_fields(0))
+        + draw(st.sampled_from((b"", field, field + field)))
+        + draw(_wire_fields(0))
+    )
+    for _ in range(draw(st.integers(0, 2))):
+        if encoded:
+            encoded[draw(st.integers(0, len(encoded) - 1))] = draw(st.integers(0, 255))
+    return bytes(encoded)
+
+
+@settings(REPRODUCIBLE, max_examples=2000)
+@given(_prediction_requests())
+def test_the_batch_is_read_out_of_a_request_as_the_runtime_reads_it(data: bytes) -> None:
+    # ProcessPredictions reads the batch field out of the request's bytes (api/predictions.py);
+    # the runtime's reading of the whole request is the oracle.
+    try:
+        request = service_pb2.ProcessPredictionsRequest.FromString(data)
+    except message.DecodeError:
+        request = None
+    try:
+        batch = embedded_message(data, 1)
+    except DecodeError as error:
+        refusal = str(error)
+    else:
+        refusal = ""
+    if refusal:
+        # Refused where the runtime refuses, or stricter as the C codec is (groups).
+        assert request is None or re.search(_STRICTER, refusal), (data, refusal)
+        return
+    if request is None:
+        # The runtime refused something inside the batch: the C codec refuses it too.
+        assert batch is not None, data
+        with pytest.raises(DecodeError):
+            decode_batch(batch)
+        return
+    if batch is None:
+        assert not request.HasField("batch")
+    else:
+        assert request.HasField("batch")
+        assert prediction_pb2.MLPredictionBatch.FromString(batch) == request.batch

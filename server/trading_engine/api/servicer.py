@@ -9,7 +9,6 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import signal_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
@@ -24,7 +23,6 @@ from trading_engine.api.performance_messages import (
 from trading_engine.api.replay_messages import progress_to_proto, replay_query, result_to_proto
 from trading_engine.api.status import to_status_proto
 from trading_engine.api.strategy_messages import effective_strategy, strategy_version
-from trading_engine.clock import Clock
 from trading_engine.core import performance, tiers
 from trading_engine.core.manual import ManualOrder
 from trading_engine.executions import ExecutionTracker
@@ -33,13 +31,11 @@ from trading_engine.health import ComponentState, HealthMonitor, HealthReport, S
 from trading_engine.history import HistoryRequest, SignalHistory
 from trading_engine.live import LiveSignals, filter_violations, filtered_signals
 from trading_engine.manual_signals import ManualSignals
-from trading_engine.pipeline import SignalPipeline
 from trading_engine.protections import Protections
 from trading_engine.replay.service import ReplayProgressed, ReplayService
 from trading_engine.stores.base import TradingStateRecord
 from trading_engine.strategies import StrategyService
 from trading_engine.tenancy import subject_user
-from trading_engine.wire.protowire import varint
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -57,12 +53,15 @@ _COMPONENT_STATE = {
 
 
 class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
-    """Thin gRPC adapter over the engine's components."""
+    """Thin gRPC adapter over the engine's components.
+
+    ProcessPredictions and ProcessPredictionBatch are not here: they take and give bytes
+    (api/predictions.py), registered in their place by api/server.py.
+    """
 
     def __init__(
         self,
         health: HealthMonitor,
-        pipeline: SignalPipeline,
         strategies: StrategyService,
         history: SignalHistory,
         manual_signals: ManualSignals,
@@ -72,12 +71,10 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         audit: SignalAudit,
         live: LiveSignals,
         replays: ReplayService,
-        clock: Clock,
     ) -> None:
         self._live = live
         self._replays = replays
         self._health = health
-        self._pipeline = pipeline
         self._strategies = strategies
         self._history = history
         self._manual_signals = manual_signals
@@ -85,43 +82,11 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
         self._analytics = analytics
         self._protections = protections
         self._audit = audit
-        self._clock = clock
 
     async def HealthCheck(
         self, request: service_pb2.HealthCheckRequest, context: Context
     ) -> service_pb2.HealthCheckResponse:
         return health_report_to_proto(self._health.report())
-
-    async def ProcessPredictions(
-        self,
-        request_iterator: AsyncIterator[service_pb2.ProcessPredictionsRequest],
-        context: Context,
-    ) -> AsyncIterator[service_pb2.ProcessPredictionsResponse]:
-        # One batch at a time: the next request is read only after this one is
-        # answered, so a fast producer is held back by gRPC flow control.
-        async for request in request_iterator:
-            yield service_pb2.ProcessPredictionsResponse.FromString(
-                await self._decide(request.batch if request.HasField("batch") else None)
-            )
-
-    async def ProcessPredictionBatch(
-        self, request: service_pb2.ProcessPredictionBatchRequest, context: Context
-    ) -> service_pb2.ProcessPredictionBatchResponse:
-        return service_pb2.ProcessPredictionBatchResponse.FromString(
-            await self._decide(request.batch if request.HasField("batch") else None)
-        )
-
-    async def _decide(self, batch: prediction_pb2.MLPredictionBatch | None) -> bytes:
-        """The serialized response (field 1: the signal batch) for one prediction batch."""
-        if batch is None:
-            raise errors.InvalidArgument(
-                "the request carries no prediction batch",
-                (errors.FieldViolation("batch", "required"),),
-            )
-        decided = await self._pipeline.decide(
-            batch.SerializeToString(), self._clock.now_ns(), current_caller()
-        )
-        return _SIGNAL_BATCH_FIELD + varint(len(decided.payload)) + decided.payload
 
     async def StreamSignals(
         self, request_iterator: AsyncIterator[service_pb2.StreamSignalsRequest], context: Context
@@ -402,7 +367,6 @@ class TradingEngineServicer(service_grpc.TradingEngineServiceServicer):
 
 
 # Field 1 of ProcessPredictionsResponse and ProcessPredictionBatchResponse.
-_SIGNAL_BATCH_FIELD = b"\x0a"
 
 
 def trading_state_setting(record: TradingStateRecord) -> service_pb2.TradingStateSetting:
