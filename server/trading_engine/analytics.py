@@ -15,8 +15,8 @@ from typing import Any
 from trading_engine import errors
 from trading_engine.clock import Clock
 from trading_engine.core import performance
+from trading_engine.core.instruments import DEFAULT_CURRENCY
 from trading_engine.core.performance import PerformanceStats, SignalResult
-from trading_engine.engine import DEFAULT_CURRENCY
 from trading_engine.executions import UserChanges
 from trading_engine.stores.base import OutcomeRecord, Store
 

@@ -93,7 +93,6 @@ class Application:
         )
         self.risk = (
             RiskGate(
-                self.engine,
                 RiskSettings(
                     settings.risk_service_address,
                     settings.risk_deadline_ms / 1000.0,

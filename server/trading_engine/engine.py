@@ -34,6 +34,7 @@ from trading_engine.core.decision import (
     Decision,
 )
 from trading_engine.core.inputs import BatchInput, PredictionInput
+from trading_engine.core.instruments import DEFAULT_CURRENCY
 from trading_engine.core.manual import ManualOrder, order_violations
 from trading_engine.core.market import MarketBook
 from trading_engine.core.memory import RATE_WINDOW_NS, RecentSignal, SignalMemory
@@ -53,7 +54,6 @@ from trading_engine.wire.predictions import decode_batch
 from trading_engine.wire.protowire import DecodeError
 from trading_engine.wire.signals import SignalContext, SignalEncoder
 
-DEFAULT_CURRENCY: Final = "USD"
 # How often (in batches) idle users' signal memories are dropped.
 _HOUSEKEEPING_EVERY: Final = 4096
 
@@ -256,10 +256,6 @@ class DecisionEngine:
             fresh,
             time.perf_counter_ns() - started,
         )
-
-    def encode_signal(self, draft: DraftBatch, decision: Decision) -> bytes:
-        """One decision of `draft` as a TradingSignal, as it stands now."""
-        return self._encoder.encode_signal(draft.signal_context, decision)
 
     def seal(self, draft: DraftBatch) -> DecidedBatch:
         """Encode the batch; decisions risk management left alone get NOT_ASSESSED or NOT_REQUIRED.

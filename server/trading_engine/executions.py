@@ -23,10 +23,10 @@ from trading_engine import errors, field_limits, timestamps
 from trading_engine.clock import Clock
 from trading_engine.core import instruments
 from trading_engine.core.decision import SIDE
+from trading_engine.core.instruments import DEFAULT_CURRENCY
 from trading_engine.core.outcomes import Outcome, facts_of, outcome_of
 from trading_engine.core.performance import BREAKEVEN, LOSS, WIN
 from trading_engine.core.protections import Protection
-from trading_engine.engine import DEFAULT_CURRENCY
 from trading_engine.protections import Protections
 from trading_engine.stores.base import ExecutionRecord, OutcomeRecord, Store
 from trading_engine.stores.history import HistoryWriter

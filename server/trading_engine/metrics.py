@@ -25,11 +25,11 @@ from prometheus_client.registry import Collector
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.bus.service import Bus
 from trading_engine.clock import Clock
+from trading_engine.enum_names import short_name
 from trading_engine.risk.breaker import BreakerState
 from trading_engine.risk.gate import RiskGate
 from trading_engine.stats import DecisionStats, Histogram
 from trading_engine.stores.history import HistoryWriter
-from trading_engine.terminal.enums import short_name
 
 
 class EngineCollector(Collector):

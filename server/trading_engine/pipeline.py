@@ -15,15 +15,20 @@ import logging
 import weakref
 from typing import Protocol
 
-from trading_engine.engine import DecidedBatch, DecisionEngine
+from trading_engine.engine import DecidedBatch, DecisionEngine, DraftBatch
 from trading_engine.live import LiveSignals
-from trading_engine.risk.gate import RiskGate
 from trading_engine.stores.base import StoreError
 from trading_engine.stores.retry import with_store_retries
 from trading_engine.tenancy import Caller
 from trading_engine.tracing import CLIENT, Tracing
 
 _log = logging.getLogger(__name__)
+
+
+class RiskReview(Protocol):
+    """Sets the risk status of a draft's actionable decisions before it is sealed."""
+
+    async def review(self, draft: DraftBatch) -> None: ...
 
 
 class StrategyLoader(Protocol):
@@ -43,7 +48,7 @@ class SignalPipeline:
         self,
         engine: DecisionEngine,
         strategies: StrategyLoader,
-        risk: RiskGate | None = None,
+        risk: RiskReview | None = None,
         live: LiveSignals | None = None,
         tracing: Tracing | None = None,
     ) -> None:

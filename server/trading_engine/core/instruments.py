@@ -19,6 +19,8 @@ import enum
 import math
 from typing import Final
 
+# The account currency of a batch that names none.
+DEFAULT_CURRENCY: Final = "USD"
 # Tolerance for floating-point error when counting lot steps (0.07 lots is 6.999... steps).
 _LOT_EPSILON: Final = 1e-9
 

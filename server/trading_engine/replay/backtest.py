@@ -15,7 +15,8 @@ from pathlib import Path
 
 from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import signal_pb2
-from trading_engine.engine import DEFAULT_CURRENCY, EngineLimits
+from trading_engine.core.instruments import DEFAULT_CURRENCY
+from trading_engine.engine import EngineLimits
 from trading_engine.replay.compare import Comparison, compare
 from trading_engine.replay.report import ReportSide
 from trading_engine.replay.runner import (

@@ -15,9 +15,9 @@ import heapq
 
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from trading_engine.core import instruments
+from trading_engine.core.instruments import DEFAULT_CURRENCY
 from trading_engine.core.outcomes import facts_of, outcome_of
 from trading_engine.core.protections import Protection
-from trading_engine.engine import DEFAULT_CURRENCY
 from trading_engine.executions import follow_position
 from trading_engine.protections import setting_from_audit, state_in_force
 from trading_engine.stores.base import ExecutionRecord, Store, TradingStateRecord

@@ -52,7 +52,7 @@ from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from trading_engine.core import instruments
 from trading_engine.core.decision import SIDE
-from trading_engine.core.instruments import Instrument
+from trading_engine.core.instruments import DEFAULT_CURRENCY, Instrument
 from trading_engine.core.outcomes import facts_of, outcome_of
 from trading_engine.core.performance import (
     PerformanceStats,
@@ -60,7 +60,6 @@ from trading_engine.core.performance import (
     closed_in_curve_order,
     summarize,
 )
-from trading_engine.engine import DEFAULT_CURRENCY
 
 E = execution_pb2
 _NEVER_FILLED_OUTCOMES: Final = frozenset(

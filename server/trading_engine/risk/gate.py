@@ -13,19 +13,22 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-from typing import Final
+from typing import Final, Protocol
 
 import grpc
 
 from tradeflow.common.v1 import trace_pb2, user_context_pb2
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.core.decision import Decision
+from trading_engine.core.inputs import BatchInput
+from trading_engine.core.instruments import DEFAULT_CURRENCY
 from trading_engine.core.risk import CONSERVATIVE, FallbackLimits
-from trading_engine.engine import DEFAULT_CURRENCY, DecisionEngine, DraftBatch
+from trading_engine.core.strategy import Strategy
 from trading_engine.health import ComponentReport, ComponentState
 from trading_engine.risk.breaker import BreakerState, CircuitBreaker
 from trading_engine.risk.verdicts import RiskVerdict, apply_verdict
-from trading_engine.wire.protowire import varint
+from trading_engine.wire.protowire import length_delimited
+from trading_engine.wire.signals import SignalContext, SignalEncoder
 
 _log = logging.getLogger(__name__)
 
@@ -49,6 +52,19 @@ class RiskSettings:
     breaker_reset_s: float
 
 
+class Reviewed(Protocol):
+    """What the gate reads of a batch decided and not yet sealed (the engine's DraftBatch),
+    and the verdict it leaves on it."""
+
+    batch: BatchInput
+    tier: int
+    strategy: Strategy
+    signal_context: SignalContext
+    # The decisions made now, in input order.
+    fresh: list[Decision]
+    risk_verdict: str
+
+
 @dataclasses.dataclass
 class RiskCounts:
     calls: int = 0
@@ -61,8 +77,8 @@ class RiskCounts:
 class RiskGate:
     """Sets the risk status of every actionable decision of a draft batch before it is sealed."""
 
-    def __init__(self, engine: DecisionEngine, settings: RiskSettings) -> None:
-        self._engine = engine
+    def __init__(self, settings: RiskSettings) -> None:
+        self._encoder = SignalEncoder()
         self.settings = settings
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
         self.counts = RiskCounts()
@@ -82,7 +98,7 @@ class RiskGate:
         if self._channel is not None:
             await self._channel.close()
 
-    async def review(self, draft: DraftBatch) -> None:
+    async def review(self, draft: Reviewed) -> None:
         """Assess the draft's actionable decisions, or fall back; cancellation passes through.
 
         The verdict goes with the draft, so history keeps it for replays.
@@ -104,7 +120,7 @@ class RiskGate:
         draft.risk_verdict = verdict.to_json()
 
     async def _verdict(
-        self, draft: DraftBatch, actionable: list[Decision], key: tuple[str, str]
+        self, draft: Reviewed, actionable: list[Decision], key: tuple[str, str]
     ) -> RiskVerdict:
         """The risk service's answer for the actionable decisions, or the fallback instead."""
         asked = tuple(decision.signal_id for decision in actionable)
@@ -144,7 +160,7 @@ class RiskGate:
         self.breaker.succeeded()
         return RiskVerdict(asked, answer=answer)
 
-    def _request(self, draft: DraftBatch, actionable: list[Decision]) -> bytes:
+    def _request(self, draft: Reviewed, actionable: list[Decision]) -> bytes:
         batch = draft.batch
         user = user_context_pb2.UserContext(
             user_id=batch.user_id,
@@ -154,12 +170,14 @@ class RiskGate:
             account_currency=batch.currency or DEFAULT_CURRENCY,
         ).SerializeToString()
         trace = trace_pb2.TraceContext(correlation_id=batch.correlation_id).SerializeToString()
-        parts = [_USER_CONTEXT + varint(len(user)) + user]
-        for decision in actionable:
-            signal = self._engine.encode_signal(draft, decision)
-            parts.append(_SIGNAL + varint(len(signal)) + signal)
-        parts.append(_TRACE_CONTEXT + varint(len(trace)) + trace)
-        return b"".join(parts)
+        encode, context = self._encoder.encode_signal, draft.signal_context
+        return b"".join(
+            [
+                length_delimited(_USER_CONTEXT, user),
+                *(length_delimited(_SIGNAL, encode(context, d)) for d in actionable),
+                length_delimited(_TRACE_CONTEXT, trace),
+            ]
+        )
 
     def _remember(self, key: tuple[str, str], limits: FallbackLimits) -> None:
         known = self._known_limits

@@ -11,7 +11,7 @@ from tradeflow.common.v1 import risk_level_pb2
 from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
-from trading_engine.terminal.enums import short_name
+from trading_engine.enum_names import short_name
 
 _OUTCOME_MARK: Final = {
     signal_pb2.RULE_OUTCOME_PASS: "pass",

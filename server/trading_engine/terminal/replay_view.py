@@ -9,10 +9,10 @@ from typing import Any, Final
 from google.protobuf import json_format
 
 from tradeflow.trading.v1 import signal_pb2
+from trading_engine.enum_names import short_name
 from trading_engine.replay.backtest import Backtest, report_sides
 from trading_engine.replay.compare import Change, SignalDifference, StepDifference
 from trading_engine.replay.report import figures_table
-from trading_engine.terminal.enums import short_name
 
 _RULES: Final = signal_pb2.DecisionRule.DESCRIPTOR
 _OUTCOMES: Final = signal_pb2.RuleOutcome.DESCRIPTOR

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from tradeflow.trading.v1 import signal_pb2
-from trading_engine.terminal.enums import short_name
+from trading_engine.enum_names import short_name
 
 _COLUMNS: Final = (
     ("time", 12),

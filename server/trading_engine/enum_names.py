@@ -1,4 +1,4 @@
-"""Enum values as people read them in a terminal."""
+"""Enum values as people read them: in a terminal, in metric labels."""
 
 from __future__ import annotations
 
