@@ -640,6 +640,7 @@ static int read_time(Reader *outer, Time *out) {
         if (read_varint(&reader, &value) < 0) {
             return -1;
         }
+        /* google.protobuf.Timestamp and Duration alike: seconds 1, nanos 2. */
         if (field == 1) {
             seconds = (long long)value;
         } else if (field == 2) {
@@ -676,6 +677,56 @@ failed:
     return NULL;
 }
 
+/* Field numbers of the messages read here (proto/tradeflow/ml/v1/prediction.proto and
+ * proto/tradeflow/common/v1/user_context.proto). */
+enum { VOTE_MODEL_ID = 1, VOTE_DIRECTION = 2, VOTE_CONFIDENCE = 3, VOTE_WEIGHT = 4 };
+enum { PATTERN_NAME = 1, PATTERN_PROBABILITY = 2, PATTERN_DIRECTION = 3 };
+enum {
+    PREDICTION_ID = 1,
+    PREDICTION_SYMBOL = 2,
+    PREDICTION_PRIMARY_DIRECTION = 3,
+    PREDICTION_CONFIDENCE = 4,
+    PREDICTION_VOTES = 5,
+    PREDICTION_PATTERNS = 6,
+    PREDICTION_VOLUME_CONFIRMATION = 7,
+    PREDICTION_CURRENT_PRICE = 8,
+    PREDICTION_PREDICTED_PRICE = 9,
+    PREDICTION_BID = 10,
+    PREDICTION_ASK = 11,
+    PREDICTION_SPREAD_PIPS = 12,
+    PREDICTION_HORIZON = 13,
+    PREDICTION_TIMESTAMP = 14,
+    PREDICTION_LAST_FIELD = PREDICTION_TIMESTAMP,
+};
+enum {
+    USER_ID = 1,
+    USER_COMPANY_ID = 2,
+    USER_TIER = 3,
+    USER_ACCOUNT_EQUITY = 4,
+    USER_ACCOUNT_CURRENCY = 5,
+    USER_LAST_FIELD = USER_ACCOUNT_CURRENCY,
+};
+enum {
+    BATCH_ID = 1,
+    BATCH_USER_CONTEXT = 2,
+    BATCH_PRODUCED_AT = 3,
+    BATCH_PREDICTIONS = 4,
+    BATCH_CORRELATION_ID = 5,
+    BATCH_LAST_FIELD = BATCH_CORRELATION_ID,
+};
+
+/* Positions in the tuples decode_batch returns; wire/predictions.py unpacks them by name in
+ * the same order. */
+enum {
+    AT_PREDICTION_ID, AT_SYMBOL, AT_DIRECTION, AT_CONFIDENCE, AT_PRICE, AT_PREDICTED_PRICE,
+    AT_BID, AT_ASK, AT_SPREAD_PIPS, AT_VOLUME, AT_HORIZON_NS, AT_OBSERVED_NS, AT_VOTES,
+    AT_PATTERNS, PREDICTION_TUPLE_SIZE,
+};
+enum {
+    AT_BATCH_ID, AT_HAS_TENANT, AT_USER_ID, AT_COMPANY_ID, AT_TIER, AT_EQUITY, AT_CURRENCY,
+    AT_PRODUCED_NS, AT_CORRELATION_ID, AT_PREDICTIONS, BATCH_TUPLE_SIZE,
+};
+
 /* (direction, confidence, weight) for a ModelVote; (direction, probability) for a pattern. */
 static PyObject *read_vote_or_pattern(Reader *outer, int is_vote) {
     Py_ssize_t start, stop;
@@ -686,14 +737,18 @@ static PyObject *read_vote_or_pattern(Reader *outer, int is_vote) {
     long long direction = 0;
     double first = 0.0, second = 0.0;
     const char *name = is_vote ? "ModelVote" : "PatternDetection";
-    uint32_t direction_field = is_vote ? 2 : 3;
+    uint32_t direction_field = is_vote ? VOTE_DIRECTION : PATTERN_DIRECTION;
+    /* A vote's confidence then weight; a pattern's probability. */
+    uint32_t first_field = is_vote ? VOTE_CONFIDENCE : PATTERN_PROBABILITY;
+    uint32_t last_field = is_vote ? VOTE_WEIGHT : PATTERN_DIRECTION;
     while (reader.position < reader.end) {
         uint32_t field, wire_type;
         if (read_key(&reader, &field, &wire_type) < 0) {
             return NULL;
         }
-        int known = field >= 1 && field <= (uint32_t)(is_vote ? 4 : 3);
-        uint32_t expected = field == 1 ? 2 : field == direction_field ? 0 : 1;
+        int known = field >= 1 && field <= last_field;
+        /* The name (field 1 of both) is LEN, the direction VARINT, the rest doubles. */
+        uint32_t expected = field == VOTE_MODEL_ID ? 2 : field == direction_field ? 0 : 1;
         if (!known) {
             if (skip_field(&reader, wire_type) < 0) {
                 return NULL;
@@ -704,8 +759,8 @@ static PyObject *read_vote_or_pattern(Reader *outer, int is_vote) {
             wrong_wire_type(name, field, wire_type);
             return NULL;
         }
-        if (field == 1) {
-            /* Not used by the rules, but must be valid UTF-8. */
+        if (field == VOTE_MODEL_ID) {
+            /* The model id or pattern name: not used by the rules, but must be valid UTF-8. */
             PyObject *ignored = read_string(&reader);
             if (ignored == NULL) {
                 return NULL;
@@ -717,8 +772,7 @@ static PyObject *read_vote_or_pattern(Reader *outer, int is_vote) {
                 return NULL;
             }
             direction = as_int32(value);
-        } else if (read_double(&reader, (is_vote ? field == 3 : field == 2) ? &first : &second) <
-                   0) {
+        } else if (read_double(&reader, field == first_field ? &first : &second) < 0) {
             return NULL;
         }
     }
@@ -727,8 +781,24 @@ static PyObject *read_vote_or_pattern(Reader *outer, int is_vote) {
     return tuple_of(is_vote ? 3 : 2, items);
 }
 
-/* Wire type of Prediction fields 1..14. */
-static const uint32_t prediction_wire_types[15] = {9, 2, 2, 0, 1, 2, 2, 1, 1, 1, 1, 1, 1, 2, 2};
+/* Wire type of each Prediction field (9: no such field). */
+static const uint32_t prediction_wire_types[PREDICTION_LAST_FIELD + 1] = {
+    [0] = 9,
+    [PREDICTION_ID] = 2,
+    [PREDICTION_SYMBOL] = 2,
+    [PREDICTION_PRIMARY_DIRECTION] = 0,
+    [PREDICTION_CONFIDENCE] = 1,
+    [PREDICTION_VOTES] = 2,
+    [PREDICTION_PATTERNS] = 2,
+    [PREDICTION_VOLUME_CONFIRMATION] = 1,
+    [PREDICTION_CURRENT_PRICE] = 1,
+    [PREDICTION_PREDICTED_PRICE] = 1,
+    [PREDICTION_BID] = 1,
+    [PREDICTION_ASK] = 1,
+    [PREDICTION_SPREAD_PIPS] = 1,
+    [PREDICTION_HORIZON] = 2,
+    [PREDICTION_TIMESTAMP] = 2,
+};
 
 static PyObject *read_prediction(Reader *outer) {
     Py_ssize_t start, stop;
@@ -752,7 +822,7 @@ static PyObject *read_prediction(Reader *outer) {
         if (read_key(&reader, &field, &wire_type) < 0) {
             goto done;
         }
-        if (field < 1 || field > 14) {
+        if (field < 1 || field > PREDICTION_LAST_FIELD) {
             if (skip_field(&reader, wire_type) < 0) {
                 goto done;
             }
@@ -765,59 +835,81 @@ static PyObject *read_prediction(Reader *outer) {
         PyObject *item;
         uint64_t value;
         switch (field) {
-        case 1:
-        case 2: {
+        case PREDICTION_ID:
+        case PREDICTION_SYMBOL: {
             PyObject *text = read_string(&reader);
             if (text == NULL) {
                 goto done;
             }
-            PyObject **slot = field == 1 ? &prediction_id : &symbol;
+            PyObject **slot = field == PREDICTION_ID ? &prediction_id : &symbol;
             Py_XSETREF(*slot, text);
             break;
         }
-        case 3:
+        case PREDICTION_PRIMARY_DIRECTION:
             if (read_varint(&reader, &value) < 0) {
                 goto done;
             }
             direction = as_int32(value);
             break;
-        case 4: if (read_double(&reader, &confidence) < 0) goto done; break;
-        case 7: if (read_double(&reader, &volume) < 0) goto done; has_volume = 1; break;
-        case 8: if (read_double(&reader, &price) < 0) goto done; break;
-        case 9: if (read_double(&reader, &predicted) < 0) goto done; break;
-        case 10: if (read_double(&reader, &bid) < 0) goto done; break;
-        case 11: if (read_double(&reader, &ask) < 0) goto done; break;
-        case 12: if (read_double(&reader, &spread) < 0) goto done; has_spread = 1; break;
-        case 5:
-        case 6:
-            item = read_vote_or_pattern(&reader, field == 5);
-            if (item == NULL || PyList_Append(field == 5 ? votes : patterns, item) < 0) {
+        case PREDICTION_CONFIDENCE:
+            if (read_double(&reader, &confidence) < 0) goto done;
+            break;
+        case PREDICTION_VOLUME_CONFIRMATION:
+            if (read_double(&reader, &volume) < 0) goto done;
+            has_volume = 1;
+            break;
+        case PREDICTION_CURRENT_PRICE:
+            if (read_double(&reader, &price) < 0) goto done;
+            break;
+        case PREDICTION_PREDICTED_PRICE:
+            if (read_double(&reader, &predicted) < 0) goto done;
+            break;
+        case PREDICTION_BID:
+            if (read_double(&reader, &bid) < 0) goto done;
+            break;
+        case PREDICTION_ASK:
+            if (read_double(&reader, &ask) < 0) goto done;
+            break;
+        case PREDICTION_SPREAD_PIPS:
+            if (read_double(&reader, &spread) < 0) goto done;
+            has_spread = 1;
+            break;
+        case PREDICTION_VOTES:
+        case PREDICTION_PATTERNS:
+            item = read_vote_or_pattern(&reader, field == PREDICTION_VOTES);
+            if (item == NULL ||
+                PyList_Append(field == PREDICTION_VOTES ? votes : patterns, item) < 0) {
                 Py_XDECREF(item);
                 goto done;
             }
             Py_DECREF(item);
             break;
-        case 13: if (read_time(&reader, &horizon) < 0) goto done; break;
-        case 14: if (read_time(&reader, &observed) < 0) goto done; has_observed = 1; break;
+        case PREDICTION_HORIZON:
+            if (read_time(&reader, &horizon) < 0) goto done;
+            break;
+        case PREDICTION_TIMESTAMP:
+            if (read_time(&reader, &observed) < 0) goto done;
+            has_observed = 1;
+            break;
         }
     }
-    PyObject *items[14] = {
-        Py_NewRef(prediction_id ? prediction_id : empty_string),
-        Py_NewRef(symbol ? symbol : empty_string),
-        PyLong_FromLongLong(direction),
-        PyFloat_FromDouble(confidence),
-        PyFloat_FromDouble(price),
-        PyFloat_FromDouble(predicted),
-        PyFloat_FromDouble(bid),
-        PyFloat_FromDouble(ask),
-        has_spread ? PyFloat_FromDouble(spread) : Py_NewRef(Py_None),
-        has_volume ? PyFloat_FromDouble(volume) : Py_NewRef(Py_None),
-        time_nanoseconds(horizon),
-        has_observed ? time_nanoseconds(observed) : Py_NewRef(Py_None),
-        Py_NewRef(votes),
-        Py_NewRef(patterns),
+    PyObject *items[PREDICTION_TUPLE_SIZE] = {
+        [AT_PREDICTION_ID] = Py_NewRef(prediction_id ? prediction_id : empty_string),
+        [AT_SYMBOL] = Py_NewRef(symbol ? symbol : empty_string),
+        [AT_DIRECTION] = PyLong_FromLongLong(direction),
+        [AT_CONFIDENCE] = PyFloat_FromDouble(confidence),
+        [AT_PRICE] = PyFloat_FromDouble(price),
+        [AT_PREDICTED_PRICE] = PyFloat_FromDouble(predicted),
+        [AT_BID] = PyFloat_FromDouble(bid),
+        [AT_ASK] = PyFloat_FromDouble(ask),
+        [AT_SPREAD_PIPS] = has_spread ? PyFloat_FromDouble(spread) : Py_NewRef(Py_None),
+        [AT_VOLUME] = has_volume ? PyFloat_FromDouble(volume) : Py_NewRef(Py_None),
+        [AT_HORIZON_NS] = time_nanoseconds(horizon),
+        [AT_OBSERVED_NS] = has_observed ? time_nanoseconds(observed) : Py_NewRef(Py_None),
+        [AT_VOTES] = Py_NewRef(votes),
+        [AT_PATTERNS] = Py_NewRef(patterns),
     };
-    result = tuple_of(14, items);
+    result = tuple_of(PREDICTION_TUPLE_SIZE, items);
 done:
     Py_XDECREF(prediction_id);
     Py_XDECREF(symbol);
@@ -833,13 +925,20 @@ static int read_user_context(Reader *outer, PyObject **user_id, PyObject **compa
         return -1;
     }
     Reader reader = {outer->data, start, stop};
-    static const uint32_t wire_types[6] = {9, 2, 2, 0, 1, 2};
+    static const uint32_t wire_types[USER_LAST_FIELD + 1] = {
+        [0] = 9,
+        [USER_ID] = 2,
+        [USER_COMPANY_ID] = 2,
+        [USER_TIER] = 0,
+        [USER_ACCOUNT_EQUITY] = 1,
+        [USER_ACCOUNT_CURRENCY] = 2,
+    };
     while (reader.position < reader.end) {
         uint32_t field, wire_type;
         if (read_key(&reader, &field, &wire_type) < 0) {
             return -1;
         }
-        if (field < 1 || field > 5) {
+        if (field < 1 || field > USER_LAST_FIELD) {
             if (skip_field(&reader, wire_type) < 0) {
                 return -1;
             }
@@ -848,13 +947,13 @@ static int read_user_context(Reader *outer, PyObject **user_id, PyObject **compa
         if (wire_type != wire_types[field]) {
             return wrong_wire_type("UserContext", field, wire_type);
         }
-        if (field == 3) {
+        if (field == USER_TIER) {
             uint64_t value;
             if (read_varint(&reader, &value) < 0) {
                 return -1;
             }
             *tier = as_int32(value);
-        } else if (field == 4) {
+        } else if (field == USER_ACCOUNT_EQUITY) {
             if (read_double(&reader, equity) < 0) {
                 return -1;
             }
@@ -863,7 +962,9 @@ static int read_user_context(Reader *outer, PyObject **user_id, PyObject **compa
             if (text == NULL) {
                 return -1;
             }
-            PyObject **slot = field == 1 ? user_id : field == 2 ? company_id : currency;
+            PyObject **slot = field == USER_ID           ? user_id
+                              : field == USER_COMPANY_ID ? company_id
+                                                         : currency;
             Py_SETREF(*slot, text);
         }
     }
@@ -893,29 +994,30 @@ static PyObject *decode_batch(PyObject *module, PyObject *data) {
         if (read_key(&reader, &field, &wire_type) < 0) {
             goto done;
         }
-        if (field < 1 || field > 5) {
+        if (field < 1 || field > BATCH_LAST_FIELD) {
             if (skip_field(&reader, wire_type) < 0) {
                 goto done;
             }
             continue;
         }
+        /* Every field of a batch is LEN: strings and messages. */
         if (wire_type != 2) {
             wrong_wire_type("MLPredictionBatch", field, wire_type);
             goto done;
         }
-        if (field == 1 || field == 5) {
+        if (field == BATCH_ID || field == BATCH_CORRELATION_ID) {
             PyObject *text = read_string(&reader);
             if (text == NULL) {
                 goto done;
             }
-            Py_SETREF(*(field == 1 ? &batch_id : &correlation_id), text);
-        } else if (field == 2) {
+            Py_SETREF(*(field == BATCH_ID ? &batch_id : &correlation_id), text);
+        } else if (field == BATCH_USER_CONTEXT) {
             has_tenant = 1;
             if (read_user_context(&reader, &user_id, &company_id, &tier, &equity, &currency) <
                 0) {
                 goto done;
             }
-        } else if (field == 3) {
+        } else if (field == BATCH_PRODUCED_AT) {
             if (read_time(&reader, &produced) < 0) {
                 goto done;
             }
@@ -928,13 +1030,19 @@ static PyObject *decode_batch(PyObject *module, PyObject *data) {
             Py_DECREF(prediction);
         }
     }
-    PyObject *items[10] = {
-        Py_NewRef(batch_id),      PyBool_FromLong(has_tenant),   Py_NewRef(user_id),
-        Py_NewRef(company_id),    PyLong_FromLongLong(tier),     PyFloat_FromDouble(equity),
-        Py_NewRef(currency),      time_nanoseconds(produced), Py_NewRef(correlation_id),
-        Py_NewRef(predictions),
+    PyObject *items[BATCH_TUPLE_SIZE] = {
+        [AT_BATCH_ID] = Py_NewRef(batch_id),
+        [AT_HAS_TENANT] = PyBool_FromLong(has_tenant),
+        [AT_USER_ID] = Py_NewRef(user_id),
+        [AT_COMPANY_ID] = Py_NewRef(company_id),
+        [AT_TIER] = PyLong_FromLongLong(tier),
+        [AT_EQUITY] = PyFloat_FromDouble(equity),
+        [AT_CURRENCY] = Py_NewRef(currency),
+        [AT_PRODUCED_NS] = time_nanoseconds(produced),
+        [AT_CORRELATION_ID] = Py_NewRef(correlation_id),
+        [AT_PREDICTIONS] = Py_NewRef(predictions),
     };
-    result = tuple_of(10, items);
+    result = tuple_of(BATCH_TUPLE_SIZE, items);
 done:
     Py_DECREF(batch_id);
     Py_DECREF(user_id);
@@ -981,7 +1089,7 @@ PyMODINIT_FUNC PyInit__fastwire(void) {
         Py_DECREF(module);
         return NULL;
     }
-    for (long field = 1; field <= 14; field++) {
+    for (long field = 1; field <= PREDICTION_LAST_FIELD; field++) {
         PyObject *key = PyLong_FromLong(field);
         PyObject *value = PyLong_FromLong((long)prediction_wire_types[field]);
         int status = (key && value) ? PyDict_SetItem(wire_types, key, value) : -1;

@@ -18,35 +18,64 @@ def decode_batch(data: bytes) -> BatchInput:
     truncated data, a string that is not UTF-8, and anything else the protobuf
     runtime refuses (field number 0, for one) is an error.
     """
-    raw = _fastwire.decode_batch(data)
-    produced_ns = raw[7]
-    return BatchInput(
-        raw[0],
-        raw[1],
-        raw[2],
-        raw[3],
-        raw[4],
-        raw[5],
-        raw[6],
+    # The C codec's tuples, unpacked by name in the order _fastwire.c lays them out.
+    (
+        batch_id,
+        has_tenant,
+        user_id,
+        company_id,
+        tier,
+        equity,
+        currency,
         produced_ns,
-        raw[8],
-        [
+        correlation_id,
+        raw_predictions,
+    ) = _fastwire.decode_batch(data)
+    predictions: list[PredictionInput] = []
+    for (
+        prediction_id,
+        symbol,
+        direction,
+        confidence,
+        price,
+        predicted_price,
+        bid,
+        ask,
+        spread_pips,
+        volume,
+        horizon_ns,
+        observed_ns,
+        votes,
+        patterns,
+    ) in raw_predictions:
+        predictions.append(
             PredictionInput(
-                p[0],
-                p[1],
-                p[2],
-                p[3],
-                p[4],
-                p[5],
-                p[6],
-                p[7],
-                p[8],
-                p[9],
-                p[10],
-                produced_ns if p[11] is None else p[11],
-                p[12],
-                p[13],
+                prediction_id=prediction_id,
+                symbol=symbol,
+                direction=direction,
+                confidence=confidence,
+                price=price,
+                predicted_price=predicted_price,
+                bid=bid,
+                ask=ask,
+                spread_pips=spread_pips,
+                volume=volume,
+                horizon_ns=horizon_ns,
+                # A prediction without a timestamp was priced when its batch was produced.
+                observed_ns=produced_ns if observed_ns is None else observed_ns,
+                votes=votes,
+                patterns=patterns,
             )
-            for p in raw[9]
-        ],
+        )
+    return BatchInput(
+        batch_id=batch_id,
+        has_tenant=has_tenant,
+        user_id=user_id,
+        company_id=company_id,
+        tier=tier,
+        equity=equity,
+        currency=currency,
+        produced_ns=produced_ns,
+        correlation_id=correlation_id,
+        predictions=predictions,
     )
