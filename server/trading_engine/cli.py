@@ -33,6 +33,7 @@ from trading_engine.config import (
     add_arguments,
     from_arguments,
 )
+from trading_engine.core import instruments
 from trading_engine.devstack import recordings
 from trading_engine.devstack.stack import DevStack, Endpoints
 from trading_engine.engine import EngineLimits
@@ -46,6 +47,7 @@ from trading_engine.replay.backtest import (
 )
 from trading_engine.replay.report import html_report
 from trading_engine.replay.runner import ReplayProgress, stored_session
+from trading_engine.replay.simulate import Costs, CostTable
 from trading_engine.replay.sources import (
     RecordingError,
     count_batches,
@@ -414,6 +416,16 @@ def _replay_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
     replay.add_argument(
         "--equity", type=_above_zero, help="starting equity (default: the first batch's)"
     )
+    replay.add_argument(
+        "--slippage-pips", type=_symbol_cost, action="append", default=[],
+        metavar="[SYMBOL=]PIPS", help="pips by which simulated market fills and stops are worse "
+        "(default 0); SYMBOL= for one instrument; may be repeated",
+    )  # fmt: skip
+    replay.add_argument(
+        "--commission", type=_symbol_cost, action="append", default=[],
+        metavar="[SYMBOL=]AMOUNT", help="account currency per lot for a simulated round trip, "
+        "charged on the close (default 0); SYMBOL= for one instrument; may be repeated",
+    )  # fmt: skip
     replay.add_argument("--report", type=Path, help="write an HTML report with equity curves")
     replay.add_argument(
         "--list", type=int, default=20, help="differences listed per kind (default %(default)s)"
@@ -680,7 +692,7 @@ def _replay(args: argparse.Namespace) -> int:
             sides.append(ReplayStrategies(candidates[0]))
         plan = BacktestPlan(
             sides, EngineLimits(max_batch_size=args.max_batch_size), args.user,
-            args.prices, args.equity,
+            args.prices, args.equity, _cost_table(args.slippage_pips, args.commission),
         )  # fmt: skip
         if args.from_history:
             backtest = asyncio.run(_replay_history(args, plan))
@@ -757,6 +769,32 @@ def _write_report(path: Path, backtest: Backtest) -> None:
     title = "Backtest: " + " vs ".join(side.name for side in sides)
     path.write_text(html_report(sides, title, time.time_ns()), encoding="utf-8")
     print(f"report written to {path}", file=sys.stderr)
+
+
+def _symbol_cost(text: str) -> tuple[str, float]:
+    """("", amount) from "AMOUNT", (symbol, amount) from "SYMBOL=AMOUNT"; amount >= 0."""
+    symbol, _, amount = text.rpartition("=")
+    symbol = symbol.strip().upper()
+    if symbol and instruments.lookup(symbol) is None:
+        raise argparse.ArgumentTypeError(f"{symbol!r} is not an instrument the engine knows")
+    return symbol, _at_least_zero(amount)
+
+
+def _cost_table(
+    slippages: Sequence[tuple[str, float]], commissions: Sequence[tuple[str, float]]
+) -> CostTable:
+    """The costs the flags give: a value without a symbol is every other instrument's."""
+    default_slippage = dict(slippages).get("", 0.0)
+    default_commission = dict(commissions).get("", 0.0)
+    by_symbol = {
+        symbol: Costs(
+            slippage_pips=dict(slippages).get(symbol, default_slippage),
+            commission_per_lot=dict(commissions).get(symbol, default_commission),
+        )
+        for symbol, _ in (*slippages, *commissions)
+        if symbol
+    }
+    return CostTable(Costs(default_slippage, default_commission), by_symbol)
 
 
 def _at_least_zero(text: str) -> float:

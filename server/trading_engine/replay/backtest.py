@@ -26,7 +26,13 @@ from trading_engine.replay.runner import (
     replay_stored,
     reproduction,
 )
-from trading_engine.replay.simulate import PriceSeries, SimulatedRun, simulate_run
+from trading_engine.replay.simulate import (
+    NO_COST_TABLE,
+    CostTable,
+    PriceSeries,
+    SimulatedRun,
+    simulate_run,
+)
 from trading_engine.replay.sources import RecordedBatch
 from trading_engine.replay.strategies import ReplayStrategies
 from trading_engine.stores.base import Store
@@ -62,6 +68,8 @@ class BacktestPlan:
     prices_csv: Path | None = None
     # The account's equity at the start; None: what the user's first batch reported.
     starting_equity: float | None = None
+    # Slippage and commission per instrument, whatever the strategy.
+    costs: CostTable = NO_COST_TABLE
 
 
 Progress = Callable[[ReplayProgress], None]
@@ -116,7 +124,9 @@ def _finish(
             if plan.prices_csv is not None
             else PriceSeries.from_predictions(_parsed(batches))
         )
-        performance = [simulate_run(signals, prices, equity, currency) for signals in signal_sets]
+        performance = [
+            simulate_run(signals, prices, equity, currency, plan.costs) for signals in signal_sets
+        ]
     return Backtest(
         sides=[
             BacktestSide(side.name, signals, run, currency)

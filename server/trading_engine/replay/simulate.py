@@ -6,30 +6,45 @@ answers with the `ExecutionResult` messages a broker would have sent;
 `summarize`, so a backtest reports the same figures, computed the same way, as
 the live engine. Nothing here computes profit, pips or drawdown.
 
-A bar is the high, low and close of the prices up to and including its end
-instant; a single price is a bar whose three prices are equal. Prices are
-compared in the instrument's ticks, as `outcome_of` compares them. The rules:
+A bar is the open, high, low and close of the prices after its start and up to
+and including its end instant; a single price is a bar whose four prices are
+equal, starting and ending at its instant. Prices are compared in the
+instrument's ticks, as `outcome_of` compares them. A fill is never booked at a
+price outside the range of the bar it happens in. The rules:
 
 - Only ACTIONABLE signals with an entry are simulated; any other gives no results.
 - Only bars ending strictly after the signal's `generated_at` count: a decision
   cannot trade on prices it had already seen.
-- A MARKET order fills at `entry_price` at `generated_at`: no slippage, no latency.
+- A bar's open counts only when the bar is known to start at or after the
+  order or position it is checked for (a bar that began before the decision
+  opened before the order existed), and only when the bars carry an open. An
+  open that does not count is unknown: then no gap can be seen, a level inside
+  the bar fills at the level, and a level the whole bar lies beyond fills at
+  the bar's nearest price to it.
+- A MARKET order fills at `entry_price` at `generated_at`, worse by the
+  instrument's slippage (default none); no latency.
 - A LIMIT order fills at `limit_price` (`entry_price` when that is 0) at the end
-  of the first bar that trades through it (a buy: low <= limit; a sell: high >=
-  limit), provided that bar ends no later than `valid_until` when it is set.
-  When the prices reach `valid_until` without such a fill, the order expires:
-  one EXPIRED result at `valid_until` (outcome NOT_FILLED). When they end before
-  the order filled or expired, there is no result (outcome UNSPECIFIED).
+  of the first bar that trades through it (a buy: low below the limit; a sell:
+  high above it; merely touching it is not enough, the queue ahead may take all
+  there is), or at the bar's open when the bar opens beyond it (a gap: better
+  than the limit), provided that bar ends no later than `valid_until` when it
+  is set. When the prices reach `valid_until` without such a fill, the order
+  expires: one EXPIRED result at `valid_until` (outcome NOT_FILLED). When they
+  end before the order filled or expired, there is no result (outcome UNSPECIFIED).
 - After the fill, each bar ending after the fill instant is checked (the fill
   bar's own prices may come before the fill, so it is not): a buy stops out
   when the low reaches `stop_loss` and takes profit when the high reaches
-  `take_profit`, a sell the mirror. A bar reaching both counts as the stop: a
-  bar does not say which came first, and assuming the worst keeps a backtest
-  from flattering the strategy. The position closes at exactly the stop or
-  take-profit price at the bar's end. Still open when the prices end: no CLOSED
-  result (outcome OPEN).
-- Results carry no commission and no currency, so `outcome_of` values a close
-  at pips x the signal's pip value x lots, in the account currency.
+  `take_profit`, a sell the mirror. A bar that opens beyond a level went through
+  it before anything else: a stop fills at the open (worse than the stop), a
+  target at the open (better). Otherwise a stop fills at the stop and a target
+  at the target. A bar that opens between the levels and reaches both counts as
+  the stop: a bar does not say which came first, and assuming the worst keeps a
+  backtest from flattering the strategy. The position closes at the bar's end;
+  a stop's price is worse by the instrument's slippage, within the bar's range.
+  Still open when the prices end: no CLOSED result (outcome OPEN).
+- Results carry no currency, so `outcome_of` values a close at pips x the
+  signal's pip value x lots, in the account currency, less the instrument's
+  commission per lot (default none), charged on the close for the round trip.
 - Known simplification: a multi-leg entry (`entry.legs`, staggered take
   profits) is simulated as its single combined order: the total size, the main
   stop loss and the main take profit.
@@ -80,10 +95,47 @@ class Bar:
     high: float
     low: float
     close: float
+    # Its first price; None when the bars do not say.
+    open: float | None = None
+    # The instant it starts (its prices are after it), ns since the epoch; None when unknown.
+    start_ns: int | None = None
 
 
 def _end_ns(bar: Bar) -> int:
     return bar.time_ns
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Costs:
+    """What trading one instrument costs beyond the prices, in a simulation."""
+
+    # Pips by which a market fill and a stop are worse than asked, >= 0.
+    slippage_pips: float = 0.0
+    # Account currency per lot for the round trip, charged on the close, >= 0.
+    commission_per_lot: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("slippage_pips", "commission_per_lot"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} must be a number >= 0, got {value}")
+
+
+NO_COSTS: Final = Costs()
+
+
+@dataclasses.dataclass(frozen=True)
+class CostTable:
+    """The costs of each instrument: its own when named, else the default."""
+
+    default: Costs = NO_COSTS
+    by_symbol: Mapping[str, Costs] = dataclasses.field(default_factory=dict)
+
+    def of(self, symbol: str) -> Costs:
+        return self.by_symbol.get(symbol, self.default)
+
+
+NO_COST_TABLE: Final = CostTable()
 
 
 class PriceSeries:
@@ -114,17 +166,21 @@ class PriceSeries:
                 else:
                     continue
                 if math.isfinite(price) and price > 0.0:
-                    bars[prediction.symbol].append(Bar(time_ns, price, price, price))
+                    bars[prediction.symbol].append(_tick(time_ns, price))
         return cls(bars)
 
     @classmethod
     def from_csv(cls, path: Path) -> PriceSeries:
         """Bars from a CSV file with a header naming at least symbol, time, high, low and close.
 
-        Columns may come in any order and others (open, volume) are ignored. A
-        time is ISO-8601 with a zone (2026-11-20T10:00:00Z) or whole seconds
-        since the Unix epoch. Raises ValueError naming the line and the problem
-        for a header without those columns or a row that is not a valid bar.
+        Columns may come in any order; `open` is read when there is such a column
+        (a row may leave it empty: unknown), others (volume) are ignored. A time
+        is ISO-8601 with a zone (2026-11-20T10:00:00Z) or whole seconds since the
+        Unix epoch, and is the instant the bar ends. A bar starts where its
+        symbol's bars are usually apart before its end (the most common spacing);
+        a symbol with one bar has no known start. Raises ValueError naming the
+        line and the problem for a header without those columns or a row that
+        is not a valid bar.
         """
         bars: defaultdict[str, list[Bar]] = defaultdict(list)
         with path.open(newline="") as file:
@@ -138,11 +194,34 @@ class PriceSeries:
                 except ValueError as problem:
                     raise ValueError(f"{path}, line {reader.line_num}: {problem}") from None
                 bars[symbol].append(bar)
-        return cls(bars)
+        return cls({symbol: _with_starts(series) for symbol, series in bars.items()})
 
     def bars(self, symbol: str) -> Sequence[Bar]:
         """The symbol's bars in time order; none for a symbol without prices."""
         return self._bars.get(symbol, ())
+
+
+def _tick(time_ns: int, price: float) -> Bar:
+    """A single price: a bar of no length whose four prices are that price."""
+    return Bar(time_ns, price, price, price, open=price, start_ns=time_ns)
+
+
+def usual_spacing_ns(times_ns: Sequence[int]) -> int | None:
+    """The most common gap between consecutive distinct instants (the shortest of equally common
+    ones); None for fewer than two."""
+    ordered = sorted(set(times_ns))
+    gaps = Counter(later - earlier for earlier, later in itertools.pairwise(ordered))
+    if not gaps:
+        return None
+    most = max(gaps.values())
+    return min(gap for gap, count in gaps.items() if count == most)
+
+
+def _with_starts(bars: Sequence[Bar]) -> list[Bar]:
+    length_ns = usual_spacing_ns([bar.time_ns for bar in bars])
+    if length_ns is None:
+        return list(bars)
+    return [dataclasses.replace(bar, start_ns=bar.time_ns - length_ns) for bar in bars]
 
 
 def _csv_bar(row: Mapping[str, str | None]) -> tuple[str, Bar]:
@@ -154,7 +233,11 @@ def _csv_bar(row: Mapping[str, str | None]) -> tuple[str, Bar]:
     high, low, close = (_price(column, text[column]) for column in ("high", "low", "close"))
     if not low <= close <= high:
         raise ValueError(f"need low <= close <= high, got low {low}, close {close}, high {high}")
-    return text["symbol"], Bar(_instant_ns(text["time"]), high, low, close)
+    open_text = (row.get("open") or "").strip()
+    opened = _price("open", open_text) if open_text else None
+    if opened is not None and not low <= opened <= high:
+        raise ValueError(f"need low <= open <= high, got low {low}, open {opened}, high {high}")
+    return text["symbol"], Bar(_instant_ns(text["time"]), high, low, close, open=opened)
 
 
 def _price(column: str, text: str) -> float:
@@ -185,7 +268,8 @@ def _instant_ns(text: str) -> int:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Side:
-    """Prices as a position on one side sees them: ticks signed so that larger is better."""
+    """Prices as a position on one side sees them: ticks signed so that larger is better
+    for the position (a buy's high, a sell's low)."""
 
     # +1 for a buy, -1 for a sell.
     sign: int
@@ -193,6 +277,9 @@ class _Side:
 
     def ticks(self, price: float) -> int:
         return self.sign * self.instrument.to_ticks(price)
+
+    def price(self, signed_ticks: int) -> float:
+        return self.instrument.price(self.sign * signed_ticks)
 
     def adverse(self, bar: Bar) -> int:
         """The bar's worst price for the position: a buy's low, a sell's high."""
@@ -202,6 +289,16 @@ class _Side:
         """The bar's best price for the position: a buy's high, a sell's low."""
         return max(self.ticks(bar.low), self.ticks(bar.high))
 
+    def opening(self, bar: Bar, since_ns: int) -> int | None:
+        """The bar's open when it counts for something that began at `since_ns`, else None."""
+        if bar.open is None or bar.start_ns is None or bar.start_ns < since_ns:
+            return None
+        return self.ticks(bar.open)
+
+    def within(self, bar: Bar, signed_ticks: int) -> int:
+        """`signed_ticks` moved into the bar's range when it lies beyond it."""
+        return min(max(signed_ticks, self.adverse(bar)), self.favourable(bar))
+
 
 def _actionable(signal: signal_pb2.TradingSignal) -> bool:
     actionable = signal.disposition == signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
@@ -209,45 +306,87 @@ def _actionable(signal: signal_pb2.TradingSignal) -> bool:
 
 
 def simulate_signal(
-    signal: signal_pb2.TradingSignal, bars: Sequence[Bar], instrument: Instrument
+    signal: signal_pb2.TradingSignal,
+    bars: Sequence[Bar],
+    instrument: Instrument,
+    costs: Costs = NO_COSTS,
 ) -> list[execution_pb2.ExecutionResult]:
     """The execution results of `signal` against `bars` (time order), by the module's rules."""
     if not _actionable(signal):
         return []
     entry = signal.entry
     side = _Side(SIDE[signal.signal_type], instrument)
+    slippage_ticks = instrument.pip_ticks(costs.slippage_pips)
     generated_ns = signal.generated_at.ToNanoseconds()
     later = bars[bisect.bisect_right(bars, generated_ns, key=_end_ns) :]
     if entry.order_type == signal_pb2.ORDER_TYPE_LIMIT:
-        price = entry.limit_price or entry.entry_price
+        limit = entry.limit_price or entry.entry_price
         valid_until_ns = (
             entry.valid_until.ToNanoseconds() if entry.HasField("valid_until") else None
         )
-        fill_bar = next((bar for bar in later if side.adverse(bar) <= side.ticks(price)), None)
-        if fill_bar is None or (valid_until_ns is not None and fill_bar.time_ns > valid_until_ns):
+        filled = next(
+            (
+                (bar, ticks)
+                for bar in later
+                if (ticks := _limit_fill(side, bar, side.ticks(limit), generated_ns)) is not None
+            ),
+            None,
+        )
+        if filled is None or (valid_until_ns is not None and filled[0].time_ns > valid_until_ns):
             if valid_until_ns is not None and later and later[-1].time_ns >= valid_until_ns:
                 expired = _result(signal, "expired", E.EXECUTION_STATUS_EXPIRED)
                 expired.executed_at.FromNanoseconds(valid_until_ns)
                 return [expired]
             return []
-        fill_ns = fill_bar.time_ns
+        fill_ns, price = filled[0].time_ns, side.price(filled[1])
     else:
-        price, fill_ns = entry.entry_price, generated_ns
+        # A buyer pays more, a seller gets less: more signed ticks either way.
+        price = side.price(side.ticks(entry.entry_price) + slippage_ticks)
+        fill_ns = generated_ns
     results = [_position_result(signal, "fill", E.EXECUTION_STATUS_FILLED, price, fill_ns)]
+    stop, target = side.ticks(entry.stop_loss), side.ticks(entry.take_profit)
     for bar in later[bisect.bisect_right(later, fill_ns, key=_end_ns) :]:
-        if side.adverse(bar) <= side.ticks(entry.stop_loss):
-            exit_price, reason = entry.stop_loss, E.CLOSE_REASON_STOP_LOSS
-        elif side.favourable(bar) >= side.ticks(entry.take_profit):
-            exit_price, reason = entry.take_profit, E.CLOSE_REASON_TAKE_PROFIT
-        else:
+        exit_ticks, reason = _exit(side, bar, stop, target, fill_ns)
+        if reason == E.CLOSE_REASON_UNSPECIFIED:
             continue
+        if reason == E.CLOSE_REASON_STOP_LOSS:
+            exit_ticks = side.within(bar, exit_ticks - slippage_ticks)
         close = _position_result(signal, "close", E.EXECUTION_STATUS_CLOSED, price, fill_ns)
-        close.exit_price = exit_price
+        close.exit_price = side.price(exit_ticks)
         close.closed_at.FromNanoseconds(bar.time_ns)
         close.close_reason = reason
+        close.commission = costs.commission_per_lot * entry.position_size_lots
         results.append(close)
         break
     return results
+
+
+def _limit_fill(side: _Side, bar: Bar, limit: int, placed_ns: int) -> int | None:
+    """Where `bar` fills a limit order at `limit` placed at `placed_ns`, in the signed ticks of
+    `side` (a buy's lower price is fewer ticks: better for the buyer); None when it does not."""
+    opening = side.opening(bar, placed_ns)
+    if opening is not None and opening < limit:
+        return opening
+    if side.adverse(bar) < limit:
+        return side.within(bar, limit)
+    return None
+
+
+def _exit(
+    side: _Side, bar: Bar, stop: int, target: int, opened_ns: int
+) -> tuple[int, execution_pb2.CloseReason.ValueType]:
+    """Where and why `bar` closes a position opened at `opened_ns` (signed ticks); the reason
+    is UNSPECIFIED when it does not."""
+    opening = side.opening(bar, opened_ns)
+    if opening is not None and opening <= stop:
+        return opening, E.CLOSE_REASON_STOP_LOSS
+    if opening is not None and opening >= target:
+        return opening, E.CLOSE_REASON_TAKE_PROFIT
+    if side.adverse(bar) <= stop:
+        return side.within(bar, stop), E.CLOSE_REASON_STOP_LOSS
+    if side.favourable(bar) >= target:
+        return side.within(bar, target), E.CLOSE_REASON_TAKE_PROFIT
+    return 0, E.CLOSE_REASON_UNSPECIFIED
 
 
 def _result(
@@ -302,6 +441,7 @@ def simulate_run(
     prices: PriceSeries,
     starting_equity: float,
     account_currency: str = DEFAULT_CURRENCY,
+    costs: CostTable = NO_COST_TABLE,
 ) -> SimulatedRun:
     """Every signal simulated against `prices` and summarized as the live engine would.
 
@@ -313,7 +453,8 @@ def simulate_run(
         instrument = instruments.lookup(signal.symbol)
         if not _actionable(signal) or instrument is None:
             continue
-        results = simulate_signal(signal, prices.bars(signal.symbol), instrument)
+        bars = prices.bars(signal.symbol)
+        results = simulate_signal(signal, bars, instrument, costs.of(signal.symbol))
         rows.append(outcome_of(facts_of(signal), results, instrument, account_currency).result)
     # As the live summary (analytics.summary): rows are actionable; counts are every decision.
     stats = dataclasses.replace(
