@@ -24,6 +24,7 @@ from trading_engine.core.performance import (
     PerformanceStats,
     SignalResult,
     breakdown,
+    realised_steps,
     summarize,
     window_start_ns,
 )
@@ -308,17 +309,26 @@ def test_largest_absolute_and_relative_drawdowns_may_come_from_different_points(
     assert stats.max_drawdown_fraction == 0.5
 
 
-def test_closes_at_the_same_instant_are_ordered_by_signal_id() -> None:
-    # Both close at t=7. "a" first: 1,000 -> 950 -> 1,050, fraction 50 / 1,000.
-    # ("b" first would give 1,100 -> 1,050, fraction 50 / 1,100.)
+@pytest.mark.parametrize(
+    ("winner", "loser"), [("trader-1:p1", "trader-1:p2"), ("trader-2:p2", "trader-2:p1")]
+)
+def test_closes_at_the_same_instant_are_netted_whatever_the_signal_ids(
+    winner: str, loser: str
+) -> None:
+    # Signal ids derive from company, user and prediction: the same two closes at t=7 must give
+    # the same drawdown whoever's they are. Netted: 10,000 -> 10,000 + 500 - 1,000 = 9,500 at t=7,
+    # then 9,800 at t=8. (Ordered by id they gave 1,000 when the loss came first, and
+    # 1,000 / 10,500 of the peak when the win did.)
     rows = [
-        _result(signal_id, WIN if money > 0 else LOSS, profit_loss=money, closed_ns=7)
-        for signal_id, money in (("b", 100.0), ("a", -50.0))
+        _result(winner, WIN, profit_loss=500.0, closed_ns=7),
+        _result(loser, LOSS, profit_loss=-1_000.0, closed_ns=7),
+        _result("later", WIN, profit_loss=300.0, closed_ns=8),
     ]
 
-    stats = summarize(rows, 1_000.0)
+    stats = summarize(rows, 10_000.0)
 
-    assert (stats.max_drawdown, stats.max_drawdown_fraction) == (50.0, 0.05)
+    assert (stats.max_drawdown, stats.max_drawdown_fraction) == (500.0, 0.05)
+    assert realised_steps(rows) == [(7, -500.0), (8, 300.0)]
 
 
 def test_drawdown_fraction_needs_a_positive_peak_and_stops_at_one() -> None:
@@ -516,7 +526,7 @@ def _results(draw: st.DrawFn) -> SignalResult:
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)
-# Signal ids are unique, as in the store, so closing order is total.
+# Signal ids are unique, as in the store.
 @given(
     st.lists(_results(), max_size=20, unique_by=lambda result: result.signal_id),
     st.floats(0.0, 100_000.0),

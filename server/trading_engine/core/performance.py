@@ -137,19 +137,21 @@ class PerformanceStats:
 def summarize(results: Iterable[SignalResult], starting_equity: float) -> PerformanceStats:
     """The figures over `results`; money figures count closed signals only.
 
-    Drawdown follows the equity curve that starts at `starting_equity` and adds
-    each closed signal's profit or loss in the order `(closed_ns, signal_id)`.
-    `max_drawdown` is the largest fall below the running peak and
+    Drawdown follows the realised equity curve (`realised_steps`): it starts at
+    `starting_equity` and adds, for each instant a signal closed at, the net
+    profit or loss of every signal closed at that instant. Closes at one
+    instant are one step, so the figures do not depend on the signal ids, which
+    name the tenant. `max_drawdown` is the largest fall below the running peak and
     `max_drawdown_fraction` the largest fall as a fraction of its peak (only
     while the peak is positive; a fall below zero counts as 1). The two maxima
     are taken separately and may come from different points: a small fall from
     a low peak can be the larger fraction.
 
-    Sums use `math.fsum`, which rounds the exact sum once, so with unique signal
-    ids the figures do not depend on the order the rows arrive in.
+    Sums use `math.fsum`, which rounds the exact sum once, so the figures do
+    not depend on the order the rows arrive in.
     """
     rows = tuple(results)
-    closed = closed_in_curve_order(rows)
+    closed = [result for result in rows if result.outcome in _CLOSED]
     outcomes = Counter(result.outcome for result in closed)
     slippages = [result.slippage_pips for result in rows if result.slippage_pips is not None]
     latencies = [
@@ -160,7 +162,9 @@ def summarize(results: Iterable[SignalResult], starting_equity: float) -> Perfor
     total_profit_loss = math.fsum(profit_losses)
     gross_loss = -math.fsum(value for value in profit_losses if value < 0.0)
     gross_profit = math.fsum(value for value in profit_losses if value > 0.0)
-    max_drawdown, max_drawdown_fraction = _drawdowns(starting_equity, profit_losses)
+    max_drawdown, max_drawdown_fraction = _drawdowns(
+        starting_equity, (step for _, step in realised_steps(closed))
+    )
     return PerformanceStats(
         signals_total=len(rows),
         signals_by_type=tuple(sorted(Counter(result.signal_type for result in rows).items())),
@@ -183,12 +187,18 @@ def summarize(results: Iterable[SignalResult], starting_equity: float) -> Perfor
     )
 
 
-def closed_in_curve_order(results: Iterable[SignalResult]) -> list[SignalResult]:
-    """The closed results in the order the equity curve adds them: (closed_ns, signal_id)."""
-    return sorted(
-        (result for result in results if result.outcome in _CLOSED),
-        key=lambda result: (result.closed_ns, result.signal_id),
-    )
+def realised_steps(results: Iterable[SignalResult]) -> list[tuple[int, float]]:
+    """(instant, net profit or loss of the signals closed at it) for each instant a closed
+    result closed at, oldest first: the steps of the realised equity curve.
+
+    Closes at one instant are netted (with `math.fsum`): nothing tells which came first, and
+    ordering them by id would make the drawdown depend on whose signals they are.
+    """
+    at: defaultdict[int, list[float]] = defaultdict(list)
+    for result in results:
+        if result.outcome in _CLOSED:
+            at[result.closed_ns].append(result.profit_loss)
+    return [(instant, math.fsum(at[instant])) for instant in sorted(at)]
 
 
 def breakdown(

@@ -72,7 +72,7 @@ from trading_engine.core.outcomes import facts_of, outcome_of
 from trading_engine.core.performance import (
     PerformanceStats,
     SignalResult,
-    closed_in_curve_order,
+    realised_steps,
     summarize,
 )
 from trading_engine.engine import DEFAULT_CURRENCY
@@ -427,7 +427,8 @@ class SimulatedRun:
     results: tuple[SignalResult, ...]
     stats: PerformanceStats
     # (ns since the epoch, equity): the start (the first signal's decision, 0 without signals)
-    # at `starting_equity`, then the equity after each close, in the order `summarize` adds them.
+    # at `starting_equity`, then the equity after each instant something closed at (closes at
+    # one instant netted), as `summarize` adds them.
     curve: tuple[tuple[int, float], ...]
     starting_equity: float
     # Filled and not closed when the prices ended.
@@ -462,10 +463,10 @@ def simulate_run(
         signals_total=len(decided),
         signals_by_type=tuple(sorted(Counter(s.signal_type for s in decided).items())),
     )
-    closed = closed_in_curve_order(rows)
+    steps = realised_steps(rows)
     start_ns = min((signal.generated_at.ToNanoseconds() for signal in decided), default=0)
-    equities = itertools.accumulate((row.profit_loss for row in closed), initial=starting_equity)
-    times = (start_ns, *(row.closed_ns for row in closed))
+    equities = itertools.accumulate((step for _, step in steps), initial=starting_equity)
+    times = (start_ns, *(instant for instant, _ in steps))
     return SimulatedRun(
         results=tuple(rows),
         stats=stats,
