@@ -47,7 +47,7 @@ from trading_engine.replay.backtest import (
 )
 from trading_engine.replay.report import html_report
 from trading_engine.replay.runner import ReplayProgress, stored_session
-from trading_engine.replay.simulate import Costs, CostTable
+from trading_engine.replay.simulate import BarTime, Costs, CostTable
 from trading_engine.replay.sources import (
     RecordingError,
     count_batches,
@@ -410,8 +410,13 @@ def _replay_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
     replay.add_argument("--strategy", type=Path, help="a candidate strategy (StrategyConfig JSON)")
     replay.add_argument("--compare", type=Path, help="a second strategy to compare with")
     replay.add_argument(
-        "--prices", type=Path, help="CSV bars (symbol,time,high,low,close) to simulate against; "
-        "default: the prices the predictions carry"
+        "--prices", type=Path, help="CSV bars (symbol,time,open,high,low,close; open optional) "
+        "to simulate against; default: the prices the predictions carry"
+    )  # fmt: skip
+    replay.add_argument(
+        "--bar-time", choices=[way.value for way in BarTime], default=BarTime.CLOSE.value,
+        help="with --prices: whether a bar's time is its open (start, as most data vendors "
+        "label bars) or its close (end) (default %(default)s)",
     )  # fmt: skip
     replay.add_argument(
         "--equity", type=_above_zero, help="starting equity (default: the first batch's)"
@@ -693,6 +698,7 @@ def _replay(args: argparse.Namespace) -> int:
         plan = BacktestPlan(
             sides, EngineLimits(max_batch_size=args.max_batch_size), args.user,
             args.prices, args.equity, _cost_table(args.slippage_pips, args.commission),
+            BarTime(args.bar_time),
         )  # fmt: skip
         if args.from_history:
             backtest = asyncio.run(_replay_history(args, plan))

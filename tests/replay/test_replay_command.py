@@ -170,3 +170,42 @@ async def test_bars_from_a_csv_give_the_hand_computed_figures(tmp_path: Path) ->
     assert rows["open at end"] == ["1", "2"]
     assert re.search(r"^total P/L +250\.00 USD +0\.00 USD$", shown.stdout, re.MULTILINE)
     assert re.search(r"^max drawdown +0\.00 USD +0\.00 USD$", shown.stdout, re.MULTILINE)
+
+
+async def test_the_bar_time_flag_both_ways_with_costs_as_the_user_sees_them(tmp_path: Path) -> None:
+    recording, _ = _files(tmp_path)
+    bars = tmp_path / "bars.csv"
+    # Ten-minute GBPUSD bars. gbp-72 buys 1.25 lots at 1.27048 at 08:00, stop 1.26848, target
+    # 1.27448. The bar labelled 08:00 reaches the stop, the one labelled 08:10 the target.
+    bars.write_text(
+        "symbol,time,open,high,low,close\n"
+        "GBPUSD,2027-01-15T08:00:00Z,1.27050,1.27100,1.26800,1.26900\n"
+        "GBPUSD,2027-01-15T08:10:00Z,1.26900,1.27500,1.26890,1.27450\n"
+    )
+
+    async def figures(*flags: str) -> dict[str, Any]:
+        shown = await _replay(recording, "--prices", bars, "--json", *flags)
+        assert shown.returncode == 0, shown.stderr
+        document: dict[str, Any] = json.loads(shown.stdout)
+        return document
+
+    by_close = await figures()
+    # By default a time is the bar's end: the 08:00 bar ended as gbp-72 was decided, so the
+    # 08:10 bar decides it: +40 pips x 10 USD x 1.25 lots = +500.00.
+    assert by_close["prices"] == "bars from bars.csv, each time the bar's end (--bar-time close)"
+    assert by_close["sides"][0]["performance"]["stats"]["total_profit_loss"] == 500.0
+    by_open = await figures("--bar-time", "open", "--slippage-pips", "GBPUSD=0.5",
+                            "--commission", "3")  # fmt: skip
+    # Labelled by its open, the 08:00 bar is the ten minutes after the decision: the stop. The
+    # fill 0.5 pip worse (1.27053), the stop too (1.26843): -21 pips; with 1.25 x 3 USD of
+    # commission, -21 x 10 x 1.25 - 3.75 = -266.25.
+    assert by_open["prices"] == "bars from bars.csv, each time the bar's start (--bar-time open)"
+    stats = by_open["sides"][0]["performance"]["stats"]
+    assert (stats["total_profit_loss_pips"], stats["total_profit_loss"]) == (-21.0, -266.25)
+
+
+async def test_a_cost_for_an_unknown_instrument_is_refused(tmp_path: Path) -> None:
+    recording, _ = _files(tmp_path)
+    shown = await _replay(recording, "--commission", "EURUSX=3")
+    assert shown.returncode == 2
+    assert "'EURUSX' is not an instrument the engine knows" in shown.stderr

@@ -20,9 +20,12 @@ from trading_engine.executions import result_violations
 from trading_engine.replay.simulate import (
     NO_COSTS,
     Bar,
+    BarTime,
     Costs,
     CostTable,
     PriceSeries,
+    bar_time_warning,
+    labelled,
     simulate_run,
     simulate_signal,
 )
@@ -791,3 +794,91 @@ def test_a_csv_header_without_a_required_column_is_refused(tmp_path: Path) -> No
     path.write_text("symbol,time,high,close\nEURUSD,1795168800,1.1,1.05\n")
     with pytest.raises(ValueError, match=re.escape(f"{path}, line 1: the header lacks low")):
         PriceSeries.from_csv(path)
+
+
+HOUR_NS = 60 * MINUTE_NS
+
+
+def _hourly(*hours: float) -> dict[str, list[Bar]]:
+    """EURUSD bars labelled `hours` after T0 as a file gives them, each 1.10 + hour/1000 to
+    0.8 pips above: a market that rises a pip per hour."""
+    bars = []
+    for hour in hours:
+        low = round(1.1 + hour / 1_000, 5)
+        bars.append(Bar(T0 + int(hour * HOUR_NS), round(low + 0.00008, 5), low, low, open=low))
+    return {"EURUSD": bars}
+
+
+def test_bars_labelled_by_their_close_end_at_their_time_and_by_their_open_an_hour_later() -> None:
+    raw = _hourly(0, 1, 3)
+    by_close = labelled(raw, BarTime.CLOSE).bars("EURUSD")
+    by_open = labelled(raw, BarTime.OPEN).bars("EURUSD")
+    # Usually an hour apart (the gap of two hours is two bars missing, not a longer bar).
+    assert [(bar.start_ns, bar.time_ns) for bar in by_close] == [
+        (T0 - HOUR_NS, T0), (T0, T0 + HOUR_NS), (T0 + 2 * HOUR_NS, T0 + 3 * HOUR_NS),
+    ]  # fmt: skip
+    assert [(bar.start_ns, bar.time_ns) for bar in by_open] == [
+        (T0, T0 + HOUR_NS), (T0 + HOUR_NS, T0 + 2 * HOUR_NS), (T0 + 3 * HOUR_NS, T0 + 4 * HOUR_NS),
+    ]  # fmt: skip
+    assert labelled(raw, BarTime.OPEN).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("bar_time", "outcome"),
+    [(BarTime.CLOSE, E.SIGNAL_OUTCOME_WIN), (BarTime.OPEN, E.SIGNAL_OUTCOME_LOSS)],
+)
+def test_the_bar_time_decides_which_bar_a_decision_sees_first(
+    bar_time: BarTime, outcome: int
+) -> None:
+    # A buy at 1.10000 decided at T0, stop 1.09800, target 1.10400. The bar labelled T0 reaches
+    # the stop; the one labelled T0 + 1h the target. Labelled by their close, the first ended at
+    # the decision and is ignored: a win. By their open, it is the hour after the decision: a loss.
+    raw = {
+        "EURUSD": [
+            Bar(T0, 1.1005, 1.0975, 1.0990, open=1.1),
+            Bar(T0 + HOUR_NS, 1.1045, 1.0990, 1.1040, open=1.0990),
+        ]
+    }
+    prices = labelled(raw, bar_time)
+    run = simulate_run([_signal("hour")], prices, 10_000.0)
+    assert [(row.outcome, row.profit_loss) for row in run.results] == [
+        (outcome, 400.0 if outcome == E.SIGNAL_OUTCOME_WIN else -200.0)
+    ]
+
+
+def test_bars_of_mixed_lengths_are_named_in_a_warning() -> None:
+    warnings = labelled(_hourly(0, 1, 2, 2.5), BarTime.CLOSE).warnings
+    assert warnings == (
+        "EURUSD: 1 of 3 gaps between bars are not a whole number of its usual 1 h (the first "
+        "before 2026-11-20T12:30:00Z): bars of other lengths get wrong starts",
+    )
+
+
+def test_a_single_bar_labelled_by_its_open_has_no_known_end() -> None:
+    with pytest.raises(ValueError, match="EURUSD has a single bar: with --bar-time open"):
+        labelled(_hourly(0), BarTime.OPEN)
+
+
+def test_prices_that_sit_in_the_bars_read_the_other_way_flag_the_bar_time() -> None:
+    # Bars labelled by their open, each hour 1 pip higher and 0.8 pips tall; the predictions saw
+    # one price 30 minutes into each hour, inside that hour's bar. Read as labelled by their
+    # close, every price falls in the bar of the hour before, a pip lower: outside it.
+    raw = _hourly(*range(12))
+    ticks = PriceSeries(
+        {
+            "EURUSD": [
+                Bar(T0 + hour * HOUR_NS + 30 * MINUTE_NS, price, price, price)
+                for hour in range(12)
+                for price in [round(1.1 + hour / 1_000 + 0.00004, 5)]
+            ]
+        }
+    )
+    assert bar_time_warning(raw, BarTime.OPEN, ticks) is None
+    assert bar_time_warning(raw, BarTime.CLOSE, ticks) == (
+        "the bars disagree with --bar-time close: read as labelled by their open, 100% of the "
+        "predictions' prices lie within the bar covering them, against 0% as given; check how "
+        "the file labels its bars"
+    )
+    # Too few prices to tell: nothing said.
+    few = PriceSeries({"EURUSD": list(ticks.bars("EURUSD"))[:9]})
+    assert bar_time_warning(raw, BarTime.CLOSE, few) is None

@@ -28,9 +28,13 @@ from trading_engine.replay.runner import (
 )
 from trading_engine.replay.simulate import (
     NO_COST_TABLE,
+    BarTime,
     CostTable,
     PriceSeries,
     SimulatedRun,
+    bar_time_warning,
+    labelled,
+    read_bars_csv,
     simulate_run,
 )
 from trading_engine.replay.sources import RecordedBatch
@@ -57,6 +61,10 @@ class Backtest:
     reproduction: Reproduction | None
     # Why no performance was simulated; empty when it was.
     without_performance: str
+    # Where the simulation's prices came from, for a reader ("" without a simulation).
+    prices: str = ""
+    # What a reader of the figures should know about the prices, one sentence each.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +78,8 @@ class BacktestPlan:
     starting_equity: float | None = None
     # Slippage and commission per instrument, whatever the strategy.
     costs: CostTable = NO_COST_TABLE
+    # What the times in `prices_csv` name.
+    bar_time: BarTime = BarTime.CLOSE
 
 
 Progress = Callable[[ReplayProgress], None]
@@ -115,15 +125,13 @@ def _finish(
     performance: list[SimulatedRun | None] = [None] * len(signal_sets)
     currency = DEFAULT_CURRENCY
     why_not = _why_no_performance(users)
+    source = ""
+    warnings: tuple[str, ...] = ()
     if not why_not:
         first = _first_batch_of(users[0], batches)
         currency = first.user_context.account_currency or DEFAULT_CURRENCY
         equity = plan.starting_equity or first.user_context.account_equity
-        prices = (
-            PriceSeries.from_csv(plan.prices_csv)
-            if plan.prices_csv is not None
-            else PriceSeries.from_predictions(_parsed(batches))
-        )
+        prices, source, warnings = _prices(plan, batches)
         performance = [
             simulate_run(signals, prices, equity, currency, plan.costs) for signals in signal_sets
         ]
@@ -136,7 +144,28 @@ def _finish(
         comparison=compare(*signal_sets) if len(signal_sets) == 2 else None,
         reproduction=reproduction(replay, session) if session is not None else None,
         without_performance=why_not,
+        prices=source,
+        warnings=warnings,
     )
+
+
+def _prices(
+    plan: BacktestPlan, batches: list[RecordedBatch]
+) -> tuple[PriceSeries, str, tuple[str, ...]]:
+    """The prices to simulate against, where they came from in a sentence, and the warnings
+    about them."""
+    observed = PriceSeries.from_predictions(_parsed(batches))
+    if plan.prices_csv is None:
+        return observed, "the prices the predictions carry (each a bar of no length)", ()
+    raw = read_bars_csv(plan.prices_csv)
+    bars = labelled(raw, plan.bar_time)
+    disagreement = bar_time_warning(raw, plan.bar_time, observed)
+    named = "start" if plan.bar_time is BarTime.OPEN else "end"
+    source = (
+        f"bars from {plan.prices_csv.name}, each time the bar's {named} "
+        f"(--bar-time {plan.bar_time.value})"
+    )
+    return bars, source, (*bars.warnings, *([disagreement] if disagreement else []))
 
 
 def _why_no_performance(users: list[str]) -> str:

@@ -55,6 +55,7 @@ from __future__ import annotations
 import bisect
 import csv
 import dataclasses
+import enum
 import itertools
 import math
 from collections import Counter, defaultdict
@@ -138,15 +139,26 @@ class CostTable:
 NO_COST_TABLE: Final = CostTable()
 
 
+class BarTime(enum.Enum):
+    """What the time of a bar in a bars file names."""
+
+    # The instant its first price may be, as most data vendors and backtesting libraries label.
+    OPEN = "open"
+    # The instant it ends: its prices are up to and including it.
+    CLOSE = "close"
+
+
 class PriceSeries:
     """Price bars per symbol, each symbol's in time order."""
 
-    def __init__(self, bars: Mapping[str, Iterable[Bar]]) -> None:
+    def __init__(self, bars: Mapping[str, Iterable[Bar]], warnings: Sequence[str] = ()) -> None:
         """Of two bars of a symbol ending at the same instant, the later one given is kept."""
         self._bars: dict[str, tuple[Bar, ...]] = {
             symbol: tuple(sorted({bar.time_ns: bar for bar in series}.values(), key=_end_ns))
             for symbol, series in bars.items()
         }
+        # What a reader of the results should know about the bars, one sentence each.
+        self.warnings = tuple(warnings)
 
     @classmethod
     def from_predictions(cls, batches: Iterable[prediction_pb2.MLPredictionBatch]) -> PriceSeries:
@@ -170,35 +182,17 @@ class PriceSeries:
         return cls(bars)
 
     @classmethod
-    def from_csv(cls, path: Path) -> PriceSeries:
-        """Bars from a CSV file with a header naming at least symbol, time, high, low and close.
-
-        Columns may come in any order; `open` is read when there is such a column
-        (a row may leave it empty: unknown), others (volume) are ignored. A time
-        is ISO-8601 with a zone (2026-11-20T10:00:00Z) or whole seconds since the
-        Unix epoch, and is the instant the bar ends. A bar starts where its
-        symbol's bars are usually apart before its end (the most common spacing);
-        a symbol with one bar has no known start. Raises ValueError naming the
-        line and the problem for a header without those columns or a row that
-        is not a valid bar.
-        """
-        bars: defaultdict[str, list[Bar]] = defaultdict(list)
-        with path.open(newline="") as file:
-            reader = csv.DictReader(file)
-            missing = [column for column in _CSV_COLUMNS if column not in (reader.fieldnames or ())]
-            if missing:
-                raise ValueError(f"{path}, line 1: the header lacks {', '.join(missing)}")
-            for row in reader:
-                try:
-                    symbol, bar = _csv_bar(row)
-                except ValueError as problem:
-                    raise ValueError(f"{path}, line {reader.line_num}: {problem}") from None
-                bars[symbol].append(bar)
-        return cls({symbol: _with_starts(series) for symbol, series in bars.items()})
+    def from_csv(cls, path: Path, bar_time: BarTime = BarTime.CLOSE) -> PriceSeries:
+        """Bars from a CSV file (`read_bars_csv`), each time read as `bar_time` says."""
+        return labelled(read_bars_csv(path), bar_time)
 
     def bars(self, symbol: str) -> Sequence[Bar]:
         """The symbol's bars in time order; none for a symbol without prices."""
         return self._bars.get(symbol, ())
+
+    def symbols(self) -> list[str]:
+        """The symbols with prices, ascending."""
+        return sorted(self._bars)
 
 
 def _tick(time_ns: int, price: float) -> Bar:
@@ -217,11 +211,142 @@ def usual_spacing_ns(times_ns: Sequence[int]) -> int | None:
     return min(gap for gap, count in gaps.items() if count == most)
 
 
-def _with_starts(bars: Sequence[Bar]) -> list[Bar]:
-    length_ns = usual_spacing_ns([bar.time_ns for bar in bars])
-    if length_ns is None:
-        return list(bars)
-    return [dataclasses.replace(bar, start_ns=bar.time_ns - length_ns) for bar in bars]
+def read_bars_csv(path: Path) -> dict[str, list[Bar]]:
+    """Bars by symbol from a CSV file with a header naming at least symbol, time, high, low and
+    close, each bar's `time_ns` the time as written (`labelled` says what it means).
+
+    Columns may come in any order; `open` is read when there is such a column (a row may
+    leave it empty: unknown), others (volume) are ignored. A time is ISO-8601 with a zone
+    (2026-11-20T10:00:00Z) or whole seconds since the Unix epoch. Raises ValueError naming
+    the line and the problem for a header without those columns or a row that is not a
+    valid bar.
+    """
+    bars: defaultdict[str, list[Bar]] = defaultdict(list)
+    with path.open(newline="") as file:
+        reader = csv.DictReader(file)
+        missing = [column for column in _CSV_COLUMNS if column not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}, line 1: the header lacks {', '.join(missing)}")
+        for row in reader:
+            try:
+                symbol, bar = _csv_bar(row)
+            except ValueError as problem:
+                raise ValueError(f"{path}, line {reader.line_num}: {problem}") from None
+            bars[symbol].append(bar)
+    return dict(bars)
+
+
+def labelled(bars: Mapping[str, Sequence[Bar]], bar_time: BarTime) -> PriceSeries:
+    """Bars whose `time_ns` is a label, as bars with their start and end.
+
+    A symbol's bars last its usual spacing (the most common gap between two of them): a bar
+    labelled by its close starts that long before it, one labelled by its open ends that
+    long after. A symbol with one bar has no usual spacing: labelled by its close, its start
+    is unknown; labelled by its open, ValueError. Gaps between bars that are not a whole
+    number of the usual spacing are named in the series' warnings: bars of mixed lengths
+    have wrong starts or ends.
+    """
+    placed: dict[str, list[Bar]] = {}
+    warnings = []
+    for symbol, series in sorted(bars.items()):
+        labels = sorted({bar.time_ns for bar in series})
+        length_ns = usual_spacing_ns(labels)
+        if length_ns is None:
+            if bar_time is BarTime.OPEN:
+                raise ValueError(
+                    f"{symbol} has a single bar: with --bar-time open its end cannot be known"
+                )
+            placed[symbol] = list(series)
+            continue
+        uneven = [
+            later for earlier, later in itertools.pairwise(labels) if (later - earlier) % length_ns
+        ]
+        if uneven:
+            warnings.append(
+                f"{symbol}: {len(uneven)} of {len(labels) - 1} gaps between bars are not a "
+                f"whole number of its usual {_duration(length_ns)} (the first before "
+                f"{_iso(uneven[0])}): bars of other lengths get wrong "
+                f"{'starts' if bar_time is BarTime.CLOSE else 'ends'}"
+            )
+        shift = length_ns if bar_time is BarTime.OPEN else 0
+        placed[symbol] = [
+            dataclasses.replace(
+                bar, time_ns=bar.time_ns + shift, start_ns=bar.time_ns + shift - length_ns
+            )
+            for bar in series
+        ]
+    return PriceSeries(placed, warnings)
+
+
+@dataclasses.dataclass(frozen=True)
+class BarFit:
+    """How well prices observed elsewhere (the predictions') sit in the bars covering them."""
+
+    # Prices at an instant some bar covers (after its start, up to its end).
+    covered: int
+    # Of those, prices within the covering bar's low and high.
+    inside: int
+
+    @property
+    def share(self) -> float:
+        return self.inside / self.covered if self.covered else 0.0
+
+
+# At least this many covered prices, and this much larger a share inside under the other
+# labelling, before a bars file is said to disagree with --bar-time.
+_FIT_MIN_PRICES: Final = 10
+_FIT_MARGIN: Final = 0.1
+
+
+def bar_fit(bars: PriceSeries, prices: PriceSeries) -> BarFit:
+    """Where the single prices of `prices` fall in the bars of `bars`, symbol by symbol."""
+    covered = inside = 0
+    for symbol in prices.symbols():
+        series = bars.bars(symbol)
+        for tick in prices.bars(symbol):
+            index = bisect.bisect_left(series, tick.time_ns, key=_end_ns)
+            if index == len(series):
+                continue
+            bar = series[index]
+            if bar.start_ns is None or bar.start_ns >= tick.time_ns:
+                continue
+            covered += 1
+            inside += bar.low <= tick.close <= bar.high
+    return BarFit(covered, inside)
+
+
+def bar_time_warning(
+    bars: Mapping[str, Sequence[Bar]], bar_time: BarTime, prices: PriceSeries
+) -> str | None:
+    """A sentence when the predictions' prices sit clearly better in the bars read the other
+    way than as `bar_time` says; None when they do not, or too few are covered to tell."""
+    other = BarTime.OPEN if bar_time is BarTime.CLOSE else BarTime.CLOSE
+    try:
+        chosen_fit, other_fit = (bar_fit(labelled(bars, way), prices) for way in (bar_time, other))
+    except ValueError:
+        return None
+    if min(chosen_fit.covered, other_fit.covered) < _FIT_MIN_PRICES:
+        return None
+    if other_fit.share - chosen_fit.share < _FIT_MARGIN:
+        return None
+    return (
+        f"the bars disagree with --bar-time {bar_time.value}: read as labelled by their "
+        f"{other.value}, {other_fit.share:.0%} of the predictions' prices lie within the bar "
+        f"covering them, against {chosen_fit.share:.0%} as given; check how the file labels "
+        "its bars"
+    )
+
+
+def _duration(length_ns: int) -> str:
+    seconds = length_ns // _NANOS_PER_SECOND
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{length_ns / _NANOS_PER_SECOND:g} s"
+
+
+def _iso(time_ns: int) -> str:
+    return (_EPOCH + timedelta(microseconds=time_ns // 1_000)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _csv_bar(row: Mapping[str, str | None]) -> tuple[str, Bar]:

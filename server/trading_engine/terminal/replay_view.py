@@ -55,6 +55,9 @@ def render(backtest: Backtest, listed: int) -> str:
         lines.append("")
         lines += _comparison(backtest, listed)
     lines.append("")
+    if backtest.prices:
+        lines.append(f"simulated against {backtest.prices}")
+    lines += [f"warning: {warning}" for warning in backtest.warnings]
     sides = report_sides(backtest)
     if sides:
         lines.append(figures_table(sides))
@@ -145,6 +148,8 @@ def as_json(backtest: Backtest) -> dict[str, Any]:
             for side in backtest.sides
         ],
         "without_performance": backtest.without_performance,
+        "prices": backtest.prices,
+        "warnings": list(backtest.warnings),
     }
     if backtest.reproduction is not None:
         document["reproduction"] = _plain(backtest.reproduction)
