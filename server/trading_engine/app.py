@@ -68,7 +68,9 @@ class Application:
             limits=EngineLimits(max_batch_size=settings.max_batch_size),
             history=self.history_writer,
         )
-        self.analytics = PerformanceAnalytics(self.store, self.clock, self.engine.account)
+        self.analytics = PerformanceAnalytics(
+            self.store, self.clock, self.engine.account, self.engine.book.last_price
+        )
         self.adaptation = Adaptation(
             self.strategies,
             self.protections,

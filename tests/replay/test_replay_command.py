@@ -169,7 +169,7 @@ async def test_bars_from_a_csv_give_the_hand_computed_figures(tmp_path: Path) ->
     assert rows["total P/L (pips)"] == ["20.0", "0.0"]
     assert rows["open at end"] == ["1", "2"]
     assert re.search(r"^total P/L +250\.00 USD +0\.00 USD$", shown.stdout, re.MULTILINE)
-    assert re.search(r"^max drawdown +0\.00 USD +0\.00 USD$", shown.stdout, re.MULTILINE)
+    assert re.search(r"^realised drawdown +0\.00 USD +0\.00 USD$", shown.stdout, re.MULTILINE)
 
 
 async def test_the_bar_time_flag_both_ways_with_costs_as_the_user_sees_them(tmp_path: Path) -> None:

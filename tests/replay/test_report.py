@@ -123,8 +123,10 @@ def test_the_table_has_a_column_per_side_with_the_figures_formatted() -> None:
     assert _cells(table, "expectancy") == ["37.50 USD", "58.33 USD"]
     assert _cells(table, "total P/L (pips)") == ["30.0", "17.5"]
     assert _cells(table, "total P/L") == ["300.00 USD", "175.00 USD"]
-    assert _cells(table, "max drawdown") == ["300.00 USD", "0.00 USD"]
-    assert _cells(table, "max drawdown (% of peak)") == ["2.9%", "0.0%"]
+    assert _cells(table, "realised drawdown") == ["300.00 USD", "0.00 USD"]
+    assert _cells(table, "realised drawdown %") == ["2.9%", "0.0%"]
+    # Not marked to market: the figures were summarized without prices.
+    assert _cells(table, "marked-to-market drawdown") == ["n/a", "n/a"]
     assert _cells(table, "open at end") == ["1", "0"]
     assert _cells(table, "never filled") == ["1", "0"]
 

@@ -882,3 +882,21 @@ def test_prices_that_sit_in_the_bars_read_the_other_way_flag_the_bar_time() -> N
     # Too few prices to tell: nothing said.
     few = PriceSeries({"EURUSD": list(ticks.bars("EURUSD"))[:9]})
     assert bar_time_warning(raw, BarTime.CLOSE, few) is None
+
+
+def test_simulate_run_marks_open_positions_at_every_bar_close() -> None:
+    # Buy at 1.10000, stop 1.09800, target 1.10400. At m1 the bar closes 15 pips down
+    # (1.09850): the equity marked to market is 10,000 - 150 = 9,850. At m2 the target: +400.
+    prices = PriceSeries(
+        {
+            "EURUSD": [
+                Bar(T0 + MINUTE_NS, 1.1005, 1.0985, 1.0985),
+                Bar(T0 + 2 * MINUTE_NS, 1.1045, 1.0990, 1.1040),
+            ]
+        }
+    )
+    stats = simulate_run([_signal("marked")], prices, 10_000.0).stats
+    # Realised, the equity only rose.
+    assert (stats.max_drawdown, stats.max_drawdown_fraction) == (0.0, 0.0)
+    assert stats.max_drawdown_marked_to_market == 150.0
+    assert stats.max_drawdown_marked_to_market_fraction == 0.015

@@ -59,6 +59,12 @@ def stats_to_proto(stats: PerformanceStats) -> performance_pb2.PerformanceStats:
     )
     if stats.profit_factor is not None:
         message.profit_factor = stats.profit_factor
+    if stats.max_drawdown_marked_to_market is not None:
+        message.max_drawdown_marked_to_market = stats.max_drawdown_marked_to_market
+    if stats.max_drawdown_marked_to_market_fraction is not None:
+        message.max_drawdown_marked_to_market_fraction = (
+            stats.max_drawdown_marked_to_market_fraction
+        )
     message.average_execution_latency.FromNanoseconds(stats.average_execution_latency_ns)
     return message
 

@@ -1,9 +1,9 @@
 """Performance statistics over signals and what became of them.
 
 `summarize` turns a set of `SignalResult` rows into the figures of
-`PerformanceStats`: counts, hit rate, profit factor, expectancy, drawdown,
-slippage, latency and confidence calibration. `breakdown` computes the same
-figures per symbol, signal type, strength bucket or UTC hour, and
+`PerformanceStats`: counts, hit rate, profit factor, expectancy, realised and
+marked-to-market drawdown, slippage, latency and confidence calibration.
+`breakdown` computes the same figures per symbol, signal type, strength bucket or UTC hour, and
 `window_start_ns` says where a performance window begins. Everything is pure:
 the rows and the current time are arguments, and the API layer translates the
 dataclasses here into their protobuf twins.
@@ -22,6 +22,8 @@ from typing import Final
 from google.protobuf.descriptor import EnumDescriptor
 
 from tradeflow.trading.v1 import execution_pb2, performance_pb2, signal_pb2
+from trading_engine.core import instruments
+from trading_engine.core.decision import SIDE
 
 WIN: Final[int] = execution_pb2.SIGNAL_OUTCOME_WIN
 LOSS: Final[int] = execution_pb2.SIGNAL_OUTCOME_LOSS
@@ -80,6 +82,13 @@ class SignalResult:
     slippage_pips: float | None
     execution_latency_ns: int | None
     closed_ns: int
+    # The first fill's instant, ns since the epoch; 0 when never filled or not known.
+    opened_ns: int = 0
+    # What marking the position to market needs: its fill price (0 when not known), its
+    # size in lots and the account-currency value of one pip on one lot.
+    fill_price: float = 0.0
+    lots: float = 0.0
+    pip_value: float = 0.0
 
     def __post_init__(self) -> None:
         # The averages over executed signals count one and divide by the other.
@@ -132,9 +141,26 @@ class PerformanceStats:
     # Floor of the mean.
     average_execution_latency_ns: int
     calibration: tuple[CalibrationBucket, ...]
+    # As `max_drawdown` and its fraction, with open positions valued at the marks given to
+    # `summarize`; None without marks, or when a position open at the end has no mark.
+    max_drawdown_marked_to_market: float | None = None
+    max_drawdown_marked_to_market_fraction: float | None = None
 
 
-def summarize(results: Iterable[SignalResult], starting_equity: float) -> PerformanceStats:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mark:
+    """A price of an instrument at an instant: what its open positions are worth then."""
+
+    time_ns: int
+    symbol: str
+    price: float
+
+
+def summarize(
+    results: Iterable[SignalResult],
+    starting_equity: float,
+    marks: Iterable[Mark] | None = None,
+) -> PerformanceStats:
     """The figures over `results`; money figures count closed signals only.
 
     Drawdown follows the realised equity curve (`realised_steps`): it starts at
@@ -145,7 +171,8 @@ def summarize(results: Iterable[SignalResult], starting_equity: float) -> Perfor
     `max_drawdown_fraction` the largest fall as a fraction of its peak (only
     while the peak is positive; a fall below zero counts as 1). The two maxima
     are taken separately and may come from different points: a small fall from
-    a low peak can be the larger fraction.
+    a low peak can be the larger fraction. With `marks`, the same figures of the
+    equity marked to market (`marked_drawdowns`).
 
     Sums use `math.fsum`, which rounds the exact sum once, so the figures do
     not depend on the order the rows arrive in.
@@ -163,8 +190,9 @@ def summarize(results: Iterable[SignalResult], starting_equity: float) -> Perfor
     gross_loss = -math.fsum(value for value in profit_losses if value < 0.0)
     gross_profit = math.fsum(value for value in profit_losses if value > 0.0)
     max_drawdown, max_drawdown_fraction = _drawdowns(
-        starting_equity, (step for _, step in realised_steps(closed))
+        itertools.accumulate((step for _, step in realised_steps(closed)), initial=starting_equity)
     )
+    marked = None if marks is None else marked_drawdowns(rows, marks, starting_equity)
     return PerformanceStats(
         signals_total=len(rows),
         signals_by_type=tuple(sorted(Counter(result.signal_type for result in rows).items())),
@@ -184,6 +212,8 @@ def summarize(results: Iterable[SignalResult], starting_equity: float) -> Perfor
         average_slippage_pips=_ratio(math.fsum(slippages), len(slippages)),
         average_execution_latency_ns=sum(latencies) // len(latencies) if latencies else 0,
         calibration=_calibration(closed),
+        max_drawdown_marked_to_market=None if marked is None else marked[0],
+        max_drawdown_marked_to_market_fraction=None if marked is None else marked[1],
     )
 
 
@@ -202,14 +232,17 @@ def realised_steps(results: Iterable[SignalResult]) -> list[tuple[int, float]]:
 
 
 def breakdown(
-    results: Iterable[SignalResult], dimension: int, starting_equity: float
+    results: Iterable[SignalResult],
+    dimension: int,
+    starting_equity: float,
+    marks: Sequence[Mark] | None = None,
 ) -> list[tuple[str, PerformanceStats]]:
     """`summarize` per value of a BreakdownDimension, keys ascending, only keys that occur.
 
     Keys: the symbol; the SignalType name ("SIGNAL_TYPE_BUY"); the strength
     bucket ("0.0-0.2" to "0.8-1.0", 1.0 in the last); the UTC hour of
     `generated_ns` ("00" to "23"). Each group's drawdown starts from
-    `starting_equity`, as if it had traded alone.
+    `starting_equity`, as if it had traded alone, and is marked to market at `marks`.
     Raises ValueError for any other dimension, UNSPECIFIED included.
     """
     key_of = _KEY_OF.get(dimension)
@@ -219,7 +252,7 @@ def breakdown(
     groups: defaultdict[str, list[SignalResult]] = defaultdict(list)
     for result in results:
         groups[key_of(result)].append(result)
-    return [(key, summarize(groups[key], starting_equity)) for key in sorted(groups)]
+    return [(key, summarize(groups[key], starting_equity, marks)) for key in sorted(groups)]
 
 
 def window_start_ns(window: int, now_ns: int) -> int:
@@ -250,12 +283,95 @@ def _ratio(numerator: float, denominator: int) -> float:
     return numerator / denominator if denominator else 0.0
 
 
-def _drawdowns(starting_equity: float, profit_losses: Iterable[float]) -> tuple[float, float]:
-    """(largest fall below the running peak, largest such fall as a fraction of its peak)."""
-    equity = peak = starting_equity
+def marked_drawdowns(
+    results: Iterable[SignalResult], marks: Iterable[Mark], starting_equity: float
+) -> tuple[float, float] | None:
+    """(largest fall, largest fall as a fraction of its peak) of the equity marked to market.
+
+    The equity at each instant a mark, a fill or a close happens is the realised equity
+    (closes at one instant netted, as `realised_steps`) plus every open position valued at
+    its symbol's latest mark since it opened (at its fill, so 0, before any). Marks before a
+    position opened do not value it. None when a filled signal still open at the end has no
+    mark since it opened, or lacks its fill price.
+    """
+    marks_at: defaultdict[int, list[Mark]] = defaultdict(list)
+    for mark in marks:
+        marks_at[mark.time_ns].append(mark)
+    positions = _opens_and_closes(results)
+    if positions is None:
+        return None
+    opens_at, closes_at = positions
+    latest: dict[str, Mark] = {}
+    holding: defaultdict[str, dict[str, SignalResult]] = defaultdict(dict)
+    worth: dict[str, float] = {}
+    realised = starting_equity
+    levels = [starting_equity]
+    for instant in sorted(marks_at.keys() | opens_at.keys() | closes_at.keys()):
+        touched = set()
+        for mark in marks_at[instant]:
+            latest[mark.symbol] = mark
+            touched.add(mark.symbol)
+        for result in opens_at[instant]:
+            holding[result.symbol][result.signal_id] = result
+            touched.add(result.symbol)
+        closing = closes_at[instant]
+        for result in closing:
+            holding[result.symbol].pop(result.signal_id, None)
+            touched.add(result.symbol)
+        if closing:
+            realised += math.fsum(result.profit_loss for result in closing)
+        for symbol in touched:
+            worth[symbol] = math.fsum(
+                _unrealised(position, latest.get(symbol)) for position in holding[symbol].values()
+            )
+        levels.append(realised + math.fsum(worth.values()))
+    if any(
+        (last := latest.get(symbol)) is None or last.time_ns < position.opened_ns
+        for symbol, positions in holding.items()
+        for position in positions.values()
+    ):
+        return None
+    return _drawdowns(levels)
+
+
+def _opens_and_closes(
+    results: Iterable[SignalResult],
+) -> tuple[defaultdict[int, list[SignalResult]], defaultdict[int, list[SignalResult]]] | None:
+    """The filled results by the instant they opened (those whose fill price is known) and the
+    closed ones by the instant they closed; None when an open one's fill price is not known."""
+    opens_at: defaultdict[int, list[SignalResult]] = defaultdict(list)
+    closes_at: defaultdict[int, list[SignalResult]] = defaultdict(list)
+    for result in results:
+        if result.slippage_pips is None:
+            continue
+        if result.fill_price > 0.0 and result.opened_ns:
+            opens_at[result.opened_ns].append(result)
+        if result.outcome in _CLOSED:
+            closes_at[result.closed_ns].append(result)
+        elif result.fill_price <= 0.0:
+            return None
+    return opens_at, closes_at
+
+
+def _unrealised(position: SignalResult, mark: Mark | None) -> float:
+    """What an open position has made by `mark`, in the account currency; 0 before any mark
+    since it opened, or for an instrument the engine does not know."""
+    instrument = instruments.lookup(position.symbol)
+    if mark is None or mark.time_ns < position.opened_ns or instrument is None:
+        return 0.0
+    pips = SIDE[position.signal_type] * instrument.pips(
+        instrument.to_ticks(mark.price) - instrument.to_ticks(position.fill_price)
+    )
+    return pips * position.pip_value * position.lots
+
+
+def _drawdowns(levels: Iterable[float]) -> tuple[float, float]:
+    """(largest fall below the running peak, largest such fall as a fraction of its peak) of an
+    equity curve given by its levels, the first being where it starts."""
+    equity_levels = iter(levels)
+    peak = next(equity_levels)
     largest = largest_fraction = 0.0
-    for profit_loss in profit_losses:
-        equity += profit_loss
+    for equity in equity_levels:
         peak = max(peak, equity)
         fall = peak - equity
         largest = max(largest, fall)

@@ -112,6 +112,14 @@ def _money(value: float, currency: str) -> str:
     return f"{_fixed(value, 2)} {currency}"
 
 
+def _optional(value: float | None, currency: str) -> str:
+    return _NOT_APPLICABLE if value is None else _money(value, currency)
+
+
+def _optional_percent(value: float | None) -> str:
+    return _NOT_APPLICABLE if value is None else _percent(value)
+
+
 def _profit_factor(value: float | None) -> str:
     # None: nothing lost, so the ratio has no denominator.
     return _NOT_APPLICABLE if value is None else _fixed(value, 2)
@@ -131,8 +139,17 @@ _FIGURES: Final[tuple[tuple[str, Callable[[ReportSide], str]], ...]] = (
     ("expectancy", lambda side: _money(side.stats.expectancy, side.currency)),
     ("total P/L (pips)", lambda side: _fixed(side.stats.total_profit_loss_pips, 1)),
     ("total P/L", lambda side: _money(side.stats.total_profit_loss, side.currency)),
-    ("max drawdown", lambda side: _money(side.stats.max_drawdown, side.currency)),
-    ("max drawdown (% of peak)", lambda side: _percent(side.stats.max_drawdown_fraction)),
+    # Drawdowns: the largest fall below a peak, and the largest as a % of its peak.
+    ("realised drawdown", lambda side: _money(side.stats.max_drawdown, side.currency)),
+    ("realised drawdown %", lambda side: _percent(side.stats.max_drawdown_fraction)),
+    (
+        "marked-to-market drawdown",
+        lambda side: _optional(side.stats.max_drawdown_marked_to_market, side.currency),
+    ),
+    (
+        "marked-to-market drawdown %",
+        lambda side: _optional_percent(side.stats.max_drawdown_marked_to_market_fraction),
+    ),
     ("open at end", lambda side: _count(side.open_at_end)),
     ("never filled", lambda side: _count(side.never_filled)),
 )

@@ -71,6 +71,7 @@ from trading_engine.core.decision import SIDE
 from trading_engine.core.instruments import Instrument
 from trading_engine.core.outcomes import facts_of, outcome_of
 from trading_engine.core.performance import (
+    Mark,
     PerformanceStats,
     SignalResult,
     realised_steps,
@@ -193,6 +194,14 @@ class PriceSeries:
     def symbols(self) -> list[str]:
         """The symbols with prices, ascending."""
         return sorted(self._bars)
+
+    def marks(self, symbols: Iterable[str]) -> list[Mark]:
+        """Each bar's close at its end, of `symbols`: what marking to market values them at."""
+        return [
+            Mark(bar.time_ns, symbol, bar.close)
+            for symbol in sorted(set(symbols))
+            for bar in self.bars(symbol)
+        ]
 
 
 def _tick(time_ns: int, price: float) -> Bar:
@@ -583,8 +592,10 @@ def simulate_run(
         results = simulate_signal(signal, bars, instrument, costs.of(signal.symbol))
         rows.append(outcome_of(facts_of(signal), results, instrument, account_currency).result)
     # As the live summary (analytics.summary): rows are actionable; counts are every decision.
+    # Open positions are marked to market at every bar's close.
+    marks = prices.marks(row.symbol for row in rows)
     stats = dataclasses.replace(
-        summarize(rows, starting_equity),
+        summarize(rows, starting_equity, marks),
         signals_total=len(decided),
         signals_by_type=tuple(sorted(Counter(s.signal_type for s in decided).items())),
     )
