@@ -76,7 +76,8 @@ class PerformanceAnalytics:
         outcomes = await self._store.outcomes(company_id, user_id, start_ns, symbol)
         equity, currency = self._equity_and_currency(company_id, user_id)
         results = await self._with_positions(company_id, _results(outcomes), currency)
-        stats = performance.summarize(results, equity, self._marks(company_id, results, now_ns))
+        marks = self._marks(company_id, results, now_ns)
+        stats = performance.summarize(results, equity, marks, now_ns)
         counts = await self._store.count_signals_by_type(company_id, user_id, start_ns, symbol)
         stats = dataclasses.replace(
             stats,
@@ -134,14 +135,14 @@ class PerformanceAnalytics:
             ).items():
                 counts[signal_type] = counts.get(signal_type, 0) + count
         overall = dataclasses.replace(
-            performance.summarize(results, equity, marks),
+            performance.summarize(results, equity, marks, now_ns),
             signals_total=sum(counts.values()),
             signals_by_type=tuple(sorted(counts.items())),
         )
         breakdowns = [
             (dimension, key, stats)
             for dimension in (dimensions or ALL_DIMENSIONS)
-            for key, stats in performance.breakdown(results, dimension, equity, marks)
+            for key, stats in performance.breakdown(results, dimension, equity, marks, now_ns)
         ]
         return Analysis(overall, breakdowns)
 

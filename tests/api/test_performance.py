@@ -87,6 +87,19 @@ async def test_summary_and_analysis_match_hand_computed_figures(stubs_: Stubs) -
     assert stats.total_profit_loss_pips == pytest.approx(10.0)
     # Equity 25,000: +250 and -125 closing at one instant, netted: one step up, no drawdown.
     assert (stats.max_drawdown, stats.max_drawdown_fraction) == (0.0, 0.0)
+    # One day returning 125 / 25,000: no Sharpe from one day, no Sortino or Calmar without a
+    # loss; 0.5% a day compounds to 1.005^365 - 1 a year. Both trades lasted from their fill,
+    # 150 ms after the decision, to the close an hour after it, the whole time in the market;
+    # the loss counts before the win closed at the same instant: a losing streak of 1.
+    risk = stats.risk_adjusted
+    assert risk.days == 1
+    assert not risk.HasField("sharpe_ratio")
+    assert not risk.HasField("sortino_ratio")
+    assert not risk.HasField("calmar_ratio")
+    assert risk.annual_return == pytest.approx(1.005**365 - 1.0)
+    assert risk.exposure == 1.0
+    assert risk.average_trade_duration.ToNanoseconds() == 3_600_000 * MS - 150 * MS
+    assert risk.longest_losing_streak == 1
     [bucket] = stats.calibration
     assert (bucket.confidence_lower, bucket.closed_signals, bucket.wins) == (0.8, 2, 1)
 

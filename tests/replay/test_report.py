@@ -127,6 +127,11 @@ def test_the_table_has_a_column_per_side_with_the_figures_formatted() -> None:
     assert _cells(table, "realised drawdown %") == ["2.9%", "0.0%"]
     # Not marked to market: the figures were summarized without prices.
     assert _cells(table, "marked-to-market drawdown") == ["n/a", "n/a"]
+    # Each closed on one day, and ended it up: no Sharpe (it needs two days), no Sortino (it
+    # needs a losing day).
+    assert _cells(table, "Sharpe (daily, x sqrt 365)") == ["n/a", "n/a"]
+    assert _cells(table, "Sortino (daily, x sqrt 365)") == ["n/a", "n/a"]
+    assert _cells(table, "longest losing streak") == ["1", "0"]
     assert _cells(table, "open at end") == ["1", "0"]
     assert _cells(table, "never filled") == ["1", "0"]
 

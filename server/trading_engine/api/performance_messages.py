@@ -13,7 +13,7 @@ from trading_engine.analytics import (
     Summary,
 )
 from trading_engine.core import performance
-from trading_engine.core.performance import PerformanceStats
+from trading_engine.core.performance import PerformanceStats, RiskAdjusted
 from trading_engine.tenancy import Caller, subject_user
 
 P = performance_pb2
@@ -66,6 +66,21 @@ def stats_to_proto(stats: PerformanceStats) -> performance_pb2.PerformanceStats:
             stats.max_drawdown_marked_to_market_fraction
         )
     message.average_execution_latency.FromNanoseconds(stats.average_execution_latency_ns)
+    message.risk_adjusted.CopyFrom(_risk_adjusted_to_proto(stats.risk_adjusted))
+    return message
+
+
+def _risk_adjusted_to_proto(figures: RiskAdjusted) -> performance_pb2.RiskAdjustedStats:
+    message = P.RiskAdjustedStats(
+        days=figures.days,
+        exposure=figures.exposure,
+        longest_losing_streak=figures.longest_losing_streak,
+    )
+    for name in ("sharpe_ratio", "sortino_ratio", "annual_return", "calmar_ratio"):
+        value = getattr(figures, name)
+        if value is not None:
+            setattr(message, name, value)
+    message.average_trade_duration.FromNanoseconds(figures.average_trade_duration_ns)
     return message
 
 

@@ -2,7 +2,10 @@
 
 `summarize` turns a set of `SignalResult` rows into the figures of
 `PerformanceStats`: counts, hit rate, profit factor, expectancy, realised and
-marked-to-market drawdown, slippage, latency and confidence calibration.
+marked-to-market drawdown, slippage, latency, confidence calibration and the
+risk-adjusted figures (`risk_adjusted`: Sharpe, Sortino, Calmar, exposure,
+trade duration, losing streak), so live figures and a replay's are one
+definition.
 `breakdown` computes the same figures per symbol, signal type, strength bucket or UTC hour, and
 `window_start_ns` says where a performance window begins. Everything is pure:
 the rows and the current time are arguments, and the API layer translates the
@@ -15,6 +18,7 @@ import bisect
 import dataclasses
 import itertools
 import math
+import operator
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
@@ -29,6 +33,7 @@ WIN: Final[int] = execution_pb2.SIGNAL_OUTCOME_WIN
 LOSS: Final[int] = execution_pb2.SIGNAL_OUTCOME_LOSS
 BREAKEVEN: Final[int] = execution_pb2.SIGNAL_OUTCOME_BREAKEVEN
 _CLOSED: Final = frozenset({WIN, LOSS, BREAKEVEN})
+_OPEN: Final[int] = execution_pb2.SIGNAL_OUTCOME_OPEN
 
 BY_SYMBOL: Final[int] = performance_pb2.BREAKDOWN_DIMENSION_SYMBOL
 BY_SIGNAL_TYPE: Final[int] = performance_pb2.BREAKDOWN_DIMENSION_SIGNAL_TYPE
@@ -113,6 +118,28 @@ class CalibrationBucket:
     mean_confidence: float
 
 
+# Risk-adjusted returns are daily (UTC days) and annualised over calendar days.
+DAYS_PER_YEAR: Final = 365
+
+
+@dataclasses.dataclass(frozen=True)
+class RiskAdjusted:
+    """The figures of tradeflow.trading.v1.RiskAdjustedStats; None where undefined."""
+
+    # Daily returns the ratios come from: one per UTC day, first signal's to last close's.
+    days: int = 0
+    sharpe_ratio: float | None = None
+    sortino_ratio: float | None = None
+    # Compound annual growth rate, as a fraction.
+    annual_return: float | None = None
+    calmar_ratio: float | None = None
+    # In [0, 1].
+    exposure: float = 0.0
+    # Floor of the mean, ns; 0 when nothing closed.
+    average_trade_duration_ns: int = 0
+    longest_losing_streak: int = 0
+
+
 @dataclasses.dataclass(frozen=True)
 class PerformanceStats:
     """The figures of tradeflow.trading.v1.PerformanceStats, money in the account currency."""
@@ -145,6 +172,7 @@ class PerformanceStats:
     # `summarize`; None without marks, or when a position open at the end has no mark.
     max_drawdown_marked_to_market: float | None = None
     max_drawdown_marked_to_market_fraction: float | None = None
+    risk_adjusted: RiskAdjusted = RiskAdjusted()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -160,6 +188,7 @@ def summarize(
     results: Iterable[SignalResult],
     starting_equity: float,
     marks: Iterable[Mark] | None = None,
+    end_ns: int = 0,
 ) -> PerformanceStats:
     """The figures over `results`; money figures count closed signals only.
 
@@ -172,7 +201,8 @@ def summarize(
     while the peak is positive; a fall below zero counts as 1). The two maxima
     are taken separately and may come from different points: a small fall from
     a low peak can be the larger fraction. With `marks`, the same figures of the
-    equity marked to market (`marked_drawdowns`).
+    equity marked to market (`marked_drawdowns`). `end_ns` is when the figures are
+    read: a position still open counts as in the market until then (see `risk_adjusted`).
 
     Sums use `math.fsum`, which rounds the exact sum once, so the figures do
     not depend on the order the rows arrive in.
@@ -214,7 +244,140 @@ def summarize(
         calibration=_calibration(closed),
         max_drawdown_marked_to_market=None if marked is None else marked[0],
         max_drawdown_marked_to_market_fraction=None if marked is None else marked[1],
+        risk_adjusted=risk_adjusted(rows, starting_equity, end_ns),
     )
+
+
+def risk_adjusted(
+    results: Sequence[SignalResult], starting_equity: float, end_ns: int = 0
+) -> RiskAdjusted:
+    """Return per risk of the realised equity curve, and how long and how often it was exposed.
+
+    Daily returns: one per UTC day from the day of the earliest signal to the day of the
+    last close, each the day's net realised profit or loss over the equity at the day's
+    start (0 for a day without a close). Without a positive equity at every day's start
+    they are undefined, and so are the ratios. With D days, mean m, sample standard
+    deviation sd and root mean square of the negative returns dr (the positive ones count
+    as 0), and the daily equity's largest fall as a fraction of its peak dd:
+    Sharpe = m / sd x sqrt(365), Sortino = m / dr x sqrt(365), annual return =
+    (end / start equity) ^ (365 / D) - 1 (None beyond a float, or below nothing),
+    Calmar = annual return / dd; each None when its denominator is 0 or undefined.
+
+    Exposure: the share of the time from the first fill to the last close (or `end_ns`,
+    when later and a position is still open) with a position open. A trade lasts from its
+    fill to its close. The losing streak counts losses in closing order, losses first
+    among closes at one instant (so that no id decides it).
+    """
+    closed = [result for result in results if result.outcome in _CLOSED]
+    timed = [result for result in closed if result.opened_ns]
+    returns = _daily_returns(results, closed, starting_equity)
+    return dataclasses.replace(
+        _ratios(returns),
+        exposure=_exposure(results, end_ns),
+        average_trade_duration_ns=(
+            sum(r.closed_ns - r.opened_ns for r in timed) // len(timed) if timed else 0
+        ),
+        longest_losing_streak=_longest_losing_streak(closed),
+    )
+
+
+def _ratios(returns: Sequence[float]) -> RiskAdjusted:
+    """The days and the four ratios of `risk_adjusted` over daily `returns`; a ratio is None
+    where undefined, or beyond a float (returns no account makes)."""
+    if not returns:
+        return RiskAdjusted()
+    try:
+        mean = math.fsum(returns) / len(returns)
+        sharpe = None
+        if len(returns) > 1:
+            deviation = math.sqrt(
+                math.fsum((value - mean) ** 2 for value in returns) / (len(returns) - 1)
+            )
+            sharpe = _annualised(mean, deviation)
+        downside = math.sqrt(math.fsum(min(value, 0.0) ** 2 for value in returns) / len(returns))
+        annual = _annual_growth(math.prod(1.0 + value for value in returns), len(returns))
+        _, deepest = _drawdowns(
+            itertools.accumulate((1.0 + r for r in returns), operator.mul, initial=1.0)
+        )
+    except OverflowError:
+        return RiskAdjusted(days=len(returns))
+    calmar = annual / deepest if annual is not None and deepest > 0.0 else None
+    return RiskAdjusted(
+        days=len(returns),
+        sharpe_ratio=_finite(sharpe),
+        sortino_ratio=_finite(_annualised(mean, downside)),
+        annual_return=_finite(annual),
+        calmar_ratio=_finite(calmar),
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _annual_growth(growth: float, days: int) -> float | None:
+    """The yearly rate compounding to `growth` over `days`; None when the account went below
+    nothing (no real rate does that) or the rate is beyond a float."""
+    if growth <= 0.0:
+        return None
+    try:
+        return math.exp(math.log(growth) * DAYS_PER_YEAR / days) - 1.0
+    except OverflowError:
+        return None
+
+
+def _annualised(mean: float, spread: float) -> float | None:
+    return mean / spread * math.sqrt(DAYS_PER_YEAR) if spread > 0.0 else None
+
+
+def _daily_returns(
+    results: Sequence[SignalResult], closed: Sequence[SignalResult], starting_equity: float
+) -> list[float]:
+    """The daily returns `risk_adjusted` describes; none when they are undefined."""
+    if not closed or starting_equity <= 0.0:
+        return []
+    by_day: defaultdict[int, list[float]] = defaultdict(list)
+    for result in closed:
+        by_day[result.closed_ns // _NANOS_PER_DAY].append(result.profit_loss)
+    first_day = min(min(result.generated_ns for result in results) // _NANOS_PER_DAY, *by_day)
+    returns = []
+    equity = starting_equity
+    for day in range(first_day, max(by_day) + 1):
+        if equity <= 0.0:
+            return []
+        change = math.fsum(by_day.get(day, ()))
+        returns.append(change / equity)
+        equity += change
+    return returns
+
+
+def _exposure(results: Iterable[SignalResult], end_ns: int) -> float:
+    """The share of [first fill, last close or `end_ns`] with at least one position open."""
+    spans = []
+    for result in results:
+        if not result.opened_ns:
+            continue
+        if result.outcome in _CLOSED:
+            spans.append((result.opened_ns, max(result.closed_ns, result.opened_ns)))
+        elif result.outcome == _OPEN and end_ns > result.opened_ns:
+            spans.append((result.opened_ns, end_ns))
+    if not spans:
+        return 0.0
+    spans.sort()
+    start, stop = spans[0][0], max(later for _, later in spans)
+    covered, reach = 0, start
+    for opened, closed in spans:
+        covered += max(0, closed - max(opened, reach))
+        reach = max(reach, closed)
+    return covered / (stop - start) if stop > start else 0.0
+
+
+def _longest_losing_streak(closed: Iterable[SignalResult]) -> int:
+    longest = current = 0
+    for result in sorted(closed, key=lambda r: (r.closed_ns, r.outcome != LOSS)):
+        current = current + 1 if result.outcome == LOSS else 0
+        longest = max(longest, current)
+    return longest
 
 
 def realised_steps(results: Iterable[SignalResult]) -> list[tuple[int, float]]:
@@ -236,6 +399,7 @@ def breakdown(
     dimension: int,
     starting_equity: float,
     marks: Sequence[Mark] | None = None,
+    end_ns: int = 0,
 ) -> list[tuple[str, PerformanceStats]]:
     """`summarize` per value of a BreakdownDimension, keys ascending, only keys that occur.
 
@@ -252,7 +416,7 @@ def breakdown(
     groups: defaultdict[str, list[SignalResult]] = defaultdict(list)
     for result in results:
         groups[key_of(result)].append(result)
-    return [(key, summarize(groups[key], starting_equity, marks)) for key in sorted(groups)]
+    return [(key, summarize(groups[key], starting_equity, marks, end_ns)) for key in sorted(groups)]
 
 
 def window_start_ns(window: int, now_ns: int) -> int:

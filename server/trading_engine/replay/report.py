@@ -120,6 +120,23 @@ def _optional_percent(value: float | None) -> str:
     return _NOT_APPLICABLE if value is None else _percent(value)
 
 
+def _ratio(value: float | None) -> str:
+    return _NOT_APPLICABLE if value is None else _fixed(value, 2)
+
+
+def _duration(duration_ns: int, closed: int) -> str:
+    """A duration as "2h 05m" (or "3d 4h", "45s"); n/a when nothing closed."""
+    if not closed:
+        return _NOT_APPLICABLE
+    seconds = duration_ns // 1_000_000_000
+    days, hours, minutes = seconds // 86_400, seconds // 3_600 % 24, seconds // 60 % 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {seconds % 60:02d}s" if minutes else f"{seconds}s"
+
+
 def _profit_factor(value: float | None) -> str:
     # None: nothing lost, so the ratio has no denominator.
     return _NOT_APPLICABLE if value is None else _fixed(value, 2)
@@ -150,6 +167,19 @@ _FIGURES: Final[tuple[tuple[str, Callable[[ReportSide], str]], ...]] = (
         "marked-to-market drawdown %",
         lambda side: _optional_percent(side.stats.max_drawdown_marked_to_market_fraction),
     ),
+    # Daily returns over UTC days, annualised over 365 (RiskAdjustedStats).
+    ("Sharpe (daily, x sqrt 365)", lambda side: _ratio(side.stats.risk_adjusted.sharpe_ratio)),
+    ("Sortino (daily, x sqrt 365)", lambda side: _ratio(side.stats.risk_adjusted.sortino_ratio)),
+    ("Calmar", lambda side: _ratio(side.stats.risk_adjusted.calmar_ratio)),
+    ("annual return", lambda side: _optional_percent(side.stats.risk_adjusted.annual_return)),
+    ("exposure", lambda side: _percent(side.stats.risk_adjusted.exposure)),
+    (
+        "average trade",
+        lambda side: _duration(
+            side.stats.risk_adjusted.average_trade_duration_ns, side.stats.closed
+        ),
+    ),
+    ("longest losing streak", lambda side: _count(side.stats.risk_adjusted.longest_losing_streak)),
     ("open at end", lambda side: _count(side.open_at_end)),
     ("never filled", lambda side: _count(side.never_filled)),
 )

@@ -594,8 +594,10 @@ def simulate_run(
     # As the live summary (analytics.summary): rows are actionable; counts are every decision.
     # Open positions are marked to market at every bar's close.
     marks = prices.marks(row.symbol for row in rows)
+    # The run ends with its prices: positions still open were in the market until then.
+    end_ns = max((mark.time_ns for mark in marks), default=0)
     stats = dataclasses.replace(
-        summarize(rows, starting_equity, marks),
+        summarize(rows, starting_equity, marks, end_ns),
         signals_total=len(decided),
         signals_by_type=tuple(sorted(Counter(s.signal_type for s in decided).items())),
     )
