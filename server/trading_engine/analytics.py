@@ -13,14 +13,16 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from tradeflow.trading.v1 import execution_pb2, signal_pb2
+from tradeflow.trading.v1 import execution_pb2, performance_pb2, signal_pb2
 from trading_engine import errors
 from trading_engine.clock import Clock
 from trading_engine.core import instruments, performance
+from trading_engine.core.attribution import ModelBreakdown, by_model, votes_of
 from trading_engine.core.outcomes import facts_of, outcome_of
 from trading_engine.core.performance import Mark, PerformanceStats, SignalResult
 from trading_engine.engine import DEFAULT_CURRENCY
 from trading_engine.executions import UserChanges
+from trading_engine.explain import prediction_of
 from trading_engine.stores.base import OutcomeRecord, Store
 
 # (company, user) -> (equity, currency) of the account the user's newest batch reported.
@@ -33,6 +35,8 @@ ALL_DIMENSIONS = (
     performance.BY_STRENGTH_BUCKET,
     performance.BY_HOUR_OF_DAY,
 )
+# Named only: it reads the prediction of every signal.
+BY_MODEL = performance_pb2.BREAKDOWN_DIMENSION_MODEL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +53,21 @@ class Summary:
 
 
 @dataclasses.dataclass(frozen=True)
+class Breakdown:
+    # BreakdownDimension value.
+    dimension: int
+    key: str
+    # The figures of the signals with that key.
+    stats: PerformanceStats
+    # With BY_MODEL: the model's attribution.
+    model: ModelBreakdown | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Analysis:
     overall: PerformanceStats
-    # (BreakdownDimension value, key, figures of the signals with that key).
-    breakdowns: list[tuple[int, str, PerformanceStats]]
+    # Grouped by dimension in the order asked, keys ascending.
+    breakdowns: list[Breakdown]
 
 
 class PerformanceAnalytics:
@@ -100,21 +115,23 @@ class PerformanceAnalytics:
         dimensions: Sequence[int],
         symbols: Sequence[str],
     ) -> Analysis:
-        """Overall figures and their breakdowns (no dimension named: all four).
+        """Overall figures and their breakdowns (no dimension named: all four but MODEL).
 
-        Breakdown figures count the signals that have execution results.
+        Breakdown figures count the signals that have execution results. MODEL reads the
+        prediction each signal was decided from; a signal whose batch was not kept counts
+        under no model.
         """
         window = window or performance.ALL_TIME
         now_ns = self._clock.now_ns()
         start_ns = _window_start(window, now_ns)
-        unknown = [d for d in dimensions if d not in ALL_DIMENSIONS]
+        unknown = [d for d in dimensions if d not in (*ALL_DIMENSIONS, BY_MODEL)]
         if unknown:
             raise errors.invalid(
                 "unknown breakdown dimension",
                 [
                     errors.FieldViolation(
                         "dimensions",
-                        f"{d} is not SYMBOL, SIGNAL_TYPE, STRENGTH_BUCKET or HOUR_OF_DAY",
+                        f"{d} is not SYMBOL, SIGNAL_TYPE, STRENGTH_BUCKET, HOUR_OF_DAY or MODEL",
                     )
                     for d in unknown
                 ],
@@ -139,12 +156,38 @@ class PerformanceAnalytics:
             signals_total=sum(counts.values()),
             signals_by_type=tuple(sorted(counts.items())),
         )
-        breakdowns = [
-            (dimension, key, stats)
-            for dimension in (dimensions or ALL_DIMENSIONS)
-            for key, stats in performance.breakdown(results, dimension, equity, marks, now_ns)
-        ]
+        breakdowns = []
+        for dimension in dict.fromkeys(dimensions or ALL_DIMENSIONS):
+            if dimension == BY_MODEL:
+                voted = await self._with_votes(company_id, results)
+                breakdowns += [
+                    Breakdown(dimension, model.model_id, model.stats, model)
+                    for model in by_model(voted, equity, marks, now_ns)
+                ]
+            else:
+                breakdowns += [
+                    Breakdown(dimension, key, stats)
+                    for key, stats in performance.breakdown(
+                        results, dimension, equity, marks, now_ns
+                    )
+                ]
         return Analysis(overall, breakdowns)
+
+    async def _with_votes(self, company_id: str, results: list[SignalResult]) -> list[SignalResult]:
+        """`results` with the votes of the prediction each was decided from."""
+        voted = []
+        for result in results:
+            record = await self._store.signal(company_id, result.signal_id)
+            prediction = (
+                None
+                if record is None
+                else await prediction_of(
+                    self._store, record, signal_pb2.TradingSignal.FromString(record.payload)
+                )
+            )
+            votes = () if prediction is None else votes_of(prediction)
+            voted.append(dataclasses.replace(result, votes=votes))
+        return voted
 
     async def _with_positions(
         self, company_id: str, results: list[SignalResult], currency: str

@@ -132,8 +132,11 @@ class Application:
             self.clock,
         )
         self.metrics = MetricsServer(
-            EngineCollector(self.engine.stats, self.history_writer, self.risk, self.bus, self.clock)
-        )
+            EngineCollector(
+                self.engine.stats, self.history_writer, self.risk, self.bus, self.clock,
+                self.executions.models,
+            )
+        )  # fmt: skip
         # Built in start(): a grpc.aio server belongs to the loop that creates it.
         self._server: grpc.aio.Server | None = None
         self._background: list[asyncio.Task[None]] = []

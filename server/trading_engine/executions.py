@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -21,13 +22,15 @@ from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from trading_engine import errors, field_limits
 from trading_engine.clock import Clock
 from trading_engine.core import instruments
+from trading_engine.core.attribution import ModelTally, votes_of
 from trading_engine.core.decision import SIDE
 from trading_engine.core.outcomes import Outcome, facts_of, outcome_of
 from trading_engine.core.performance import BREAKEVEN, LOSS, WIN
 from trading_engine.core.protections import Protection
 from trading_engine.engine import DEFAULT_CURRENCY
+from trading_engine.explain import prediction_of
 from trading_engine.protections import Protections
-from trading_engine.stores.base import ExecutionRecord, OutcomeRecord, Store
+from trading_engine.stores.base import ExecutionRecord, OutcomeRecord, SignalRecord, Store
 from trading_engine.stores.history import HistoryWriter
 
 _log = logging.getLogger(__name__)
@@ -88,6 +91,8 @@ class ExecutionTracker:
         # Signals closed through this instance since start, and how many won.
         self.closed = 0
         self.wins = 0
+        # How each model's votes did on those signals (their prediction kept), for the metrics.
+        self.models = ModelTally()
 
     async def start(self) -> None:
         """Rebuild the open positions and the last day's stop-outs from the store."""
@@ -125,7 +130,7 @@ class ExecutionTracker:
         violations = result_violations(result)
         if violations:
             raise errors.invalid("the execution result is invalid", violations)
-        signal = await self._signal(result)
+        record, signal = await self._signal(result)
         key = (result.company_id, result.user_id)
         new = await self._store.record_execution(
             ExecutionRecord(
@@ -154,6 +159,9 @@ class ExecutionTracker:
         if new and closed:
             self.closed += 1
             self.wins += outcome.result.outcome == WIN
+            prediction = await prediction_of(self._store, record, signal)
+            if prediction is not None:
+                self.models.add(dataclasses.replace(outcome.result, votes=votes_of(prediction)))
             if self._after_close is not None:
                 await self._after_close(*key)
         return performance
@@ -164,7 +172,9 @@ class ExecutionTracker:
         protection = self._protections.protection(company_id, user_id)
         _count_open(protection, self._open, signal_id, symbol, side)
 
-    async def _signal(self, result: execution_pb2.ExecutionResult) -> signal_pb2.TradingSignal:
+    async def _signal(
+        self, result: execution_pb2.ExecutionResult
+    ) -> tuple[SignalRecord, signal_pb2.TradingSignal]:
         record = await self._store.signal(result.company_id, result.signal_id)
         if record is None and self._history.pending:
             # Decided moments ago: its history may still be queued.
@@ -190,7 +200,7 @@ class ExecutionTracker:
                 f"{signal.symbol}",
                 reason="SYMBOL_MISMATCH",
             )
-        return signal
+        return record, signal
 
 
 def follow_position(

@@ -14,7 +14,9 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from tests.api.test_model_attribution import OUTCOMES, voted_prediction
 from tests.api.trading import ManualClock
+from tests.factories import NOW_NS, batch
 from tests.replay.sessions import live_session
 from tests.replay.test_compare import RECORDING
 from tests.support import BIN, Tokens
@@ -209,3 +211,36 @@ async def test_a_cost_for_an_unknown_instrument_is_refused(tmp_path: Path) -> No
     shown = await _replay(recording, "--commission", "EURUSX=3")
     assert shown.returncode == 2
     assert "'EURUSX' is not an instrument the engine knows" in shown.stderr
+
+
+async def test_the_replay_attributes_each_model_one_always_right_one_always_wrong(
+    tmp_path: Path,
+) -> None:
+    # The desk of tests/api/test_model_attribution.py as a recording: EURUSD and GBPUSD buys
+    # reach their targets in the bars, USDJPY and AUDUSD their stops.
+    recording = tmp_path / "models.jsonl"
+    desk = batch(
+        "b-models", [voted_prediction(symbol, money > 0) for symbol, money in OUTCOMES.items()]
+    )
+    desk.produced_at.FromNanoseconds(NOW_NS)
+    recording.write_text(json_format.MessageToJson(desk, indent=None) + "\n")
+    bars = tmp_path / "bars.csv"
+    bars.write_text(
+        "symbol,time,high,low,close\n"
+        "EURUSD,2027-01-15T08:10:00Z,1.09000,1.08500,1.08950\n"
+        "GBPUSD,2027-01-15T08:10:00Z,1.27500,1.27000,1.27450\n"
+        "USDJPY,2027-01-15T08:10:00Z,151.300,151.000,151.050\n"
+        "AUDUSD,2027-01-15T08:10:00Z,0.65800,0.65500,0.65520\n"
+    )
+    shown = await _replay(recording, "--prices", bars, "--json")
+    assert shown.returncode == 0, shown.stderr
+    [side] = json.loads(shown.stdout)["sides"]
+    models = {m["model_id"]: m["overall"] for m in side["performance"]["models"]}
+    assert sorted(models) == ["contrarian", "ensemble", "oracle"]
+    assert [(models[m]["calls"], models[m]["correct"]) for m in sorted(models)] == [
+        (4, 0), (4, 2), (4, 4),
+    ]  # fmt: skip
+    text = await _replay(recording, "--prices", bars)
+    rows = {line.split()[0]: line.split() for line in text.stdout.splitlines() if line}
+    assert rows["oracle"][1:5] == ["4", "4", "4", "100.0%"]
+    assert rows["contrarian"][1:5] == ["4", "4", "0", "0.0%"]

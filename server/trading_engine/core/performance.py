@@ -61,6 +61,19 @@ _STRENGTH_KEYS: Final = tuple(
 )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Vote:
+    """One ensemble member's vote in the prediction a signal was decided from."""
+
+    model_id: str
+    # +1 up, -1 down, 0 neutral (no call).
+    direction: int
+    # In [0, 1].
+    confidence: float
+    # >= 0; relative to the other votes of the prediction.
+    weight: float
+
+
 @dataclasses.dataclass(frozen=True)
 class SignalResult:
     """One signal as performance sees it.
@@ -94,6 +107,8 @@ class SignalResult:
     fill_price: float = 0.0
     lots: float = 0.0
     pip_value: float = 0.0
+    # The votes of its prediction; none when they are not known.
+    votes: tuple[Vote, ...] = ()
 
     def __post_init__(self) -> None:
         # The averages over executed signals count one and divide by the other.
@@ -551,12 +566,18 @@ def _bucket(value: float, edges: Sequence[float]) -> int:
 
 
 def _calibration(closed: Iterable[SignalResult]) -> tuple[CalibrationBucket, ...]:
-    by_bucket: defaultdict[int, list[SignalResult]] = defaultdict(list)
-    for result in closed:
-        by_bucket[_bucket(result.confidence, _CONFIDENCE_EDGES)].append(result)
+    return calibration((result.confidence, result.outcome == WIN) for result in closed)
+
+
+def calibration(calls: Iterable[tuple[float, bool]]) -> tuple[CalibrationBucket, ...]:
+    """(stated confidence, came true) pairs in buckets of confidence 0.1 wide, only those
+    that occur, ascending; a bucket's `wins` counts the ones that came true."""
+    by_bucket: defaultdict[int, list[tuple[float, bool]]] = defaultdict(list)
+    for call in calls:
+        by_bucket[_bucket(call[0], _CONFIDENCE_EDGES)].append(call)
     buckets = []
     for index, members in sorted(by_bucket.items()):
-        wins = sum(1 for result in members if result.outcome == WIN)
+        wins = sum(1 for _, right in members if right)
         buckets.append(
             CalibrationBucket(
                 confidence_lower=_CONFIDENCE_EDGES[index],
@@ -564,7 +585,7 @@ def _calibration(closed: Iterable[SignalResult]) -> tuple[CalibrationBucket, ...
                 closed_signals=len(members),
                 wins=wins,
                 hit_rate=wins / len(members),
-                mean_confidence=math.fsum(result.confidence for result in members) / len(members),
+                mean_confidence=math.fsum(stated for stated, _ in members) / len(members),
             )
         )
     return tuple(buckets)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import signal_pb2
+from trading_engine.core.attribution import votes_of
+from trading_engine.core.performance import Vote
 from trading_engine.engine import DEFAULT_CURRENCY, EngineLimits
 from trading_engine.replay.compare import Comparison, compare
 from trading_engine.replay.report import ReportSide
@@ -132,8 +134,12 @@ def _finish(
         currency = first.user_context.account_currency or DEFAULT_CURRENCY
         equity = plan.starting_equity or first.user_context.account_equity
         prices, source, warnings = _prices(plan, batches)
+        predictions = _votes_by_prediction(batches)
         performance = [
-            simulate_run(signals, prices, equity, currency, plan.costs) for signals in signal_sets
+            simulate_run(
+                signals, prices, equity, currency, plan.costs, _votes(signals, predictions)
+            )
+            for signals in signal_sets
         ]
     return Backtest(
         sides=[
@@ -168,6 +174,32 @@ def _prices(
     return bars, source, (*bars.warnings, *([disagreement] if disagreement else []))
 
 
+# (user, batch id, prediction id) -> the prediction's votes.
+_PredictionVotes = dict[tuple[str, str, str], tuple[Vote, ...]]
+
+
+def _votes_by_prediction(batches: list[RecordedBatch]) -> _PredictionVotes:
+    """The votes of every prediction replayed; of a batch id a user sent twice, the first."""
+    found: _PredictionVotes = {}
+    for recorded in batches:
+        batch = prediction_pb2.MLPredictionBatch.FromString(recorded.data)
+        for prediction in batch.predictions:
+            key = (recorded.user_id, batch.batch_id, prediction.prediction_id)
+            found.setdefault(key, votes_of(prediction))
+    return found
+
+
+def _votes(
+    signals: Iterable[signal_pb2.TradingSignal], predictions: _PredictionVotes
+) -> dict[str, tuple[Vote, ...]]:
+    return {
+        signal.signal_id: predictions.get(
+            (signal.user_id, signal.batch_id, signal.prediction_id), ()
+        )
+        for signal in signals
+    }
+
+
 def _why_no_performance(users: list[str]) -> str:
     if not users:
         return "no signals were decided"
@@ -197,6 +229,7 @@ def report_sides(backtest: Backtest) -> list[ReportSide]:
             currency=side.currency,
             open_at_end=side.performance.open_at_end,
             never_filled=side.performance.never_filled,
+            models=side.performance.models,
         )
         for side in backtest.sides
         if side.performance is not None

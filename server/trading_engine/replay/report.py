@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from trading_engine.core.attribution import ModelBreakdown, ModelFigures
 from trading_engine.core.performance import PerformanceStats
 
 # (ns since the Unix epoch UTC, a value in the account currency).
@@ -84,6 +85,8 @@ class ReportSide:
     open_at_end: int = 0
     # Orders that expired or were still waiting when the run ended.
     never_filled: int = 0
+    # Per model id in the votes, ascending.
+    models: Sequence[ModelBreakdown] = ()
 
     def __post_init__(self) -> None:
         if not self.curve or self.curve[0][1] != self.starting_equity:
@@ -183,6 +186,45 @@ _FIGURES: Final[tuple[tuple[str, Callable[[ReportSide], str]], ...]] = (
     ("open at end", lambda side: _count(side.open_at_end)),
     ("never filled", lambda side: _count(side.never_filled)),
 )
+
+
+# (header, a model's value as shown): the per-model table, its attribution over every symbol.
+_MODEL_COLUMNS: Final[tuple[tuple[str, Callable[[ModelFigures, str], str]], ...]] = (
+    ("model", lambda model, _: model.model_id),
+    ("signals", lambda model, _: _count(model.signals)),
+    ("calls", lambda model, _: _count(model.calls)),
+    ("right", lambda model, _: _count(model.correct)),
+    ("hit rate", lambda model, _: _percent(model.hit_rate) if model.calls else _NOT_APPLICABLE),
+    (
+        "stated confidence",
+        lambda model, _: _percent(model.mean_confidence) if model.calls else _NOT_APPLICABLE,
+    ),
+    ("profit backed", lambda model, currency: _money(model.profit_backed, currency)),
+    ("loss backed", lambda model, currency: _money(model.loss_backed, currency)),
+)
+
+
+def models_table(side: ReportSide) -> str:
+    """The side's per-model attribution as plain text, one row per model; no trailing newline.
+
+    A call is a vote with a direction on a signal that won or lost; it is right when it named
+    the move. Profit and loss backed are the model's weight share of the signals it voted for.
+    """
+    rows = [
+        [header for header, _ in _MODEL_COLUMNS],
+        *(
+            [value(model.overall, side.currency) for _, value in _MODEL_COLUMNS]
+            for model in side.models
+        ),
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            [row[0].ljust(widths[0])]
+            + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        )
+        for row in rows
+    )
 
 
 def _require_sides(sides: Sequence[ReportSide]) -> None:

@@ -67,6 +67,7 @@ from typing import Final
 from tradeflow.ml.v1 import prediction_pb2
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from trading_engine.core import instruments
+from trading_engine.core.attribution import ModelBreakdown, by_model
 from trading_engine.core.decision import SIDE
 from trading_engine.core.instruments import Instrument
 from trading_engine.core.outcomes import facts_of, outcome_of
@@ -74,6 +75,7 @@ from trading_engine.core.performance import (
     Mark,
     PerformanceStats,
     SignalResult,
+    Vote,
     realised_steps,
     summarize,
 )
@@ -569,6 +571,8 @@ class SimulatedRun:
     open_at_end: int
     # Not filled: expired, or still waiting when the prices ended.
     never_filled: int
+    # Per model id in the votes, ascending (none without votes).
+    models: tuple[ModelBreakdown, ...] = ()
 
 
 def simulate_run(
@@ -577,10 +581,12 @@ def simulate_run(
     starting_equity: float,
     account_currency: str = DEFAULT_CURRENCY,
     costs: CostTable = NO_COST_TABLE,
+    votes: Mapping[str, tuple[Vote, ...]] | None = None,
 ) -> SimulatedRun:
     """Every signal simulated against `prices` and summarized as the live engine would.
 
-    Signals of an instrument the engine does not know are skipped.
+    Signals of an instrument the engine does not know are skipped. `votes` holds the votes
+    of the prediction each signal (by id) was decided from, for per-model attribution.
     """
     decided = tuple(signals)
     rows: list[SignalResult] = []
@@ -590,7 +596,8 @@ def simulate_run(
             continue
         bars = prices.bars(signal.symbol)
         results = simulate_signal(signal, bars, instrument, costs.of(signal.symbol))
-        rows.append(outcome_of(facts_of(signal), results, instrument, account_currency).result)
+        row = outcome_of(facts_of(signal), results, instrument, account_currency).result
+        rows.append(dataclasses.replace(row, votes=(votes or {}).get(signal.signal_id, ())))
     # As the live summary (analytics.summary): rows are actionable; counts are every decision.
     # Open positions are marked to market at every bar's close.
     marks = prices.marks(row.symbol for row in rows)
@@ -612,4 +619,5 @@ def simulate_run(
         starting_equity=starting_equity,
         open_at_end=sum(1 for row in rows if row.outcome == E.SIGNAL_OUTCOME_OPEN),
         never_filled=sum(1 for row in rows if row.outcome in _NEVER_FILLED_OUTCOMES),
+        models=tuple(by_model(rows, starting_equity, marks, end_ns)),
     )

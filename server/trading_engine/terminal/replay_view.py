@@ -11,7 +11,7 @@ from google.protobuf import json_format
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.replay.backtest import Backtest, report_sides
 from trading_engine.replay.compare import Change, SignalDifference, StepDifference
-from trading_engine.replay.report import figures_table
+from trading_engine.replay.report import figures_table, models_table
 from trading_engine.terminal.enums import short_name
 
 _RULES: Final = signal_pb2.DecisionRule.DESCRIPTOR
@@ -61,6 +61,9 @@ def render(backtest: Backtest, listed: int) -> str:
     sides = report_sides(backtest)
     if sides:
         lines.append(figures_table(sides))
+        for shown in sides:
+            if shown.models:
+                lines += ["", f"models under {shown.name}:", models_table(shown)]
     else:
         lines.append(f"no performance simulated: {backtest.without_performance}")
     return "\n".join(lines) + "\n"
@@ -143,6 +146,7 @@ def as_json(backtest: Backtest) -> dict[str, Any]:
                     "curve": [list(point) for point in side.performance.curve],
                     "open_at_end": side.performance.open_at_end,
                     "never_filled": side.performance.never_filled,
+                    "models": [_plain(model) for model in side.performance.models],
                 },
             }
             for side in backtest.sides
