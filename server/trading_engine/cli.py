@@ -43,6 +43,7 @@ from trading_engine.replay.backtest import (
     BacktestPlan,
     backtest_batches,
     backtest_stored,
+    report_details,
     report_sides,
 )
 from trading_engine.replay.report import html_report
@@ -773,7 +774,8 @@ def _write_report(path: Path, backtest: Backtest) -> None:
     if not sides:
         raise ValueError(f"no report: no performance simulated ({backtest.without_performance})")
     title = "Backtest: " + " vs ".join(side.name for side in sides)
-    path.write_text(html_report(sides, title, time.time_ns()), encoding="utf-8")
+    document = html_report(sides, title, time.time_ns(), report_details(backtest))
+    path.write_text(document, encoding="utf-8")
     print(f"report written to {path}", file=sys.stderr)
 
 

@@ -166,7 +166,8 @@ async def test_bars_from_a_csv_give_the_hand_computed_figures(tmp_path: Path) ->
     # strict.json holds both (confidence 0.72 < 0.75); its eur-80 (stop 25 pips) and jpy-90
     # are still open.
     assert rows["closed"] == ["2", "0"]
-    assert rows["hit rate"] == ["50.0%", "0.0%"]
+    # Nothing closed for strict.json: no hit rate to show, rather than 0%.
+    assert rows["hit rate"] == ["50.0%", "n/a"]
     assert rows["profit factor"] == ["2.00", "n/a"]
     assert rows["total P/L (pips)"] == ["20.0", "0.0"]
     assert rows["open at end"] == ["1", "2"]

@@ -10,16 +10,22 @@ their first batch reported.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
 
 from tradeflow.ml.v1 import prediction_pb2
-from tradeflow.trading.v1 import signal_pb2
+from tradeflow.trading.v1 import signal_pb2, strategy_pb2
+from trading_engine.core import tiers
 from trading_engine.core.attribution import votes_of
 from trading_engine.core.performance import Vote
+from trading_engine.core.strategy_layers import EMPTY_LAYER, merge
 from trading_engine.engine import DEFAULT_CURRENCY, EngineLimits
 from trading_engine.replay.compare import Comparison, compare
-from trading_engine.replay.report import ReportSide
+from trading_engine.replay.report import ParameterChange, ReportDetails, ReportSide
 from trading_engine.replay.runner import (
     Replay,
     ReplayProgress,
@@ -67,6 +73,8 @@ class Backtest:
     prices: str = ""
     # What a reader of the figures should know about the prices, one sentence each.
     warnings: tuple[str, ...] = ()
+    # The strategy parameters a side sets differently, a value per side.
+    parameters: tuple[ParameterChange, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +105,7 @@ def backtest_batches(
         replay.decide(recorded)
         decided.append(recorded)
         progress(replay.progress)
-    return _finish(plan, replay, decided, None)
+    return _finish(plan, replay, decided, None, defaults_known=True)
 
 
 async def backtest_stored(
@@ -113,7 +121,9 @@ async def backtest_stored(
 def stored_backtest(plan: BacktestPlan, replay: Replay, session: StoredSession) -> Backtest:
     """The backtest of a stored session once `replay` has decided it."""
     in_force = plan.sides[0].candidate is None
-    return _finish(plan, replay, session.batches, session if in_force else None)
+    return _finish(
+        plan, replay, session.batches, session if in_force else None, defaults_known=False
+    )
 
 
 def _finish(
@@ -121,7 +131,11 @@ def _finish(
     replay: Replay,
     batches: list[RecordedBatch],
     session: StoredSession | None,
+    *,
+    defaults_known: bool,
 ) -> Backtest:
+    """The backtest of `replay`; `defaults_known` when it decided with tier defaults (a file),
+    so a parameter no candidate sets has its tier's value, not the ones in force."""
     signal_sets = [side.signals() for side in replay.sides]
     users = sorted({signal.user_id for signals in signal_sets for signal in signals})
     performance: list[SimulatedRun | None] = [None] * len(signal_sets)
@@ -152,7 +166,47 @@ def _finish(
         without_performance=why_not,
         prices=source,
         warnings=warnings,
+        parameters=_parameters(replay, batches, defaults_known),
     )
+
+
+def _parameters(
+    replay: Replay, batches: list[RecordedBatch], defaults_known: bool
+) -> tuple[ParameterChange, ...]:
+    """Each parameter a candidate sets, with each side's value: the candidate's, else the tier
+    default of the first batch's user when the replay used defaults, else "as in force"."""
+    candidates = [side.strategies.candidate for side in replay.sides]
+    paths = sorted({path for c in candidates if c is not None for path in c.change.fields})
+    if not paths:
+        return ()
+    defaults = None
+    if defaults_known and batches:
+        policy = tiers.policy_for(batches[0].tier)
+        defaults = merge(policy, EMPTY_LAYER, EMPTY_LAYER).config
+    return tuple(
+        ParameterChange(
+            path,
+            tuple(
+                _value(candidate.change.config, path)
+                if candidate is not None and path in candidate.change.fields
+                else _value(defaults, path)
+                if defaults is not None
+                else "as in force"
+                for candidate in candidates
+            ),
+        )
+        for path in paths
+    )
+
+
+def _value(config: strategy_pb2.StrategyConfig, path: str) -> str:
+    """The field at `path` ("a" or "features.b") of `config`, as its JSON."""
+    value: Any = json_format.MessageToDict(
+        config, always_print_fields_with_no_presence=True, preserving_proto_field_name=True
+    )
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "unset" if value is None else json.dumps(value)
 
 
 def _prices(
@@ -218,6 +272,16 @@ def _parsed(batches: list[RecordedBatch]) -> Iterable[prediction_pb2.MLPredictio
     return (prediction_pb2.MLPredictionBatch.FromString(recorded.data) for recorded in batches)
 
 
+def report_details(backtest: Backtest) -> ReportDetails:
+    """What the report says around the figures of `backtest`."""
+    return ReportDetails(
+        prices=backtest.prices,
+        warnings=backtest.warnings,
+        parameters=backtest.parameters,
+        comparison=backtest.comparison,
+    )
+
+
 def report_sides(backtest: Backtest) -> list[ReportSide]:
     """The sides with performance, as the report draws them."""
     return [
@@ -230,6 +294,8 @@ def report_sides(backtest: Backtest) -> list[ReportSide]:
             open_at_end=side.performance.open_at_end,
             never_filled=side.performance.never_filled,
             models=side.performance.models,
+            trades=side.performance.trades,
+            by_symbol=side.performance.by_symbol,
         )
         for side in backtest.sides
         if side.performance is not None

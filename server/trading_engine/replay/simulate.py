@@ -72,10 +72,12 @@ from trading_engine.core.decision import SIDE
 from trading_engine.core.instruments import Instrument
 from trading_engine.core.outcomes import facts_of, outcome_of
 from trading_engine.core.performance import (
+    BY_SYMBOL,
     Mark,
     PerformanceStats,
     SignalResult,
     Vote,
+    breakdown,
     realised_steps,
     summarize,
 )
@@ -556,6 +558,29 @@ def _position_result(
 
 
 @dataclasses.dataclass(frozen=True)
+class Trade:
+    """A filled signal of a simulation as a trade list shows it."""
+
+    signal_id: str
+    symbol: str
+    # +1 for a buy, -1 for a sell.
+    side: int
+    lots: float
+    opened_ns: int
+    fill_price: float
+    # tradeflow.trading.v1.SignalOutcome value: WIN, LOSS, BREAKEVEN or OPEN.
+    outcome: int
+    # 0 while open.
+    closed_ns: int = 0
+    exit_price: float = 0.0
+    # tradeflow.trading.v1.CloseReason value; UNSPECIFIED while open.
+    close_reason: int = 0
+    profit_loss_pips: float = 0.0
+    # In the account currency, net of commission.
+    profit_loss: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
 class SimulatedRun:
     """The outcome of every simulated signal and the figures over them."""
 
@@ -573,6 +598,10 @@ class SimulatedRun:
     never_filled: int
     # Per model id in the votes, ascending (none without votes).
     models: tuple[ModelBreakdown, ...] = ()
+    # Every filled signal, in the order of its fill.
+    trades: tuple[Trade, ...] = ()
+    # (symbol, the figures of its signals), symbols ascending.
+    by_symbol: tuple[tuple[str, PerformanceStats], ...] = ()
 
 
 def simulate_run(
@@ -590,6 +619,7 @@ def simulate_run(
     """
     decided = tuple(signals)
     rows: list[SignalResult] = []
+    trades: list[Trade] = []
     for signal in decided:
         instrument = instruments.lookup(signal.symbol)
         if not _actionable(signal) or instrument is None:
@@ -598,6 +628,8 @@ def simulate_run(
         results = simulate_signal(signal, bars, instrument, costs.of(signal.symbol))
         row = outcome_of(facts_of(signal), results, instrument, account_currency).result
         rows.append(dataclasses.replace(row, votes=(votes or {}).get(signal.signal_id, ())))
+        if row.fill_price > 0.0:
+            trades.append(_trade(signal, row, results[-1]))
     # As the live summary (analytics.summary): rows are actionable; counts are every decision.
     # Open positions are marked to market at every bar's close.
     marks = prices.marks(row.symbol for row in rows)
@@ -620,4 +652,26 @@ def simulate_run(
         open_at_end=sum(1 for row in rows if row.outcome == E.SIGNAL_OUTCOME_OPEN),
         never_filled=sum(1 for row in rows if row.outcome in _NEVER_FILLED_OUTCOMES),
         models=tuple(by_model(rows, starting_equity, marks, end_ns)),
+        trades=tuple(sorted(trades, key=lambda trade: (trade.opened_ns, trade.signal_id))),
+        by_symbol=tuple(breakdown(rows, BY_SYMBOL, starting_equity, marks, end_ns)),
+    )
+
+
+def _trade(
+    signal: signal_pb2.TradingSignal, row: SignalResult, last: execution_pb2.ExecutionResult
+) -> Trade:
+    closed = last.status == E.EXECUTION_STATUS_CLOSED
+    return Trade(
+        signal_id=signal.signal_id,
+        symbol=signal.symbol,
+        side=SIDE[signal.signal_type],
+        lots=row.lots,
+        opened_ns=row.opened_ns,
+        fill_price=row.fill_price,
+        outcome=row.outcome,
+        closed_ns=row.closed_ns,
+        exit_price=last.exit_price if closed else 0.0,
+        close_reason=last.close_reason if closed else E.CLOSE_REASON_UNSPECIFIED,
+        profit_loss_pips=row.profit_loss_pips,
+        profit_loss=row.profit_loss,
     )
