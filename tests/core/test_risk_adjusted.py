@@ -99,7 +99,7 @@ def test_each_ratio_is_undefined_without_its_denominator() -> None:
     # Nothing closed: no days, nothing to compute.
     nothing = risk_adjusted([], STARTING_EQUITY)
     assert (nothing.days, nothing.sharpe_ratio, nothing.annual_return) == (0, None, None)
-    # One day: no standard deviation; all won: no downside, no drawdown.
+    # One day: no spread to speak of, no Sharpe nor Sortino; all won: no drawdown.
     one_day = risk_adjusted([_closed("w", 50.0, DAY_0, DAY_0 + HOUR_NS)], STARTING_EQUITY)
     assert (one_day.days, one_day.sharpe_ratio, one_day.sortino_ratio) == (1, None, None)
     assert one_day.calmar_ratio is None

@@ -19,7 +19,7 @@ from tests.api.trading import ManualClock
 from tests.factories import NOW_NS, batch
 from tests.replay.sessions import live_session
 from tests.replay.test_compare import RECORDING
-from tests.support import BIN, Tokens
+from tests.support import BIN, ROOT, Tokens
 from trading_engine.app import Application
 
 
@@ -245,3 +245,17 @@ async def test_the_replay_attributes_each_model_one_always_right_one_always_wron
     rows = {line.split()[0]: line.split() for line in text.stdout.splitlines() if line}
     assert rows["oracle"][1:5] == ["4", "4", "4", "100.0%"]
     assert rows["contrarian"][1:5] == ["4", "4", "0", "0.0%"]
+
+
+async def test_the_shipped_example_closes_trades_against_its_bars() -> None:
+    examples = ROOT / "docs" / "examples"
+    shown = await _replay(
+        examples / "session.jsonl", "--compare", examples / "threshold-075.json",
+        "--prices", examples / "bars.csv", "--json",
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    # The bars hold the recording's own prices: nothing to warn of.
+    assert document["warnings"] == []
+    closed = [side["performance"]["stats"]["closed"] for side in document["sides"]]
+    assert min(closed) >= 10, closed

@@ -276,7 +276,8 @@ def risk_adjusted(
     as 0), and the daily equity's largest fall as a fraction of its peak dd:
     Sharpe = m / sd x sqrt(365), Sortino = m / dr x sqrt(365), annual return =
     (end / start equity) ^ (365 / D) - 1 (None beyond a float, or below nothing),
-    Calmar = annual return / dd; each None when its denominator is 0 or undefined.
+    Calmar = annual return / dd; each None when its denominator is 0 or undefined, Sharpe
+    and Sortino also with a single day.
 
     Exposure: the share of the time from the first fill to the last close (or `end_ns`,
     when later and a position is still open) with a position open. A trade lasts from its
@@ -303,13 +304,17 @@ def _ratios(returns: Sequence[float]) -> RiskAdjusted:
         return RiskAdjusted()
     try:
         mean = math.fsum(returns) / len(returns)
-        sharpe = None
+        sharpe = sortino = None
+        # One day's return says nothing about its spread: both need two.
         if len(returns) > 1:
             deviation = math.sqrt(
                 math.fsum((value - mean) ** 2 for value in returns) / (len(returns) - 1)
             )
             sharpe = _annualised(mean, deviation)
-        downside = math.sqrt(math.fsum(min(value, 0.0) ** 2 for value in returns) / len(returns))
+            downside = math.sqrt(
+                math.fsum(min(value, 0.0) ** 2 for value in returns) / len(returns)
+            )
+            sortino = _annualised(mean, downside)
         annual = _annual_growth(math.prod(1.0 + value for value in returns), len(returns))
         _, deepest = _drawdowns(
             itertools.accumulate((1.0 + r for r in returns), operator.mul, initial=1.0)
@@ -320,7 +325,7 @@ def _ratios(returns: Sequence[float]) -> RiskAdjusted:
     return RiskAdjusted(
         days=len(returns),
         sharpe_ratio=_finite(sharpe),
-        sortino_ratio=_finite(_annualised(mean, downside)),
+        sortino_ratio=_finite(sortino),
         annual_return=_finite(annual),
         calmar_ratio=_finite(calmar),
     )

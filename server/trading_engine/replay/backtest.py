@@ -18,13 +18,13 @@ from typing import Any
 from google.protobuf import json_format
 
 from tradeflow.ml.v1 import prediction_pb2
-from tradeflow.trading.v1 import signal_pb2, strategy_pb2
+from tradeflow.trading.v1 import execution_pb2, signal_pb2, strategy_pb2
 from trading_engine.core import tiers
 from trading_engine.core.attribution import votes_of
 from trading_engine.core.performance import Vote
 from trading_engine.core.strategy_layers import EMPTY_LAYER, merge
 from trading_engine.engine import DEFAULT_CURRENCY, EngineLimits
-from trading_engine.replay.compare import Comparison, compare
+from trading_engine.replay.compare import Comparison, compare, same_trade
 from trading_engine.replay.report import ParameterChange, ReportDetails, ReportSide
 from trading_engine.replay.runner import (
     Replay,
@@ -105,7 +105,7 @@ def backtest_batches(
         replay.decide(recorded)
         decided.append(recorded)
         progress(replay.progress)
-    return _finish(plan, replay, decided, None, defaults_known=True)
+    return _finish(plan, replay, decided, None, reproduce=False, defaults_known=True)
 
 
 async def backtest_stored(
@@ -121,9 +121,7 @@ async def backtest_stored(
 def stored_backtest(plan: BacktestPlan, replay: Replay, session: StoredSession) -> Backtest:
     """The backtest of a stored session once `replay` has decided it."""
     in_force = plan.sides[0].candidate is None
-    return _finish(
-        plan, replay, session.batches, session if in_force else None, defaults_known=False
-    )
+    return _finish(plan, replay, session.batches, session, reproduce=in_force, defaults_known=False)
 
 
 def _finish(
@@ -132,10 +130,13 @@ def _finish(
     batches: list[RecordedBatch],
     session: StoredSession | None,
     *,
+    reproduce: bool,
     defaults_known: bool,
 ) -> Backtest:
-    """The backtest of `replay`; `defaults_known` when it decided with tier defaults (a file),
-    so a parameter no candidate sets has its tier's value, not the ones in force."""
+    """The backtest of `replay`: from a stored `session`, checked against what was stored when
+    `reproduce`, and each signal that trades as it did live valued by the results recorded
+    for it. `defaults_known` when it decided with tier defaults (a file), so a parameter no
+    candidate sets has its tier's value, not the ones in force."""
     signal_sets = [side.signals() for side in replay.sides]
     users = sorted({signal.user_id for signals in signal_sets for signal in signals})
     performance: list[SimulatedRun | None] = [None] * len(signal_sets)
@@ -151,10 +152,11 @@ def _finish(
         predictions = _votes_by_prediction(batches)
         performance = [
             simulate_run(
-                signals, prices, equity, currency, plan.costs, _votes(signals, predictions)
+                signals, prices, equity, currency, plan.costs, _votes(signals, predictions),
+                _recorded(signals, session),
             )
             for signals in signal_sets
-        ]
+        ]  # fmt: skip
     return Backtest(
         sides=[
             BacktestSide(side.name, signals, run, currency)
@@ -162,12 +164,31 @@ def _finish(
         ],
         progress=replay.progress,
         comparison=compare(*signal_sets) if len(signal_sets) == 2 else None,
-        reproduction=reproduction(replay, session) if session is not None else None,
+        reproduction=reproduction(replay, session) if session is not None and reproduce else None,
         without_performance=why_not,
         prices=source,
         warnings=warnings,
         parameters=_parameters(replay, batches, defaults_known),
     )
+
+
+def _recorded(
+    signals: Iterable[signal_pb2.TradingSignal], session: StoredSession | None
+) -> dict[str, list[execution_pb2.ExecutionResult]]:
+    """The results recorded live for each signal that trades as the stored one did (same
+    type, strength and entry): what really became of it, rather than a simulation."""
+    if session is None:
+        return {}
+    recorded = session.protections.results_by_signal()
+    trades = {}
+    for signal in signals:
+        stored = session.signals.get(signal.signal_id)
+        results = recorded.get(signal.signal_id)
+        if stored is None or not results:
+            continue
+        if same_trade(signal_pb2.TradingSignal.FromString(stored.payload), signal):
+            trades[signal.signal_id] = results
+    return trades
 
 
 def _parameters(
@@ -295,6 +316,7 @@ def report_sides(backtest: Backtest) -> list[ReportSide]:
             never_filled=side.performance.never_filled,
             models=side.performance.models,
             trades=side.performance.trades,
+            recorded=side.performance.recorded,
             by_symbol=side.performance.by_symbol,
         )
         for side in backtest.sides

@@ -93,6 +93,12 @@ def compare(
     return Comparison(tuple(differences), len(first))
 
 
+def same_trade(before: signal_pb2.TradingSignal, after: signal_pb2.TradingSignal) -> bool:
+    """Both actionable with the same type, strength and entry: one trade, however decided."""
+    both = before.disposition == _ACTIONABLE and after.disposition == _ACTIONABLE
+    return both and _change(before, after) is None
+
+
 def _change(before: signal_pb2.TradingSignal, after: signal_pb2.TradingSignal) -> Change | None:
     was, now = before.disposition == _ACTIONABLE, after.disposition == _ACTIONABLE
     if now and not was:

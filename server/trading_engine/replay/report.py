@@ -129,6 +129,8 @@ class ReportSide:
     models: Sequence[ModelBreakdown] = ()
     # Every filled signal, in the order of its fill.
     trades: Sequence[Trade] = ()
+    # Signals valued by the results recorded live for them, not simulated.
+    recorded: int = 0
     # (symbol, the figures of its signals), symbols ascending.
     by_symbol: Sequence[tuple[str, PerformanceStats]] = ()
 
@@ -236,6 +238,7 @@ _FIGURES: Final[tuple[tuple[str, Callable[[ReportSide], str]], ...]] = (
     ),
     ("longest losing streak", lambda side: _count(side.stats.risk_adjusted.longest_losing_streak)),
     ("open at end", lambda side: _count(side.open_at_end)),
+    ("from live executions", lambda side: _count(side.recorded)),
     ("never filled", lambda side: _count(side.never_filled)),
 )
 
@@ -423,6 +426,12 @@ def _about_html(sides: Sequence[ReportSide], details: ReportDetails) -> str:
     parts = ['<section id="about">']
     if details.prices:
         parts.append(f"<p>Simulated against {html.escape(details.prices)}.</p>")
+    parts += [
+        f"<p>{html.escape(side.name)}: {_count(side.recorded)} signals trade as they did live "
+        "and are valued by the execution results recorded for them, not simulated.</p>"
+        for side in sides
+        if side.recorded
+    ]
     warnings = [
         f"{side.name}: nothing closed, so there is no profit, loss, hit rate or drawdown to "
         f"show ({side.stats.executed} filled, {side.open_at_end} still open when the prices "
@@ -511,6 +520,8 @@ def _difference_html(difference: SignalDifference) -> str:
 _REASONS: Final[dict[int, str]] = {
     execution_pb2.CLOSE_REASON_STOP_LOSS: "stop loss",
     execution_pb2.CLOSE_REASON_TAKE_PROFIT: "take profit",
+    execution_pb2.CLOSE_REASON_MANUAL: "manual",
+    execution_pb2.CLOSE_REASON_BROKER: "by the broker",
 }
 
 

@@ -596,6 +596,8 @@ class SimulatedRun:
     open_at_end: int
     # Not filled: expired, or still waiting when the prices ended.
     never_filled: int
+    # Signals whose recorded results were taken rather than simulated.
+    recorded: int = 0
     # Per model id in the votes, ascending (none without votes).
     models: tuple[ModelBreakdown, ...] = ()
     # Every filled signal, in the order of its fill.
@@ -611,11 +613,14 @@ def simulate_run(
     account_currency: str = DEFAULT_CURRENCY,
     costs: CostTable = NO_COST_TABLE,
     votes: Mapping[str, tuple[Vote, ...]] | None = None,
+    recorded: Mapping[str, Sequence[execution_pb2.ExecutionResult]] | None = None,
 ) -> SimulatedRun:
     """Every signal simulated against `prices` and summarized as the live engine would.
 
     Signals of an instrument the engine does not know are skipped. `votes` holds the votes
-    of the prediction each signal (by id) was decided from, for per-model attribution.
+    of the prediction each signal (by id) was decided from, for per-model attribution;
+    `recorded` the results a broker reported for a signal (by id) that traded as it did
+    live: those are what became of it, and it is not simulated.
     """
     decided = tuple(signals)
     rows: list[SignalResult] = []
@@ -624,12 +629,21 @@ def simulate_run(
         instrument = instruments.lookup(signal.symbol)
         if not _actionable(signal) or instrument is None:
             continue
-        bars = prices.bars(signal.symbol)
-        results = simulate_signal(signal, bars, instrument, costs.of(signal.symbol))
+        known = (recorded or {}).get(signal.signal_id)
+        results = (
+            list(known)
+            if known
+            else simulate_signal(
+                signal, prices.bars(signal.symbol), instrument, costs.of(signal.symbol)
+            )
+        )
         row = outcome_of(facts_of(signal), results, instrument, account_currency).result
         rows.append(dataclasses.replace(row, votes=(votes or {}).get(signal.signal_id, ())))
         if row.fill_price > 0.0:
-            trades.append(_trade(signal, row, results[-1]))
+            close = next(
+                (r for r in reversed(results) if r.status == E.EXECUTION_STATUS_CLOSED), None
+            )
+            trades.append(_trade(signal, row, close))
     # As the live summary (analytics.summary): rows are actionable; counts are every decision.
     # Open positions are marked to market at every bar's close.
     marks = prices.marks(row.symbol for row in rows)
@@ -651,6 +665,7 @@ def simulate_run(
         starting_equity=starting_equity,
         open_at_end=sum(1 for row in rows if row.outcome == E.SIGNAL_OUTCOME_OPEN),
         never_filled=sum(1 for row in rows if row.outcome in _NEVER_FILLED_OUTCOMES),
+        recorded=sum(1 for row in rows if row.signal_id in (recorded or {})),
         models=tuple(by_model(rows, starting_equity, marks, end_ns)),
         trades=tuple(sorted(trades, key=lambda trade: (trade.opened_ns, trade.signal_id))),
         by_symbol=tuple(breakdown(rows, BY_SYMBOL, starting_equity, marks, end_ns)),
@@ -658,9 +673,10 @@ def simulate_run(
 
 
 def _trade(
-    signal: signal_pb2.TradingSignal, row: SignalResult, last: execution_pb2.ExecutionResult
+    signal: signal_pb2.TradingSignal,
+    row: SignalResult,
+    close: execution_pb2.ExecutionResult | None,
 ) -> Trade:
-    closed = last.status == E.EXECUTION_STATUS_CLOSED
     return Trade(
         signal_id=signal.signal_id,
         symbol=signal.symbol,
@@ -670,8 +686,8 @@ def _trade(
         fill_price=row.fill_price,
         outcome=row.outcome,
         closed_ns=row.closed_ns,
-        exit_price=last.exit_price if closed else 0.0,
-        close_reason=last.close_reason if closed else E.CLOSE_REASON_UNSPECIFIED,
+        exit_price=close.exit_price if close is not None else 0.0,
+        close_reason=close.close_reason if close is not None else E.CLOSE_REASON_UNSPECIFIED,
         profit_loss_pips=row.profit_loss_pips,
         profit_loss=row.profit_loss,
     )

@@ -298,7 +298,7 @@ class RiskAdjustedStats(_message.Message):
     sharpe_ratio: _builtins.float
     """Mean daily return over its sample standard deviation, times sqrt(365); unset with fewer than 2 days, no variation, or no positive starting equity."""
     sortino_ratio: _builtins.float
-    """Mean daily return over the root mean square of the negative daily returns, times sqrt(365); unset without a losing day or without a positive starting equity."""
+    """Mean daily return over the root mean square of the negative daily returns, times sqrt(365); unset with fewer than 2 days, without a losing day, or without a positive starting equity."""
     annual_return: _builtins.float
     """Compound annual growth rate of the daily equity, as a fraction (0.12 = 12% a year); unset without days or without a positive starting equity."""
     calmar_ratio: _builtins.float
