@@ -225,6 +225,7 @@ _FIGURES: Final[tuple[tuple[str, Callable[[ReportSide], str]], ...]] = (
         lambda side: _optional_percent(side.stats.max_drawdown_marked_to_market_fraction),
     ),
     # Daily returns over UTC days, annualised over 365 (RiskAdjustedStats).
+    ("days of returns", lambda side: _count(side.stats.risk_adjusted.days)),
     ("Sharpe (daily, x sqrt 365)", lambda side: _ratio(side.stats.risk_adjusted.sharpe_ratio)),
     ("Sortino (daily, x sqrt 365)", lambda side: _ratio(side.stats.risk_adjusted.sortino_ratio)),
     ("Calmar", lambda side: _ratio(side.stats.risk_adjusted.calmar_ratio)),

@@ -72,18 +72,24 @@ class Candidate:
 
     @classmethod
     def from_file(cls, path: Path) -> Candidate:
-        text = path.read_text(encoding="utf-8")
+        return cls.from_json(path.name, path.read_text(encoding="utf-8"), str(path))
+
+    @classmethod
+    def from_json(cls, name: str, text: str, where: str = "") -> Candidate:
+        """The candidate a StrategyConfig in JSON names; CandidateError saying, after `where`
+        (default: the name), what is wrong."""
+        where = where or name
         try:
             document = json.loads(text)
             values = json_format.Parse(text, strategy_pb2.StrategyConfig())
         except (json.JSONDecodeError, json_format.ParseError) as error:
-            raise CandidateError(f"{path}: not a StrategyConfig in JSON: {error}") from None
+            raise CandidateError(f"{where}: not a StrategyConfig in JSON: {error}") from None
         if not isinstance(document, dict) or not document:
-            raise CandidateError(f"{path}: name at least one field of StrategyConfig to change")
-        candidate, violations = cls.checked(path.name, values, _field_paths(document), None)
+            raise CandidateError(f"{where}: name at least one field of StrategyConfig to change")
+        candidate, violations = cls.checked(name, values, _field_paths(document), None)
         if violations:
             problems = "; ".join(f"{v.field}: {v.description}" for v in violations)
-            raise CandidateError(f"{path}: {problems}")
+            raise CandidateError(f"{where}: {problems}")
         return candidate
 
 

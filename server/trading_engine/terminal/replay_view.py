@@ -17,7 +17,7 @@ from trading_engine.replay.compare import (
     describe_decision,
     describe_step,
 )
-from trading_engine.replay.report import figures_table, models_table
+from trading_engine.replay.report import ReportSide, figures_table, models_table
 from trading_engine.terminal.enums import short_name
 
 _RULES: Final = signal_pb2.DecisionRule.DESCRIPTOR
@@ -139,6 +139,17 @@ def as_json(backtest: Backtest) -> dict[str, Any]:
             for change in Change
         }
     return document
+
+
+def side_json(side: ReportSide) -> dict[str, Any]:
+    """A side as a report draws it, as JSON-ready data (a sweep's values)."""
+    return {
+        "name": side.name,
+        "stats": _plain(side.stats),
+        "curve": [list(point) for point in side.curve],
+        "open_at_end": side.open_at_end,
+        "never_filled": side.never_filled,
+    }
 
 
 def _json_difference(difference: SignalDifference) -> dict[str, Any]:
