@@ -76,9 +76,7 @@ class ApiFuzzReport:
     failures: list[dict[str, object]] = dataclasses.field(default_factory=list)
     failure_count: int = 0
     # Failures by RPC or route and code or status: "ReplaySignals UNKNOWN".
-    failure_kinds: collections.Counter[str] = dataclasses.field(
-        default_factory=collections.Counter
-    )
+    failure_kinds: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     # Calls that ended INTERNAL on the client's side (_CLIENT_CORE_ERROR): made again alone
     # after the run; those answered then count here, the others as failures.
     suspects: list[int] = dataclasses.field(default_factory=list)
