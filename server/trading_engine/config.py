@@ -239,7 +239,7 @@ class DevStackSettings:
     demo: bool = setting(False, "publish a synthetic ML feed for 10 currency pairs")
     demo_rate: float = setting(20.0, "predictions per second the demo feed publishes")
     demo_hold_seconds: float = setting(
-        90.0,
+        10.0,
         "the demo broker closes a position still open after this long at the market price "
         "(stops and targets close it sooner)",
     )

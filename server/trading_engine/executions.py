@@ -25,12 +25,12 @@ from trading_engine.core import instruments
 from trading_engine.core.attribution import ModelTally, votes_of
 from trading_engine.core.decision import SIDE
 from trading_engine.core.outcomes import Outcome, facts_of, outcome_of
-from trading_engine.core.performance import BREAKEVEN, LOSS, WIN
+from trading_engine.core.performance import BREAKEVEN, LOSS, WIN, SignalResult
 from trading_engine.core.protections import Protection
 from trading_engine.engine import DEFAULT_CURRENCY
 from trading_engine.explain import prediction_of
 from trading_engine.protections import Protections
-from trading_engine.stores.base import ExecutionRecord, OutcomeRecord, SignalRecord, Store
+from trading_engine.stores.base import ExecutionRecord, OutcomeRecord, Store
 from trading_engine.stores.history import HistoryWriter
 
 _log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class ExecutionTracker:
         violations = result_violations(result)
         if violations:
             raise errors.invalid("the execution result is invalid", violations)
-        record, signal = await self._signal(result)
+        signal = await self._signal(result)
         key = (result.company_id, result.user_id)
         new = await self._store.record_execution(
             ExecutionRecord(
@@ -159,9 +159,7 @@ class ExecutionTracker:
         if new and closed:
             self.closed += 1
             self.wins += outcome.result.outcome == WIN
-            prediction = await prediction_of(self._store, record, signal)
-            if prediction is not None:
-                self.models.add(dataclasses.replace(outcome.result, votes=votes_of(prediction)))
+            await self._tally_models(signal, outcome.result)
             if self._after_close is not None:
                 await self._after_close(*key)
         return performance
@@ -172,9 +170,14 @@ class ExecutionTracker:
         protection = self._protections.protection(company_id, user_id)
         _count_open(protection, self._open, signal_id, symbol, side)
 
-    async def _signal(
-        self, result: execution_pb2.ExecutionResult
-    ) -> tuple[SignalRecord, signal_pb2.TradingSignal]:
+    async def _tally_models(self, signal: signal_pb2.TradingSignal, closed: SignalResult) -> None:
+        """Count the calls of the models that voted on a signal that has just closed."""
+        record = await self._store.signal(signal.company_id, signal.signal_id)
+        prediction = None if record is None else await prediction_of(self._store, record, signal)
+        if prediction is not None:
+            self.models.add(dataclasses.replace(closed, votes=votes_of(prediction)))
+
+    async def _signal(self, result: execution_pb2.ExecutionResult) -> signal_pb2.TradingSignal:
         record = await self._store.signal(result.company_id, result.signal_id)
         if record is None and self._history.pending:
             # Decided moments ago: its history may still be queued.
@@ -200,7 +203,7 @@ class ExecutionTracker:
                 f"{signal.symbol}",
                 reason="SYMBOL_MISMATCH",
             )
-        return record, signal
+        return signal
 
 
 def follow_position(

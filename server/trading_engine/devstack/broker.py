@@ -30,7 +30,9 @@ from trading_engine_client import SignalSubscriber
 E = execution_pb2
 # (bid, ask) of a symbol now; None for a symbol the feed does not quote.
 Quote = Callable[[str], tuple[float, float] | None]
-DEFAULT_HOLD_SECONDS: Final = 90.0
+# Short: at about 35 signals a minute a PRO demo trader keeps some 6 positions open, below
+# the tier's limit of 10, so signals keep coming.
+DEFAULT_HOLD_SECONDS: Final = 10.0
 _NANOS_PER_SECOND: Final = 1_000_000_000
 
 
