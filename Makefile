@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install build run test check-contracts generate format lint typecheck unit bench clean
+.PHONY: help install install-browser build run test check-contracts generate format lint typecheck unit bench clean
 
 help:  ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -30,6 +30,10 @@ $(VENV)/.compiled: $(COMPILED_SOURCES) | $(VENV)/.installed
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the engine with its dev tools
+
+# The report's browser test needs Chromium; Debian's package, as root (CI runs this).
+install-browser:  ## install Chromium from Debian's packages (needs root), for the report test
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 build: $(VENV)/.compiled  ## recompile the hot path (mypyc and the C codec) after editing it
 

@@ -2,7 +2,8 @@
 
 The arithmetic is in `core.performance`; this module chooses the rows (the
 tenant, the window, the symbols) and adds the count of every signal decided,
-executed or not, from signal history.
+executed or not, from signal history. Open positions are marked to market at
+the latest price this engine has seen for their symbol in the company.
 """
 
 from __future__ import annotations
@@ -12,22 +13,30 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from tradeflow.trading.v1 import execution_pb2, performance_pb2, signal_pb2
 from trading_engine import errors
 from trading_engine.clock import Clock
-from trading_engine.core import performance
+from trading_engine.core import instruments, performance
+from trading_engine.core.attribution import ModelBreakdown, by_model, votes_of
 from trading_engine.core.instruments import DEFAULT_CURRENCY
-from trading_engine.core.performance import PerformanceStats, SignalResult
+from trading_engine.core.outcomes import facts_of, outcome_of
+from trading_engine.core.performance import Mark, PerformanceStats, SignalResult
 from trading_engine.executions import UserChanges
+from trading_engine.explain import prediction_of
 from trading_engine.stores.base import OutcomeRecord, Store
 
 # (company, user) -> (equity, currency) of the account the user's newest batch reported.
 Account = Callable[[str, str], tuple[float, str] | None]
+# (company, symbol) -> the latest price seen for the symbol in the company; 0 when none.
+LastPrice = Callable[[str, str], float]
 ALL_DIMENSIONS = (
     performance.BY_SYMBOL,
     performance.BY_SIGNAL_TYPE,
     performance.BY_STRENGTH_BUCKET,
     performance.BY_HOUR_OF_DAY,
 )
+# Named only: it reads the prediction of every signal.
+BY_MODEL = performance_pb2.BREAKDOWN_DIMENSION_MODEL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,17 +53,31 @@ class Summary:
 
 
 @dataclasses.dataclass(frozen=True)
+class Breakdown:
+    # BreakdownDimension value.
+    dimension: int
+    key: str
+    # The figures of the signals with that key.
+    stats: PerformanceStats
+    # With BY_MODEL: the model's attribution.
+    model: ModelBreakdown | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Analysis:
     overall: PerformanceStats
-    # (BreakdownDimension value, key, figures of the signals with that key).
-    breakdowns: list[tuple[int, str, PerformanceStats]]
+    # Grouped by dimension in the order asked, keys ascending.
+    breakdowns: list[Breakdown]
 
 
 class PerformanceAnalytics:
-    def __init__(self, store: Store, clock: Clock, account: Account) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, account: Account, last_price: LastPrice | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
         self._account = account
+        self._last_price = last_price
 
     def _equity_and_currency(self, company_id: str, user_id: str) -> tuple[float, str]:
         # Without a known account, drawdown fractions are 0 and money is in the default currency.
@@ -67,7 +90,9 @@ class PerformanceAnalytics:
         start_ns = _window_start(window, now_ns)
         outcomes = await self._store.outcomes(company_id, user_id, start_ns, symbol)
         equity, currency = self._equity_and_currency(company_id, user_id)
-        stats = performance.summarize(_results(outcomes), equity)
+        results = await self._with_positions(company_id, _results(outcomes), currency)
+        marks = self._marks(company_id, results, now_ns)
+        stats = performance.summarize(results, equity, marks, now_ns)
         counts = await self._store.count_signals_by_type(company_id, user_id, start_ns, symbol)
         stats = dataclasses.replace(
             stats,
@@ -90,28 +115,36 @@ class PerformanceAnalytics:
         dimensions: Sequence[int],
         symbols: Sequence[str],
     ) -> Analysis:
-        """Overall figures and their breakdowns (no dimension named: all four).
+        """Overall figures and their breakdowns (no dimension named: all four but MODEL).
 
-        Breakdown figures count the signals that have execution results.
+        Breakdown figures count the signals that have execution results. MODEL reads the
+        prediction each signal was decided from; a signal whose batch was not kept counts
+        under no model.
         """
         window = window or performance.ALL_TIME
-        start_ns = _window_start(window, self._clock.now_ns())
-        unknown = [d for d in dimensions if d not in ALL_DIMENSIONS]
+        now_ns = self._clock.now_ns()
+        start_ns = _window_start(window, now_ns)
+        unknown = [d for d in dimensions if d not in (*ALL_DIMENSIONS, BY_MODEL)]
         if unknown:
             raise errors.invalid(
                 "unknown breakdown dimension",
                 [
                     errors.FieldViolation(
                         "dimensions",
-                        f"{d} is not SYMBOL, SIGNAL_TYPE, STRENGTH_BUCKET or HOUR_OF_DAY",
+                        f"{d} is not SYMBOL, SIGNAL_TYPE, STRENGTH_BUCKET, HOUR_OF_DAY or MODEL",
                     )
                     for d in unknown
                 ],
             )
         wanted = set(symbols)
         outcomes = await self._store.outcomes(company_id, user_id, start_ns)
-        results = [r for r in _results(outcomes) if not wanted or r.symbol in wanted]
-        equity, _ = self._equity_and_currency(company_id, user_id)
+        equity, currency = self._equity_and_currency(company_id, user_id)
+        results = await self._with_positions(
+            company_id,
+            [r for r in _results(outcomes) if not wanted or r.symbol in wanted],
+            currency,
+        )
+        marks = self._marks(company_id, results, now_ns)
         counts: dict[int, int] = {}
         for symbol in sorted(wanted) or [""]:
             for signal_type, count in (
@@ -119,16 +152,82 @@ class PerformanceAnalytics:
             ).items():
                 counts[signal_type] = counts.get(signal_type, 0) + count
         overall = dataclasses.replace(
-            performance.summarize(results, equity),
+            performance.summarize(results, equity, marks, now_ns),
             signals_total=sum(counts.values()),
             signals_by_type=tuple(sorted(counts.items())),
         )
-        breakdowns = [
-            (dimension, key, stats)
-            for dimension in (dimensions or ALL_DIMENSIONS)
-            for key, stats in performance.breakdown(results, dimension, equity)
-        ]
+        breakdowns = []
+        for dimension in dict.fromkeys(dimensions or ALL_DIMENSIONS):
+            if dimension == BY_MODEL:
+                voted = await self._with_votes(company_id, results)
+                breakdowns += [
+                    Breakdown(dimension, model.model_id, model.stats, model)
+                    for model in by_model(voted, equity, marks, now_ns)
+                ]
+            else:
+                breakdowns += [
+                    Breakdown(dimension, key, stats)
+                    for key, stats in performance.breakdown(
+                        results, dimension, equity, marks, now_ns
+                    )
+                ]
         return Analysis(overall, breakdowns)
+
+    async def _with_votes(self, company_id: str, results: list[SignalResult]) -> list[SignalResult]:
+        """`results` with the votes of the prediction each was decided from."""
+        voted = []
+        for result in results:
+            record = await self._store.signal(company_id, result.signal_id)
+            prediction = (
+                None
+                if record is None
+                else await prediction_of(
+                    self._store, record, signal_pb2.TradingSignal.FromString(record.payload)
+                )
+            )
+            votes = () if prediction is None else votes_of(prediction)
+            voted.append(dataclasses.replace(result, votes=votes))
+        return voted
+
+    async def _with_positions(
+        self, company_id: str, results: list[SignalResult], currency: str
+    ) -> list[SignalResult]:
+        """`results` with each open position's fill price, size and pip value, which marking
+        it to market needs and the stored outcome does not keep: from its signal and results."""
+        if self._last_price is None:
+            return results
+        return [
+            await self._position(company_id, result, currency)
+            if result.outcome == execution_pb2.SIGNAL_OUTCOME_OPEN
+            else result
+            for result in results
+        ]
+
+    async def _position(self, company_id: str, result: SignalResult, currency: str) -> SignalResult:
+        record = await self._store.signal(company_id, result.signal_id)
+        instrument = instruments.lookup(result.symbol)
+        if record is None or instrument is None:
+            return result
+        signal = signal_pb2.TradingSignal.FromString(record.payload)
+        executions = [
+            execution_pb2.ExecutionResult.FromString(row.payload)
+            for row in await self._store.executions_for_signal(company_id, result.signal_id)
+        ]
+        return outcome_of(facts_of(signal), executions, instrument, currency).result
+
+    def _marks(
+        self, company_id: str, results: Sequence[SignalResult], now_ns: int
+    ) -> list[Mark] | None:
+        """The latest price of each symbol with an open position, as of now; None when the
+        engine knows no prices (then there is no marked-to-market figure)."""
+        if self._last_price is None:
+            return None
+        open_symbols = {r.symbol for r in results if r.outcome == execution_pb2.SIGNAL_OUTCOME_OPEN}
+        return [
+            Mark(now_ns, symbol, price)
+            for symbol in sorted(open_symbols)
+            if (price := self._last_price(company_id, symbol)) > 0.0
+        ]
 
 
 def _window_start(window: int, now_ns: int) -> int:
@@ -155,9 +254,16 @@ def _results(outcomes: Sequence[OutcomeRecord]) -> list[SignalResult]:
             slippage_pips=o.slippage_pips,
             execution_latency_ns=o.execution_latency_ns,
             closed_ns=o.closed_at_ns,
+            opened_ns=_opened_ns(o),
         )
         for o in outcomes
     ]
+
+
+def _opened_ns(outcome: OutcomeRecord) -> int:
+    performance_message = execution_pb2.SignalPerformance.FromString(outcome.payload)
+    opened = performance_message.opened_at
+    return opened.ToNanoseconds() if performance_message.HasField("opened_at") else 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,7 +69,9 @@ class Application:
             limits=EngineLimits(max_batch_size=settings.max_batch_size),
             history=self.history_writer,
         )
-        self.analytics = PerformanceAnalytics(self.store, self.clock, self.engine.account)
+        self.analytics = PerformanceAnalytics(
+            self.store, self.clock, self.engine.account, self.engine.book.last_price
+        )
         self.adaptation = Adaptation(
             self.strategies,
             self.protections,
@@ -131,8 +133,11 @@ class Application:
             ReplayService(self.store, EngineLimits(max_batch_size=settings.max_batch_size)),
         )
         self.metrics = MetricsServer(
-            EngineCollector(self.engine.stats, self.history_writer, self.risk, self.bus, self.clock)
-        )
+            EngineCollector(
+                self.engine.stats, self.history_writer, self.risk, self.bus, self.clock,
+                self.executions.models,
+            )
+        )  # fmt: skip
         # Built in start(): a grpc.aio server belongs to the loop that creates it.
         self._server: grpc.aio.Server | None = None
         self._background: list[asyncio.Task[None]] = []

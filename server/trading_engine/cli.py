@@ -33,6 +33,7 @@ from trading_engine.config import (
     add_arguments,
     from_arguments,
 )
+from trading_engine.core import instruments
 from trading_engine.devstack import recordings
 from trading_engine.devstack.stack import DevStack, Endpoints
 from trading_engine.engine import EngineLimits
@@ -42,10 +43,12 @@ from trading_engine.replay.backtest import (
     BacktestPlan,
     backtest_batches,
     backtest_stored,
+    report_details,
     report_sides,
 )
-from trading_engine.replay.report import html_report
+from trading_engine.replay.report import ReportSide, figures_table, html_report
 from trading_engine.replay.runner import ReplayProgress, stored_session
+from trading_engine.replay.simulate import BarTime, Costs, CostTable
 from trading_engine.replay.sources import (
     RecordingError,
     count_batches,
@@ -54,6 +57,7 @@ from trading_engine.replay.sources import (
     from_kafka,
 )
 from trading_engine.replay.strategies import Candidate, CandidateError, ReplayStrategies
+from trading_engine.replay.sweep import candidates, in_processes, parse_sweep
 from trading_engine.risk.reference import RiskBehaviour, serve
 from trading_engine.stores.urls import open_store, sqlite_file
 from trading_engine.tenancy import Caller
@@ -122,6 +126,7 @@ examples:
   trading-engine replay --from-history --company acme --user trader-1 \\
       --since 2026-11-29 --until 2026-12-06 --compare strict.json   # last week at 0.75
   trading-engine replay session.binpb --prices bars.csv --json
+  trading-engine replay session.jsonl --prices bars.csv --sweep minConfidenceThreshold=0.6:0.8:0.05
 
 A recording is JSON lines (.jsonl: one MLPredictionBatch per line) or length-delimited
 binary (.binpb), decided at each batch's produced_at. --from-history replays the batches
@@ -408,13 +413,33 @@ def _replay_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
     replay.add_argument("--strategy", type=Path, help="a candidate strategy (StrategyConfig JSON)")
     replay.add_argument("--compare", type=Path, help="a second strategy to compare with")
     replay.add_argument(
-        "--prices", type=Path, help="CSV bars (symbol,time,high,low,close) to simulate against; "
-        "default: the prices the predictions carry"
+        "--prices", type=Path, help="CSV bars (symbol,time,open,high,low,close; open optional) "
+        "to simulate against; default: the prices the predictions carry"
+    )  # fmt: skip
+    replay.add_argument(
+        "--bar-time", choices=[way.value for way in BarTime], default=BarTime.CLOSE.value,
+        help="with --prices: whether a bar's time is its open (start, as most data vendors "
+        "label bars) or its close (end) (default %(default)s)",
     )  # fmt: skip
     replay.add_argument(
         "--equity", type=_above_zero, help="starting equity (default: the first batch's)"
     )
+    replay.add_argument(
+        "--slippage-pips", type=_symbol_cost, action="append", default=[],
+        metavar="[SYMBOL=]PIPS", help="pips by which simulated market fills and stops are worse "
+        "(default 0); SYMBOL= for one instrument; may be repeated",
+    )  # fmt: skip
+    replay.add_argument(
+        "--commission", type=_symbol_cost, action="append", default=[],
+        metavar="[SYMBOL=]AMOUNT", help="account currency per lot for a simulated round trip, "
+        "charged on the close (default 0); SYMBOL= for one instrument; may be repeated",
+    )  # fmt: skip
     replay.add_argument("--report", type=Path, help="write an HTML report with equity curves")
+    replay.add_argument(
+        "--sweep", metavar="FIELD=FROM:TO:STEP", help="backtest one candidate per value of a "
+        "strategy parameter (over --strategy's fields, if given), one process per value, and "
+        "show the figures side by side, e.g. minConfidenceThreshold=0.6:0.8:0.05",
+    )  # fmt: skip
     replay.add_argument(
         "--list", type=int, default=20, help="differences listed per kind (default %(default)s)"
     )
@@ -668,6 +693,8 @@ def _replay(args: argparse.Namespace) -> int:
     if args.from_history and not args.company:
         print("trading-engine replay: --from-history needs --company", file=sys.stderr)
         return 2
+    if args.sweep:
+        return _sweep(args)
     try:
         candidates = [Candidate.from_file(path) for path in (args.strategy, args.compare) if path]
         base = "strategies in force" if args.from_history else "tier defaults"
@@ -678,17 +705,7 @@ def _replay(args: argparse.Namespace) -> int:
         )
         if not args.strategy and args.compare:
             sides.append(ReplayStrategies(candidates[0]))
-        plan = BacktestPlan(
-            sides, EngineLimits(max_batch_size=args.max_batch_size), args.user,
-            args.prices, args.equity,
-        )  # fmt: skip
-        if args.from_history:
-            backtest = asyncio.run(_replay_history(args, plan))
-        elif args.from_kafka:
-            backtest = _replay_kafka(args, plan)
-        else:
-            total = count_batches(args.recording)
-            backtest = backtest_batches(plan, from_file(args.recording), _replay_progress(total))
+        backtest = _backtest(args, _plan(args, sides), _replay_progress)
         print(file=sys.stderr)
         if args.report is not None:
             _write_report(args.report, backtest)
@@ -700,6 +717,74 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         print(replay_view.render(backtest, args.list), end="")
     return 0
+
+
+def _plan(args: argparse.Namespace, sides: list[ReplayStrategies]) -> BacktestPlan:
+    return BacktestPlan(
+        sides, EngineLimits(max_batch_size=args.max_batch_size), args.user,
+        args.prices, args.equity, _cost_table(args.slippage_pips, args.commission),
+        BarTime(args.bar_time),
+    )  # fmt: skip
+
+
+def _backtest(
+    args: argparse.Namespace,
+    plan: BacktestPlan,
+    progress: Callable[[int], Callable[[ReplayProgress], None]],
+) -> Backtest:
+    """The backtest of the replay the arguments name; `progress` makes the progress
+    reporter for a number of batches."""
+    if args.from_history:
+        return asyncio.run(_replay_history(args, plan, progress))
+    if args.from_kafka:
+        return _replay_kafka(args, plan)
+    total = count_batches(args.recording)
+    return backtest_batches(plan, from_file(args.recording), progress(total))
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """Each value of the swept parameter backtested in a process of its own, side by side."""
+    try:
+        if args.compare or args.from_kafka:
+            raise ValueError("--sweep replays a RECORDING or --from-history, without --compare")
+        spec = parse_sweep(args.sweep)
+        base = json.loads(args.strategy.read_text(encoding="utf-8")) if args.strategy else {}
+        documents = candidates(spec, base)
+        # Checked here, once, so a typo fails before any process starts.
+        for name, text in documents:
+            Candidate.from_json(name, text)
+        # One window for every process, not each its own "now".
+        args.since, args.until = _replay_range(args)
+        print(f"backtesting {len(documents)} values of {spec.field}", file=sys.stderr)
+        sides = in_processes(
+            _sweep_value,
+            [(args, name, text) for name, text in documents],
+            lambda finished: progress_line.show(finished, len(documents), "values"),
+        )
+        print(file=sys.stderr)
+        if args.report is not None:
+            title = f"Sweep: {spec.field} from {spec.values[0]} to {spec.values[-1]}"
+            args.report.write_text(html_report(sides, title, time.time_ns()), encoding="utf-8")
+            print(f"report written to {args.report}", file=sys.stderr)
+    except (RecordingError, CandidateError, ValueError, OSError) as error:
+        print(f"\ntrading-engine replay: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([replay_view.side_json(side) for side in sides], indent=2))
+    else:
+        print(figures_table(sides))
+    return 0
+
+
+def _sweep_value(job: tuple[argparse.Namespace, str, str]) -> ReportSide:
+    """One value of a sweep, in a process of its own: its backtest, as a report side."""
+    args, name, text = job
+    plan = _plan(args, [ReplayStrategies(Candidate.from_json(name, text))])
+    backtest = _backtest(args, plan, lambda _: lambda _: None)
+    sides = report_sides(backtest)
+    if not sides:
+        raise ValueError(f"{name}: no performance simulated ({backtest.without_performance})")
+    return sides[0]
 
 
 def _replay_range(args: argparse.Namespace) -> tuple[int, int]:
@@ -717,7 +802,11 @@ def _replay_kafka(args: argparse.Namespace, plan: BacktestPlan) -> Backtest:
     return backtest_batches(plan, read.batches, _replay_progress(len(read.batches)))
 
 
-async def _replay_history(args: argparse.Namespace, plan: BacktestPlan) -> Backtest:
+async def _replay_history(
+    args: argparse.Namespace,
+    plan: BacktestPlan,
+    progress: Callable[[int], Callable[[ReplayProgress], None]],
+) -> Backtest:
     settings = EngineSettings(data_dir=args.data_dir, store_url=args.store_url)
     since, until = _replay_range(args)
     database = sqlite_file(settings.resolved_store_url)
@@ -732,8 +821,7 @@ async def _replay_history(args: argparse.Namespace, plan: BacktestPlan) -> Backt
         session = await stored_session(
             store, args.company, since, until, from_history(store, args.company, since, until)
         )
-        progress = _replay_progress(len(session.batches))
-        return await backtest_stored(plan, store, session, progress)
+        return await backtest_stored(plan, store, session, progress(len(session.batches)))
     finally:
         await store.close()
 
@@ -755,8 +843,35 @@ def _write_report(path: Path, backtest: Backtest) -> None:
     if not sides:
         raise ValueError(f"no report: no performance simulated ({backtest.without_performance})")
     title = "Backtest: " + " vs ".join(side.name for side in sides)
-    path.write_text(html_report(sides, title, time.time_ns()), encoding="utf-8")
+    document = html_report(sides, title, time.time_ns(), report_details(backtest))
+    path.write_text(document, encoding="utf-8")
     print(f"report written to {path}", file=sys.stderr)
+
+
+def _symbol_cost(text: str) -> tuple[str, float]:
+    """("", amount) from "AMOUNT", (symbol, amount) from "SYMBOL=AMOUNT"; amount >= 0."""
+    symbol, _, amount = text.rpartition("=")
+    symbol = symbol.strip().upper()
+    if symbol and instruments.lookup(symbol) is None:
+        raise argparse.ArgumentTypeError(f"{symbol!r} is not an instrument the engine knows")
+    return symbol, _at_least_zero(amount)
+
+
+def _cost_table(
+    slippages: Sequence[tuple[str, float]], commissions: Sequence[tuple[str, float]]
+) -> CostTable:
+    """The costs the flags give: a value without a symbol is every other instrument's."""
+    default_slippage = dict(slippages).get("", 0.0)
+    default_commission = dict(commissions).get("", 0.0)
+    by_symbol = {
+        symbol: Costs(
+            slippage_pips=dict(slippages).get(symbol, default_slippage),
+            commission_per_lot=dict(commissions).get(symbol, default_commission),
+        )
+        for symbol, _ in (*slippages, *commissions)
+        if symbol
+    }
+    return CostTable(Costs(default_slippage, default_commission), by_symbol)
 
 
 def _at_least_zero(text: str) -> float:

@@ -238,10 +238,17 @@ class DevStackSettings:
     metrics_port: int = setting(0, "port of /metrics (unless --metrics-address names one)")
     demo: bool = setting(False, "publish a synthetic ML feed for 10 currency pairs")
     demo_rate: float = setting(20.0, "predictions per second the demo feed publishes")
+    demo_hold_seconds: float = setting(
+        10.0,
+        "the demo broker closes a position still open after this long at the market price "
+        "(stops and targets close it sooner)",
+    )
 
     def __post_init__(self) -> None:
         if self.demo_rate <= 0:
             raise ValueError(f"demo_rate must be positive, not {self.demo_rate}")
+        if self.demo_hold_seconds <= 0:
+            raise ValueError(f"demo_hold_seconds must be positive, not {self.demo_hold_seconds}")
 
 
 def add_arguments(

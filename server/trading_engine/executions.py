@@ -22,11 +22,13 @@ from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from trading_engine import errors, field_limits, timestamps
 from trading_engine.clock import Clock
 from trading_engine.core import instruments
+from trading_engine.core.attribution import ModelTally, votes_of
 from trading_engine.core.decision import SIDE
 from trading_engine.core.instruments import DEFAULT_CURRENCY
 from trading_engine.core.outcomes import Outcome, facts_of, outcome_of
-from trading_engine.core.performance import BREAKEVEN, LOSS, WIN
+from trading_engine.core.performance import BREAKEVEN, LOSS, WIN, SignalResult
 from trading_engine.core.protections import Protection
+from trading_engine.explain import prediction_of
 from trading_engine.protections import Protections
 from trading_engine.stores.base import ExecutionRecord, OutcomeRecord, Store
 from trading_engine.stores.history import HistoryWriter
@@ -94,6 +96,8 @@ class ExecutionTracker:
         # Signals closed through this instance since start, and how many won.
         self.closed = 0
         self.wins = 0
+        # How each model's votes did on those signals (their prediction kept), for the metrics.
+        self.models = ModelTally()
 
     async def start(self) -> None:
         """Rebuild the open positions and the last day's stop-outs from the store."""
@@ -149,6 +153,7 @@ class ExecutionTracker:
         if kept.new and kept.outcome.result.outcome in _CLOSED_OUTCOMES:
             self.closed += 1
             self.wins += kept.outcome.result.outcome == WIN
+            await self._tally_models(kept.signal, kept.outcome.result)
             if self._after_close is not None:
                 await self._after_close(*key)
         return kept.performance
@@ -186,6 +191,13 @@ class ExecutionTracker:
     ) -> None:
         protection = self._protections.protection(company_id, user_id)
         _count_open(protection, self._open, signal_id, symbol, side)
+
+    async def _tally_models(self, signal: signal_pb2.TradingSignal, closed: SignalResult) -> None:
+        """Count the calls of the models that voted on a signal that has just closed."""
+        record = await self._store.signal(signal.company_id, signal.signal_id)
+        prediction = None if record is None else await prediction_of(self._store, record, signal)
+        if prediction is not None:
+            self.models.add(dataclasses.replace(closed, votes=votes_of(prediction)))
 
     async def _signal(self, result: execution_pb2.ExecutionResult) -> signal_pb2.TradingSignal:
         record = await self._store.signal(result.company_id, result.signal_id)

@@ -66,32 +66,32 @@ class SignalAudit:
         outcome = await self._store.outcome(company_id, signal_id)
         return Explanation(
             signal,
-            await self._prediction(record, signal),
+            await prediction_of(self._store, record, signal),
             executions,
             None
             if outcome is None
             else execution_pb2.SignalPerformance.FromString(outcome.payload),
         )
 
-    async def _prediction(
-        self, record: SignalRecord, signal: signal_pb2.TradingSignal
-    ) -> prediction_pb2.Prediction | None:
-        """The prediction the signal was decided from: in the batch its user sent under its
-        batch id and that was decided at the signal's instant (decision 21)."""
-        if not signal.batch_id or not signal.prediction_id:
-            return None
-        kept = await self._store.prediction_batches_decided_at(
-            record.company_id, record.user_id, signal.batch_id, record.generated_at_ns
-        )
-        # Several only for different batches under one id decided in the same nanosecond: the
-        # first holding the prediction decided it (the later ones got its signal back).
-        for batch in kept:
-            for prediction in prediction_pb2.MLPredictionBatch.FromString(
-                batch.payload
-            ).predictions:
-                if prediction.prediction_id == signal.prediction_id:
-                    return prediction
+
+async def prediction_of(
+    store: Store, record: SignalRecord, signal: signal_pb2.TradingSignal
+) -> prediction_pb2.Prediction | None:
+    """The prediction the signal was decided from: in the batch its user sent under its
+    batch id and that was decided at the signal's instant (decision 21). None for a manual
+    signal, or when the batch was not kept."""
+    if not signal.batch_id or not signal.prediction_id:
         return None
+    kept = await store.prediction_batches_decided_at(
+        record.company_id, record.user_id, signal.batch_id, record.generated_at_ns
+    )
+    # Several only for different batches under one id decided in the same nanosecond: the
+    # first holding the prediction decided it (the later ones got its signal back).
+    for batch in kept:
+        for prediction in prediction_pb2.MLPredictionBatch.FromString(batch.payload).predictions:
+            if prediction.prediction_id == signal.prediction_id:
+                return prediction
+    return None
 
 
 def _may_read(caller: Caller, user_id: str) -> bool:

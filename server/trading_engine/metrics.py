@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.bus.service import Bus
 from trading_engine.clock import Clock
+from trading_engine.core.attribution import ModelTally
 from trading_engine.enum_names import short_name
 from trading_engine.risk.breaker import BreakerState
 from trading_engine.risk.gate import RiskGate
@@ -40,7 +41,9 @@ class EngineCollector(Collector):
         risk: RiskGate | None,
         bus: Bus,
         clock: Clock,
+        models: ModelTally | None = None,
     ) -> None:
+        self._models = models
         self._stats = stats
         self._history = history
         self._risk = risk
@@ -101,10 +104,33 @@ class EngineCollector(Collector):
             "cannot be explained with their prediction nor replayed from history.",
             value=self._history.dropped_batches,
         )
+        if self._models is not None:
+            yield from _model_metrics(self._models)
         if self._risk is not None:
             yield from _risk_metrics(self._risk)
         if self._bus.enabled:
             yield from _bus_metrics(self._bus)
+
+
+def _model_metrics(models: ModelTally) -> Iterable[Metric]:
+    calls = CounterMetricFamily(
+        "trading_engine_model_calls",
+        "Votes with a direction on signals closed through this instance since start, by ML "
+        "model and whether they named the move (a won signal's side, a lost one's other side).",
+        labels=["model", "result"],
+    )
+    hit_rate = GaugeMetricFamily(
+        "trading_engine_model_hit_rate",
+        "Share of each ML model's calls that named the move, since start (at most 100 models "
+        "told apart; the rest under 'other').",
+        labels=["model"],
+    )
+    for model_id, (made, correct) in sorted(models.counts.items()):
+        calls.add_metric([model_id, "correct"], correct)
+        calls.add_metric([model_id, "wrong"], made - correct)
+        hit_rate.add_metric([model_id], correct / made)
+    yield calls
+    yield hit_rate
 
 
 def _label(enum: EnumDescriptor, value: int) -> str:

@@ -10,8 +10,8 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
 
-from tests.api.trading import MS, PIP, decide, failure, record, result
-from tests.factories import NOW_NS
+from tests.api.trading import MS, PIP, ManualClock, decide, failure, record, result
+from tests.factories import NOW_NS, batch, prediction
 from tests.support import ADMIN, RIVAL_ADMIN, TRADER, Stubs, Tokens, http_json_async, rest_gateway
 from tradeflow.trading.v1 import execution_pb2, performance_pb2, signal_pb2, strategy_pb2
 from tradeflow.trading.v1 import trading_engine_service_pb2 as service_pb2
@@ -85,9 +85,21 @@ async def test_summary_and_analysis_match_hand_computed_figures(stubs_: Stubs) -
     assert stats.total_profit_loss == pytest.approx(125.0)
     assert stats.expectancy == pytest.approx(62.5)
     assert stats.total_profit_loss_pips == pytest.approx(10.0)
-    # Equity 25,000: +250 to a peak of 25,250, then -125.
-    assert stats.max_drawdown == pytest.approx(125.0)
-    assert stats.max_drawdown_fraction == pytest.approx(125.0 / 25_250.0)
+    # Equity 25,000: +250 and -125 closing at one instant, netted: one step up, no drawdown.
+    assert (stats.max_drawdown, stats.max_drawdown_fraction) == (0.0, 0.0)
+    # One day returning 125 / 25,000: no Sharpe from one day, no Sortino or Calmar without a
+    # loss; 0.5% a day compounds to 1.005^365 - 1 a year. Both trades lasted from their fill,
+    # 150 ms after the decision, to the close an hour after it, the whole time in the market;
+    # the loss counts before the win closed at the same instant: a losing streak of 1.
+    risk = stats.risk_adjusted
+    assert risk.days == 1
+    assert not risk.HasField("sharpe_ratio")
+    assert not risk.HasField("sortino_ratio")
+    assert not risk.HasField("calmar_ratio")
+    assert risk.annual_return == pytest.approx(1.005**365 - 1.0)
+    assert risk.exposure == 1.0
+    assert risk.average_trade_duration.ToNanoseconds() == 3_600_000 * MS - 150 * MS
+    assert risk.longest_losing_streak == 1
     [bucket] = stats.calibration
     assert (bucket.confidence_lower, bucket.closed_signals, bucket.wins) == (0.8, 2, 1)
 
@@ -115,6 +127,35 @@ async def test_summary_and_analysis_match_hand_computed_figures(stubs_: Stubs) -
     ]
     assert [s.window for s in streamed] == windows
     assert all(s.stats.closed == 1 and s.symbol == "EURUSD" for s in streamed)
+
+
+async def test_an_open_loss_is_in_the_marked_to_market_drawdown_not_the_realised_one(
+    stubs_: Stubs, clock: ManualClock
+) -> None:
+    stub = stubs_.as_(TRADER)
+    [eurusd] = await decide(stub, "b-open", "EURUSD")
+    entry = eurusd.entry  # a buy at the ask, 1.08516
+    await record(stub, result(eurusd, "x-open", E.EXECUTION_STATUS_FILLED, entry.entry_price))
+    # Ten minutes on, the feed prices EURUSD 30 pips lower (mid 1.08212): the engine's latest.
+    clock.now = NOW_NS + 600_000 * MS
+    lower = prediction("b-lower-EURUSD", "EURUSD", observed_ns=clock.now - 200 * MS)
+    lower.current_price, lower.bid, lower.ask = 1.08212, 1.08208, 1.08216
+    later = batch("b-lower", [lower])
+    later.produced_at.FromNanoseconds(clock.now - 100 * MS)
+    await stub.ProcessPredictionBatch(service_pb2.ProcessPredictionBatchRequest(batch=later))
+
+    summary = (
+        await stub.GetPerformanceSummary(service_pb2.GetPerformanceSummaryRequest())
+    ).summary.stats
+    analysis = (
+        await stub.AnalyzeSignalPerformance(service_pb2.AnalyzeSignalPerformanceRequest())
+    ).overall
+    # 1.08212 - 1.08516 = -30.4 pips on the open buy; nothing closed, nothing realised.
+    open_loss = 30.4 * entry.pip_value * entry.position_size_lots
+    for stats in (summary, analysis):
+        assert (stats.max_drawdown, stats.max_drawdown_fraction) == (0.0, 0.0)
+        assert stats.max_drawdown_marked_to_market == pytest.approx(open_loss, abs=0.005)
+        assert stats.max_drawdown_marked_to_market_fraction == pytest.approx(open_loss / 25_000.0)
 
 
 async def test_open_positions_feed_the_position_limit(stubs_: Stubs) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from datetime import UTC, datetime
@@ -21,9 +22,12 @@ from trading_engine.core.performance import (
     LAST_30_DAYS,
     TODAY,
     CalibrationBucket,
+    Mark,
     PerformanceStats,
     SignalResult,
     breakdown,
+    marked_drawdowns,
+    realised_steps,
     summarize,
     window_start_ns,
 )
@@ -308,17 +312,75 @@ def test_largest_absolute_and_relative_drawdowns_may_come_from_different_points(
     assert stats.max_drawdown_fraction == 0.5
 
 
-def test_closes_at_the_same_instant_are_ordered_by_signal_id() -> None:
-    # Both close at t=7. "a" first: 1,000 -> 950 -> 1,050, fraction 50 / 1,000.
-    # ("b" first would give 1,100 -> 1,050, fraction 50 / 1,100.)
+@pytest.mark.parametrize(
+    ("winner", "loser"), [("trader-1:p1", "trader-1:p2"), ("trader-2:p2", "trader-2:p1")]
+)
+def test_closes_at_the_same_instant_are_netted_whatever_the_signal_ids(
+    winner: str, loser: str
+) -> None:
+    # Signal ids derive from company, user and prediction: the same two closes at t=7 must give
+    # the same drawdown whoever's they are. Netted: 10,000 -> 10,000 + 500 - 1,000 = 9,500 at t=7,
+    # then 9,800 at t=8. (Ordered by id they gave 1,000 when the loss came first, and
+    # 1,000 / 10,500 of the peak when the win did.)
     rows = [
-        _result(signal_id, WIN if money > 0 else LOSS, profit_loss=money, closed_ns=7)
-        for signal_id, money in (("b", 100.0), ("a", -50.0))
+        _result(winner, WIN, profit_loss=500.0, closed_ns=7),
+        _result(loser, LOSS, profit_loss=-1_000.0, closed_ns=7),
+        _result("later", WIN, profit_loss=300.0, closed_ns=8),
     ]
 
-    stats = summarize(rows, 1_000.0)
+    stats = summarize(rows, 10_000.0)
 
-    assert (stats.max_drawdown, stats.max_drawdown_fraction) == (50.0, 0.05)
+    assert (stats.max_drawdown, stats.max_drawdown_fraction) == (500.0, 0.05)
+    assert realised_steps(rows) == [(7, -500.0), (8, 300.0)]
+
+
+def _position(
+    signal_id: str, outcome: int, symbol: str, signal_type: int, fill_price: float,
+    pip_value: float, opened_ns: int, closed_ns: int = 0, profit_loss: float = 0.0,
+) -> SignalResult:  # fmt: skip
+    return SignalResult(
+        signal_id=signal_id, symbol=symbol, signal_type=signal_type, strength=0.5,
+        confidence=0.5, generated_ns=opened_ns, outcome=outcome, profit_loss_pips=0.0,
+        profit_loss=profit_loss, slippage_pips=0.0, execution_latency_ns=0, closed_ns=closed_ns,
+        opened_ns=opened_ns, fill_price=fill_price, lots=1.0, pip_value=pip_value,
+    )  # fmt: skip
+
+
+# A buys EURUSD at 1.10000 at t=1 and stops out at t=4 for -200; B sells USDJPY at 151.200 at
+# t=3 and is still open. 1 lot each, a pip 10 USD for EURUSD, 6.61 USD for USDJPY.
+MARKED = [
+    _position("A", LOSS, "EURUSD", BUY, 1.1, 10.0, opened_ns=1, closed_ns=4, profit_loss=-200.0),
+    _position("B", OPEN, "USDJPY", SELL, 151.2, 6.61, opened_ns=3),
+]
+MARKS = [
+    Mark(2, "EURUSD", 1.095),  # A 50 pips down: 9,500
+    Mark(2, "USDJPY", 151.0),  # before B opened: does not value it
+    Mark(3, "EURUSD", 1.09),  # A 100 pips down: 9,000, the trough
+    Mark(5, "USDJPY", 151.5),  # B 30 pips against it: 9,800 - 198.30 = 9,601.70
+]
+
+
+def test_the_marked_to_market_drawdown_sees_open_losses_the_realised_one_does_not() -> None:
+    stats = summarize(MARKED, 10_000.0, MARKS)
+
+    # Realised: 10,000 -> 9,800 when A closes.
+    assert (stats.max_drawdown, stats.max_drawdown_fraction) == (200.0, 0.02)
+    # Marked: 10,000 -> 9,500 -> 9,000 -> 9,800 -> 9,601.70: 1,000 below the start.
+    assert stats.max_drawdown_marked_to_market == 1_000.0
+    assert stats.max_drawdown_marked_to_market_fraction == 0.1
+    assert summarize(MARKED, 10_000.0).max_drawdown_marked_to_market is None
+
+
+def test_without_marks_between_closes_the_marked_drawdown_is_the_realised_one() -> None:
+    rows = _closes(100.0, -50.0, -150.0, 30.0, 200.0)
+    assert marked_drawdowns(rows, [], 10_000.0) == (200.0, 200 / 10_100)
+
+
+def test_no_marked_drawdown_while_an_open_position_has_no_price_since_it_opened() -> None:
+    assert marked_drawdowns(MARKED, MARKS[:3], 10_000.0) is None
+    # Nor when its fill price is not known (a stored outcome read without its results).
+    unknown_fill = [dataclasses.replace(MARKED[1], fill_price=0.0)]
+    assert marked_drawdowns(unknown_fill, MARKS, 10_000.0) is None
 
 
 def test_drawdown_fraction_needs_a_positive_peak_and_stops_at_one() -> None:
@@ -516,7 +578,7 @@ def _results(draw: st.DrawFn) -> SignalResult:
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)
-# Signal ids are unique, as in the store, so closing order is total.
+# Signal ids are unique, as in the store.
 @given(
     st.lists(_results(), max_size=20, unique_by=lambda result: result.signal_id),
     st.floats(0.0, 100_000.0),

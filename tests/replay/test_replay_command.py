@@ -14,10 +14,12 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from tests.api.test_model_attribution import OUTCOMES, voted_prediction
 from tests.api.trading import ManualClock
+from tests.factories import NOW_NS, batch
 from tests.replay.sessions import live_session
 from tests.replay.test_compare import RECORDING
-from tests.support import BIN, Tokens
+from tests.support import BIN, ROOT, Tokens
 from trading_engine.app import Application
 
 
@@ -158,14 +160,102 @@ async def test_bars_from_a_csv_give_the_hand_computed_figures(tmp_path: Path) ->
     shown = await _replay(recording, "--compare", strict, "--prices", bars)
     assert shown.returncode == 0, shown.stderr
     rows = {" ".join(line.split()[:-2]): line.split()[-2:] for line in shown.stdout.splitlines()}
-    # Tier defaults: +40 pips x 10 USD x 1.25 lots = +500.00, then -20 x 10 x 1.25 = -250.00:
-    # the equity peaks at 25,500 and falls to 25,250.
+    # Tier defaults: +40 pips x 10 USD x 1.25 lots = +500.00 and -20 x 10 x 1.25 = -250.00,
+    # both closing at 08:10: netted, the equity steps once from 25,000 to 25,250, no drawdown
+    # (the order of their ids, which name the user, must not decide one).
     # strict.json holds both (confidence 0.72 < 0.75); its eur-80 (stop 25 pips) and jpy-90
     # are still open.
     assert rows["closed"] == ["2", "0"]
-    assert rows["hit rate"] == ["50.0%", "0.0%"]
+    # Nothing closed for strict.json: no hit rate to show, rather than 0%.
+    assert rows["hit rate"] == ["50.0%", "n/a"]
     assert rows["profit factor"] == ["2.00", "n/a"]
     assert rows["total P/L (pips)"] == ["20.0", "0.0"]
     assert rows["open at end"] == ["1", "2"]
     assert re.search(r"^total P/L +250\.00 USD +0\.00 USD$", shown.stdout, re.MULTILINE)
-    assert re.search(r"^max drawdown +250\.00 USD +0\.00 USD$", shown.stdout, re.MULTILINE)
+    assert re.search(r"^realised drawdown +0\.00 USD +0\.00 USD$", shown.stdout, re.MULTILINE)
+
+
+async def test_the_bar_time_flag_both_ways_with_costs_as_the_user_sees_them(tmp_path: Path) -> None:
+    recording, _ = _files(tmp_path)
+    bars = tmp_path / "bars.csv"
+    # Ten-minute GBPUSD bars. gbp-72 buys 1.25 lots at 1.27048 at 08:00, stop 1.26848, target
+    # 1.27448. The bar labelled 08:00 reaches the stop, the one labelled 08:10 the target.
+    bars.write_text(
+        "symbol,time,open,high,low,close\n"
+        "GBPUSD,2027-01-15T08:00:00Z,1.27050,1.27100,1.26800,1.26900\n"
+        "GBPUSD,2027-01-15T08:10:00Z,1.26900,1.27500,1.26890,1.27450\n"
+    )
+
+    async def figures(*flags: str) -> dict[str, Any]:
+        shown = await _replay(recording, "--prices", bars, "--json", *flags)
+        assert shown.returncode == 0, shown.stderr
+        document: dict[str, Any] = json.loads(shown.stdout)
+        return document
+
+    by_close = await figures()
+    # By default a time is the bar's end: the 08:00 bar ended as gbp-72 was decided, so the
+    # 08:10 bar decides it: +40 pips x 10 USD x 1.25 lots = +500.00.
+    assert by_close["prices"] == "bars from bars.csv, each time the bar's end (--bar-time close)"
+    assert by_close["sides"][0]["performance"]["stats"]["total_profit_loss"] == 500.0
+    by_open = await figures("--bar-time", "open", "--slippage-pips", "GBPUSD=0.5",
+                            "--commission", "3")  # fmt: skip
+    # Labelled by its open, the 08:00 bar is the ten minutes after the decision: the stop. The
+    # fill 0.5 pip worse (1.27053), the stop too (1.26843): -21 pips; with 1.25 x 3 USD of
+    # commission, -21 x 10 x 1.25 - 3.75 = -266.25.
+    assert by_open["prices"] == "bars from bars.csv, each time the bar's start (--bar-time open)"
+    stats = by_open["sides"][0]["performance"]["stats"]
+    assert (stats["total_profit_loss_pips"], stats["total_profit_loss"]) == (-21.0, -266.25)
+
+
+async def test_a_cost_for_an_unknown_instrument_is_refused(tmp_path: Path) -> None:
+    recording, _ = _files(tmp_path)
+    shown = await _replay(recording, "--commission", "EURUSX=3")
+    assert shown.returncode == 2
+    assert "'EURUSX' is not an instrument the engine knows" in shown.stderr
+
+
+async def test_the_replay_attributes_each_model_one_always_right_one_always_wrong(
+    tmp_path: Path,
+) -> None:
+    # The desk of tests/api/test_model_attribution.py as a recording: EURUSD and GBPUSD buys
+    # reach their targets in the bars, USDJPY and AUDUSD their stops.
+    recording = tmp_path / "models.jsonl"
+    desk = batch(
+        "b-models", [voted_prediction(symbol, money > 0) for symbol, money in OUTCOMES.items()]
+    )
+    desk.produced_at.FromNanoseconds(NOW_NS)
+    recording.write_text(json_format.MessageToJson(desk, indent=None) + "\n")
+    bars = tmp_path / "bars.csv"
+    bars.write_text(
+        "symbol,time,high,low,close\n"
+        "EURUSD,2027-01-15T08:10:00Z,1.09000,1.08500,1.08950\n"
+        "GBPUSD,2027-01-15T08:10:00Z,1.27500,1.27000,1.27450\n"
+        "USDJPY,2027-01-15T08:10:00Z,151.300,151.000,151.050\n"
+        "AUDUSD,2027-01-15T08:10:00Z,0.65800,0.65500,0.65520\n"
+    )
+    shown = await _replay(recording, "--prices", bars, "--json")
+    assert shown.returncode == 0, shown.stderr
+    [side] = json.loads(shown.stdout)["sides"]
+    models = {m["model_id"]: m["overall"] for m in side["performance"]["models"]}
+    assert sorted(models) == ["contrarian", "ensemble", "oracle"]
+    assert [(models[m]["calls"], models[m]["correct"]) for m in sorted(models)] == [
+        (4, 0), (4, 2), (4, 4),
+    ]  # fmt: skip
+    text = await _replay(recording, "--prices", bars)
+    rows = {line.split()[0]: line.split() for line in text.stdout.splitlines() if line}
+    assert rows["oracle"][1:5] == ["4", "4", "4", "100.0%"]
+    assert rows["contrarian"][1:5] == ["4", "4", "0", "0.0%"]
+
+
+async def test_the_shipped_example_closes_trades_against_its_bars() -> None:
+    examples = ROOT / "docs" / "examples"
+    shown = await _replay(
+        examples / "session.jsonl", "--compare", examples / "threshold-075.json",
+        "--prices", examples / "bars.csv", "--json",
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    # The bars hold the recording's own prices: nothing to warn of.
+    assert document["warnings"] == []
+    closed = [side["performance"]["stats"]["closed"] for side in document["sides"]]
+    assert min(closed) >= 10, closed

@@ -14,7 +14,14 @@ import pytest
 
 from tradeflow.trading.v1 import execution_pb2, signal_pb2
 from trading_engine.core.performance import SignalResult, summarize
-from trading_engine.replay.report import ReportSide, figures_table, html_report
+from trading_engine.replay.report import (
+    ParameterChange,
+    ReportDetails,
+    ReportSide,
+    figures_table,
+    html_report,
+)
+from trading_engine.replay.simulate import Trade
 
 WIN: int = execution_pb2.SIGNAL_OUTCOME_WIN
 LOSS: int = execution_pb2.SIGNAL_OUTCOME_LOSS
@@ -123,8 +130,15 @@ def test_the_table_has_a_column_per_side_with_the_figures_formatted() -> None:
     assert _cells(table, "expectancy") == ["37.50 USD", "58.33 USD"]
     assert _cells(table, "total P/L (pips)") == ["30.0", "17.5"]
     assert _cells(table, "total P/L") == ["300.00 USD", "175.00 USD"]
-    assert _cells(table, "max drawdown") == ["300.00 USD", "0.00 USD"]
-    assert _cells(table, "max drawdown (% of peak)") == ["2.9%", "0.0%"]
+    assert _cells(table, "realised drawdown") == ["300.00 USD", "0.00 USD"]
+    assert _cells(table, "realised drawdown %") == ["2.9%", "0.0%"]
+    # Not marked to market: the figures were summarized without prices.
+    assert _cells(table, "marked-to-market drawdown") == ["n/a", "n/a"]
+    # Each closed on one day, and ended it up: no Sharpe (it needs two days), no Sortino (it
+    # needs a losing day).
+    assert _cells(table, "Sharpe (daily, x sqrt 365)") == ["n/a", "n/a"]
+    assert _cells(table, "Sortino (daily, x sqrt 365)") == ["n/a", "n/a"]
+    assert _cells(table, "longest losing streak") == ["1", "0"]
     assert _cells(table, "open at end") == ["1", "0"]
     assert _cells(table, "never filled") == ["1", "0"]
 
@@ -156,6 +170,8 @@ class _Element:
     # The id of the svg it sits in; "" outside any.
     chart: str
     text: str = ""
+    # The id of the section it sits in; "" outside any.
+    section: str = ""
 
 
 class _Page(HTMLParser):
@@ -165,20 +181,27 @@ class _Page(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.elements: list[_Element] = []
         self._chart = ""
+        self._section = ""
         self._open: list[_Element] = []
         self.feed(document)
         self.close()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        element = _Element(tag, {name: value or "" for name, value in attrs}, self._chart)
+        element = _Element(
+            tag, {name: value or "" for name, value in attrs}, self._chart, section=self._section
+        )
         if tag == "svg":
             self._chart = element.attrs["id"]
+        if tag == "section":
+            self._section = element.attrs["id"]
         self.elements.append(element)
         self._open.append(element)
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "svg":
             self._chart = ""
+        if tag == "section":
+            self._section = ""
         while self._open and self._open.pop().tag != tag:
             pass
 
@@ -187,13 +210,16 @@ class _Page(HTMLParser):
         for element in self._open:
             element.text += data
 
-    def find(self, tag: str, chart: str = "", css_class: str = "") -> list[_Element]:
+    def find(
+        self, tag: str, chart: str = "", css_class: str = "", section: str = ""
+    ) -> list[_Element]:
         return [
             element
             for element in self.elements
             if element.tag == tag
             and (not chart or element.chart == chart)
             and (not css_class or element.attrs.get("class") == css_class)
+            and (not section or element.section == section)
         ]
 
     def polyline(self, chart: str, side: str) -> list[tuple[float, float]]:
@@ -226,10 +252,11 @@ def test_the_page_is_self_contained_with_the_title_time_and_figures() -> None:
         assert outside not in document
     assert "Backtest: v12 &amp; candidate" in document
     assert "2024-03-15T18:00:00Z" in document
-    rows = [th.text for th in page.find("th") if th.attrs.get("scope") == "row"]
+    figures = page.find("th", section="figures")
+    rows = [th.text for th in figures if th.attrs.get("scope") == "row"]
     text_rows = [line.split("  ")[0] for line in figures_table([LIVE]).splitlines()[2:]]
     assert rows == text_rows
-    assert [th.text for th in page.find("th") if th.attrs.get("scope") == "col"] == [
+    assert [th.text for th in figures if th.attrs.get("scope") == "col"] == [
         "live strategy v12",
         "candidate.json",
     ]
@@ -338,3 +365,80 @@ def test_a_curve_that_does_not_fit_its_side_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         dataclasses.replace(LIVE, curve=curve)
+
+
+def _trade(signal_id: str, hour: int, money: float | None) -> Trade:
+    """A EURUSD buy of 1 lot filled at 1.10000 at `hour`, closed an hour later for `money`
+    (10 USD a pip), or still open (None)."""
+    if money is None:
+        return Trade(signal_id, "EURUSD", 1, 1.0, _at(hour), 1.1, OPEN)
+    return Trade(
+        signal_id, "EURUSD", 1, 1.0, _at(hour), 1.1, WIN if money > 0 else LOSS,
+        closed_ns=_at(hour + 1), exit_price=round(1.1 + money / 100_000, 5),
+        close_reason=execution_pb2.CLOSE_REASON_TAKE_PROFIT if money > 0
+        else execution_pb2.CLOSE_REASON_STOP_LOSS,
+        profit_loss_pips=money / 10, profit_loss=money,
+    )  # fmt: skip
+
+
+def test_the_page_has_every_section_a_quant_reads_in_order() -> None:
+    traded = dataclasses.replace(
+        LIVE, trades=[_trade("t1", 9, 200.0), _trade("t2", 10, -100.0), _trade("t3", 11, None)],
+        by_symbol=[("EURUSD", LIVE.stats)],
+    )  # fmt: skip
+    details = ReportDetails(
+        prices="bars from week.csv, each time the bar's end (--bar-time close)",
+        warnings=["EURUSD: 1 of 40 gaps between bars are not a whole number of its usual 1 h"],
+        parameters=[ParameterChange("min_confidence_threshold", ("0.7", "0.75"))],
+    )
+    page = _Page(html_report([traded, CANDIDATE], "week", _at(18), details))
+
+    assert [section.attrs["id"] for section in page.find("section")] == [
+        "about", "parameters", "figures", "equity", "drawdown", "trades", "symbols",
+    ]  # fmt: skip
+    about = " ".join(p.text for p in page.find("p", section="about"))
+    assert "Simulated against bars from week.csv, each time the bar's end" in about
+    assert [p.text for p in page.find("p", css_class="warning")] == details.warnings
+    assert [td.text for td in page.find("td", section="parameters")] == ["0.7", "0.75"]
+    # The trade list: entry, exit, reason, pips and money; an open trade says so.
+    rows = _rows(page, "trades")
+    assert rows[0] == [
+        "2024-03-15 09:00:00", "EURUSD", "buy", "1", "1.1", "2024-03-15 10:00:00", "1.102",
+        "take profit", "20.0", "200.00 USD",
+    ]  # fmt: skip
+    assert rows[1][7:] == ["stop loss", "-10.0", "-100.00 USD"]
+    assert rows[2][5:] == ["open", "", "", "", ""]
+
+
+def _rows(page: _Page, section: str) -> list[list[str]]:
+    """The cell texts of each body row of the section's tables (all of the same columns)."""
+    headers = [th for th in page.find("th", section=section) if th.attrs.get("scope") == "col"]
+    width = len(headers) // len(page.find("table", section=section))
+    cells = [td.text for td in page.find("td", section=section)]
+    return [cells[start : start + width] for start in range(0, len(cells), width)]
+
+
+def test_nothing_closed_is_a_visible_warning_and_undefined_figures_read_n_a() -> None:
+    page = _Page(html_report([IDLE], "idle", _at(18)))
+
+    [warning] = page.find("p", css_class="warning")
+    assert "nothing closed, so there is no profit, loss, hit rate or drawdown" in warning.text
+    figures = dict(zip(
+        [th.text for th in page.find("th", section="figures") if th.attrs.get("scope") == "row"],
+        [td.text for td in page.find("td", section="figures")],
+        strict=True,
+    ))  # fmt: skip
+    assert figures["hit rate"] == "n/a"
+    assert figures["expectancy"] == "n/a"
+    assert figures["average trade"] == "n/a"
+
+
+def test_two_strategies_with_the_same_curve_are_named_not_hidden() -> None:
+    twin = dataclasses.replace(LIVE, name="live strategy v13")
+    page = _Page(html_report([LIVE, twin, CANDIDATE], "twins", _at(18)))
+
+    [note] = page.find("p", css_class="note identical")
+    assert note.text == (
+        "live strategy v12 and live strategy v13 have the same equity curve: their lines lie "
+        "on each other (the later dashed)."
+    )

@@ -9,11 +9,13 @@ from trading_engine.analytics import (
     DEFAULT_INTERVAL_S,
     MIN_INTERVAL_S,
     Analysis,
+    Breakdown,
     Subscription,
     Summary,
 )
 from trading_engine.core import performance
-from trading_engine.core.performance import PerformanceStats
+from trading_engine.core.attribution import ModelFigures
+from trading_engine.core.performance import CalibrationBucket, PerformanceStats, RiskAdjusted
 from trading_engine.tenancy import Caller, subject_user
 
 P = performance_pb2
@@ -45,21 +47,32 @@ def stats_to_proto(stats: PerformanceStats) -> performance_pb2.PerformanceStats:
         max_drawdown=stats.max_drawdown,
         max_drawdown_fraction=stats.max_drawdown_fraction,
         average_slippage_pips=stats.average_slippage_pips,
-        calibration=[
-            P.CalibrationBucket(
-                confidence_lower=bucket.confidence_lower,
-                confidence_upper=bucket.confidence_upper,
-                closed_signals=bucket.closed_signals,
-                wins=bucket.wins,
-                hit_rate=bucket.hit_rate,
-                mean_confidence=bucket.mean_confidence,
-            )
-            for bucket in stats.calibration
-        ],
+        calibration=[_bucket_to_proto(bucket) for bucket in stats.calibration],
     )
     if stats.profit_factor is not None:
         message.profit_factor = stats.profit_factor
+    if stats.max_drawdown_marked_to_market is not None:
+        message.max_drawdown_marked_to_market = stats.max_drawdown_marked_to_market
+    if stats.max_drawdown_marked_to_market_fraction is not None:
+        message.max_drawdown_marked_to_market_fraction = (
+            stats.max_drawdown_marked_to_market_fraction
+        )
     message.average_execution_latency.FromNanoseconds(stats.average_execution_latency_ns)
+    message.risk_adjusted.CopyFrom(_risk_adjusted_to_proto(stats.risk_adjusted))
+    return message
+
+
+def _risk_adjusted_to_proto(figures: RiskAdjusted) -> performance_pb2.RiskAdjustedStats:
+    message = P.RiskAdjustedStats(
+        days=figures.days,
+        exposure=figures.exposure,
+        longest_losing_streak=figures.longest_losing_streak,
+    )
+    for name in ("sharpe_ratio", "sortino_ratio", "annual_return", "calmar_ratio"):
+        value = getattr(figures, name)
+        if value is not None:
+            setattr(message, name, value)
+    message.average_trade_duration.FromNanoseconds(figures.average_trade_duration_ns)
     return message
 
 
@@ -80,14 +93,45 @@ def summary_to_proto(summary: Summary) -> performance_pb2.PerformanceSummary:
 def analysis_to_proto(analysis: Analysis) -> service_pb2.AnalyzeSignalPerformanceResponse:
     return service_pb2.AnalyzeSignalPerformanceResponse(
         overall=stats_to_proto(analysis.overall),
-        breakdowns=[
-            P.PerformanceBreakdown(
-                dimension=dimension,  # type: ignore[arg-type]  # a BreakdownDimension value
-                key=key,
-                stats=stats_to_proto(stats),
-            )
-            for dimension, key, stats in analysis.breakdowns
-        ],
+        breakdowns=[_breakdown_to_proto(breakdown) for breakdown in analysis.breakdowns],
+    )
+
+
+def _breakdown_to_proto(breakdown: Breakdown) -> performance_pb2.PerformanceBreakdown:
+    message = P.PerformanceBreakdown(
+        dimension=breakdown.dimension,  # type: ignore[arg-type]  # a BreakdownDimension value
+        key=breakdown.key,
+        stats=stats_to_proto(breakdown.stats),
+    )
+    if breakdown.model is not None:
+        message.model.CopyFrom(model_to_proto(breakdown.model.overall))
+        message.model_by_symbol.extend(model_to_proto(m) for m in breakdown.model.by_symbol)
+    return message
+
+
+def model_to_proto(figures: ModelFigures) -> performance_pb2.ModelAttribution:
+    return P.ModelAttribution(
+        model_id=figures.model_id,
+        symbol=figures.symbol,
+        signals=figures.signals,
+        calls=figures.calls,
+        correct=figures.correct,
+        hit_rate=figures.hit_rate,
+        mean_confidence=figures.mean_confidence,
+        profit_backed=figures.profit_backed,
+        loss_backed=figures.loss_backed,
+        calibration=[_bucket_to_proto(bucket) for bucket in figures.calibration],
+    )
+
+
+def _bucket_to_proto(bucket: CalibrationBucket) -> performance_pb2.CalibrationBucket:
+    return P.CalibrationBucket(
+        confidence_lower=bucket.confidence_lower,
+        confidence_upper=bucket.confidence_upper,
+        closed_signals=bucket.closed_signals,
+        wins=bucket.wins,
+        hit_rate=bucket.hit_rate,
+        mean_confidence=bucket.mean_confidence,
     )
 
 

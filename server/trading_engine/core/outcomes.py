@@ -142,6 +142,11 @@ def outcome_of(
         slippage_pips=slippage,
         execution_latency_ns=latency,
         closed_ns=closed_ns,
+        opened_ns=opened_ns,
+        fill_price=fill.executed_price if fill is not None else 0.0,
+        lots=(close.executed_size_lots if close is not None else 0.0)
+        or (fill.executed_size_lots if fill is not None else 0.0),
+        pip_value=facts.pip_value,
     )
     return Outcome(result, opened_ns, currency)
 

@@ -120,6 +120,16 @@ class DemoFeed:
         self._last_ns = now_ns()
         self._numbers = itertools.count(1)
 
+    def quote(self, symbol: str) -> tuple[float, float] | None:
+        """(bid, ask) of a demo pair at the walk's latest step; None for another symbol."""
+        mid = self._mids.get(symbol)
+        instrument = instruments.lookup(symbol)
+        if mid is None or instrument is None:
+            return None
+        half_spread = _HALF_SPREAD_PIPS * instrument.pip_size
+        digits = instrument.price_decimals
+        return round(mid - half_spread, digits), round(mid + half_spread, digits)
+
     def batches(self) -> Iterator[prediction_pb2.MLPredictionBatch]:
         while True:
             yield self.next_batch()

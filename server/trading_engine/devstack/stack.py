@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tradeflow.common.v1 import trace_pb2
 from trading_engine.app import Application
 from trading_engine.bus import names
 from trading_engine.config import DevStackSettings, EngineSettings, GatewaySettings
+from trading_engine.devstack.broker import DEFAULT_HOLD_SECONDS, BrokerLink, DemoBroker
 from trading_engine.devstack.brokers import KafkaBroker, NatsServer, free_port
 from trading_engine.devstack.demo import DemoFeed, set_up_demo_strategies
 from trading_engine.gateway.envoy import EnvoyGateway
@@ -137,7 +139,13 @@ class DevStack:
         assert self.application is not None  # the feed starts after the engine
         await set_up_demo_strategies(self.application.strategies)
         task = asyncio.create_task(
-            run_demo(nats_url, self._stack.demo_rate, self.application.tracing), name="demo-feed"
+            run_demo(
+                nats_url,
+                self._stack.demo_rate,
+                self.application.tracing,
+                self._stack.demo_hold_seconds,
+            ),
+            name="demo-feed",
         )
 
         async def stop() -> None:
@@ -148,23 +156,40 @@ class DevStack:
         self._stops.append(stop)
 
 
-async def run_demo(nats_url: str, predictions_per_second: float, tracing: Tracing) -> None:
-    """Publish the demo feed's batches on NATS until cancelled, at about the given rate.
+async def run_demo(
+    nats_url: str,
+    predictions_per_second: float,
+    tracing: Tracing,
+    hold_seconds: float = DEFAULT_HOLD_SECONDS,
+) -> None:
+    """Publish the demo feed's batches on NATS until cancelled, at about the given rate, and
+    fill the signals that come back with the demo broker.
 
     Through the client package's PredictionPublisher, as ML-Processing publishes;
-    with tracing on, each batch starts a trace with a producer span of its own.
+    with tracing on, each batch starts a trace with a producer span of its own. The broker
+    fills and closes from the feed's own prices, and reports on the execution-results
+    subject, as an execution gateway would.
     """
-    async with PredictionPublisher(nats_url=nats_url, service_source="demo-feed") as publisher:
-        loop = asyncio.get_running_loop()
-        due = loop.time()
-        for batch in DemoFeed().batches():
-            with tracing.span(f"{names.NATS_PREDICTIONS} publish", PRODUCER):
-                trace = tracing.carried(trace_pb2.TraceContext())
-                await publisher.publish(
-                    batch, traceparent=trace.traceparent, tracestate=trace.tracestate
-                )
-            due += len(batch.predictions) / predictions_per_second
-            await asyncio.sleep(max(0.0, due - loop.time()))
+    feed = DemoFeed()
+    link = BrokerLink(DemoBroker(feed.quote, hold_seconds), nats_url, time.time_ns)
+    broker = asyncio.create_task(link.run(), name="demo-broker")
+    try:
+        async with PredictionPublisher(nats_url=nats_url, service_source="demo-feed") as publisher:
+            loop = asyncio.get_running_loop()
+            due = loop.time()
+            for batch in feed.batches():
+                with tracing.span(f"{names.NATS_PREDICTIONS} publish", PRODUCER):
+                    trace = tracing.carried(trace_pb2.TraceContext())
+                    await publisher.publish(
+                        batch, traceparent=trace.traceparent, tracestate=trace.tracestate
+                    )
+                await link.tick()
+                due += len(batch.predictions) / predictions_per_second
+                await asyncio.sleep(max(0.0, due - loop.time()))
+    finally:
+        broker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await broker
 
 
 def _async(stop: Callable[[], None]) -> Callable[[], Awaitable[None]]:

@@ -21,6 +21,12 @@ from collections.abc import Sequence
 from typing import Final
 
 from tradeflow.trading.v1 import signal_pb2
+from trading_engine.enum_names import short_name
+
+_RULES: Final = signal_pb2.DecisionRule.DESCRIPTOR
+_OUTCOMES: Final = signal_pb2.RuleOutcome.DESCRIPTOR
+_TYPES: Final = signal_pb2.SignalType.DESCRIPTOR
+_REASONS: Final = signal_pb2.DispositionReason.DESCRIPTOR
 
 _ACTIONABLE: Final = signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
 # What a trader would act on differently: every entry field but the bookkeeping ones.
@@ -87,6 +93,12 @@ def compare(
     return Comparison(tuple(differences), len(first))
 
 
+def same_trade(before: signal_pb2.TradingSignal, after: signal_pb2.TradingSignal) -> bool:
+    """Both actionable with the same type, strength and entry: one trade, however decided."""
+    both = before.disposition == _ACTIONABLE and after.disposition == _ACTIONABLE
+    return both and _change(before, after) is None
+
+
 def _change(before: signal_pb2.TradingSignal, after: signal_pb2.TradingSignal) -> Change | None:
     was, now = before.disposition == _ACTIONABLE, after.disposition == _ACTIONABLE
     if now and not was:
@@ -103,6 +115,39 @@ def _change(before: signal_pb2.TradingSignal, after: signal_pb2.TradingSignal) -
     ):
         return Change.CHANGED
     return None
+
+
+def deciding_steps(difference: SignalDifference) -> list[StepDifference]:
+    """The rules both sides ran and judged differently: they explain the change (the rules
+    only one side went on to run follow from it)."""
+    return [s for s in difference.steps if s.before is not None and s.after is not None]
+
+
+def describe_decision(signal: signal_pb2.TradingSignal) -> str:
+    """A decision in a line: "BUY 1.25 lots @ 1.08516 stop 1.08316 tp 1.08916", or
+    "HOLD (CONFIDENCE_BELOW_THRESHOLD)"."""
+    if signal.disposition != _ACTIONABLE:
+        return f"{short_name(_TYPES, signal.signal_type)} ({short_name(_REASONS, signal.reason)})"
+    entry = signal.entry
+    return (
+        f"{short_name(_TYPES, signal.signal_type)} {entry.position_size_lots:g} lots "
+        f"@ {entry.entry_price:g} stop {entry.stop_loss:g} tp {entry.take_profit:g}"
+    )
+
+
+def describe_step(step: StepDifference) -> str:
+    """A rule both sides ran, as each judged it: "confidence: PASS 0.72 ... -> FAIL ..."."""
+    assert step.before is not None
+    assert step.after is not None
+    return f"{short_name(_RULES, step.rule).lower()}: {_said(step.before)} -> {_said(step.after)}"
+
+
+def _said(decided: signal_pb2.DecisionStep) -> str:
+    """The step's outcome with its numbers: "FAIL 0.78 (threshold 0.8): below the minimum"."""
+    numbers = f" {decided.observed:g}" if decided.observed or decided.threshold else ""
+    if decided.threshold:
+        numbers += f" (threshold {decided.threshold:g})"
+    return f"{short_name(_OUTCOMES, decided.outcome)}{numbers}: {decided.detail}"
 
 
 def _step_differences(

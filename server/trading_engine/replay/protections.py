@@ -41,6 +41,7 @@ class RecordedProtections:
         ] + [(setting.changed_at_ns, 1, index, setting) for index, setting in enumerate(settings)]
         heapq.heapify(events)
         self._events = events
+        self._all = tuple(results)
         self._users: dict[tuple[str, str], Protection] = {}
         self._settings: dict[tuple[str, str], TradingStateRecord] = {}
         self._open: set[str] = set()
@@ -62,6 +63,16 @@ class RecordedProtections:
                 results.append(_Result(record, signal))
         changes = await store.trading_state_changes(company_id, until_ns)
         return cls(results, [setting_from_audit(change) for change in changes])
+
+    def results_by_signal(self) -> dict[str, list[execution_pb2.ExecutionResult]]:
+        """Every result recorded for each signal, in recorded order, whatever the replay's
+        progress."""
+        found: dict[str, list[execution_pb2.ExecutionResult]] = {}
+        for result in sorted(self._all, key=lambda each: each.record.recorded_at_ns):
+            found.setdefault(result.record.signal_id, []).append(
+                execution_pb2.ExecutionResult.FromString(result.record.payload)
+            )
+        return found
 
     def protection(self, company_id: str, user_id: str) -> Protection:
         key = (company_id, user_id)

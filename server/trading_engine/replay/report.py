@@ -1,10 +1,13 @@
 """The backtest report: strategies' figures and curves side by side.
 
 `figures_table` lays the figures out for a terminal; `html_report` makes one
-self-contained page (inline CSS and SVG, no script, nothing fetched) with the
-same figures, an equity chart and a drawdown chart, because people would
-rather look at a curve than read one. Both are pure: they return strings and
-the caller writes them where it likes.
+self-contained page (inline CSS and SVG, no script, nothing fetched) with what
+a quant reads a backtest for: what the prices were and what to beware of, the
+parameters that differ, the figures, equity and drawdown charts (people would
+rather look at a curve than read one), the signals the strategies disagree on
+with the rules behind each, the trades, and the figures per symbol and per
+model. Both are pure: they return strings and the caller writes them where it
+likes.
 """
 
 from __future__ import annotations
@@ -17,7 +20,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from tradeflow.trading.v1 import execution_pb2
+from trading_engine.core.attribution import ModelBreakdown, ModelFigures
 from trading_engine.core.performance import PerformanceStats
+from trading_engine.replay.compare import (
+    Change,
+    Comparison,
+    SignalDifference,
+    deciding_steps,
+    describe_decision,
+    describe_step,
+)
+from trading_engine.replay.simulate import Trade
 
 # (ns since the Unix epoch UTC, a value in the account currency).
 _Point = tuple[int, float]
@@ -54,14 +68,41 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 _STYLE: Final = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
-table.figures { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-table.figures th, table.figures td { padding: 0.2rem 0.8rem; border-bottom: 1px solid #ddd; }
-table.figures td, table.figures th[scope=col] { text-align: right; }
-table.figures th[scope=row] { text-align: left; font-weight: normal; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; margin-bottom: 1rem; }
+th, td { padding: 0.2rem 0.8rem; border-bottom: 1px solid #ddd; }
+td, th[scope=col] { text-align: right; }
+th[scope=row], td.text { text-align: left; font-weight: normal; }
 .swatch { display: inline-block; width: 0.8em; height: 0.8em; margin-right: 0.4em; }
+.warning { background: #fff3cd; border-left: 6px solid #e69f00; padding: 0.5rem 1rem; }
+.note { color: #555; }
 svg { max-width: 100%; height: auto; }
 svg text { font: 11px system-ui, sans-serif; fill: #444; }
 """
+# Rows a table lists before it says how many more there are.
+_MAX_ROWS: Final = 500
+
+
+@dataclass(frozen=True)
+class ParameterChange:
+    """A strategy parameter a side sets differently: its value on each side, as text."""
+
+    # The StrategyConfig field path, e.g. "min_confidence_threshold".
+    path: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReportDetails:
+    """What the page says around the figures and charts."""
+
+    # Where the prices came from, in a sentence.
+    prices: str = ""
+    # What a reader should beware of, one sentence each.
+    warnings: Sequence[str] = ()
+    # One per parameter any side sets differently, a value per side.
+    parameters: Sequence[ParameterChange] = ()
+    # With two sides: the signals they disagree on.
+    comparison: Comparison | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +125,14 @@ class ReportSide:
     open_at_end: int = 0
     # Orders that expired or were still waiting when the run ended.
     never_filled: int = 0
+    # Per model id in the votes, ascending.
+    models: Sequence[ModelBreakdown] = ()
+    # Every filled signal, in the order of its fill.
+    trades: Sequence[Trade] = ()
+    # Signals valued by the results recorded live for them, not simulated.
+    recorded: int = 0
+    # (symbol, the figures of its signals), symbols ascending.
+    by_symbol: Sequence[tuple[str, PerformanceStats]] = ()
 
     def __post_init__(self) -> None:
         if not self.curve or self.curve[0][1] != self.starting_equity:
@@ -112,6 +161,35 @@ def _money(value: float, currency: str) -> str:
     return f"{_fixed(value, 2)} {currency}"
 
 
+def _optional(value: float | None, currency: str) -> str:
+    return _NOT_APPLICABLE if value is None else _money(value, currency)
+
+
+def _optional_percent(value: float | None) -> str:
+    return _NOT_APPLICABLE if value is None else _percent(value)
+
+
+def _if_closed(side: ReportSide, shown: str) -> str:
+    return shown if side.stats.closed else _NOT_APPLICABLE
+
+
+def _ratio(value: float | None) -> str:
+    return _NOT_APPLICABLE if value is None else _fixed(value, 2)
+
+
+def _duration(duration_ns: int, closed: int) -> str:
+    """A duration as "2h 05m" (or "3d 4h", "45s"); n/a when nothing closed."""
+    if not closed:
+        return _NOT_APPLICABLE
+    seconds = duration_ns // 1_000_000_000
+    days, hours, minutes = seconds // 86_400, seconds // 3_600 % 24, seconds // 60 % 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {seconds % 60:02d}s" if minutes else f"{seconds}s"
+
+
 def _profit_factor(value: float | None) -> str:
     # None: nothing lost, so the ratio has no denominator.
     return _NOT_APPLICABLE if value is None else _fixed(value, 2)
@@ -125,17 +203,84 @@ _FIGURES: Final[tuple[tuple[str, Callable[[ReportSide], str]], ...]] = (
     ("wins", lambda side: _count(side.stats.wins)),
     ("losses", lambda side: _count(side.stats.losses)),
     ("breakevens", lambda side: _count(side.stats.breakevens)),
-    ("hit rate", lambda side: _percent(side.stats.hit_rate)),
-    ("profit factor", lambda side: _profit_factor(side.stats.profit_factor)),
-    ("expectancy (pips)", lambda side: _fixed(side.stats.expectancy_pips, 1)),
-    ("expectancy", lambda side: _money(side.stats.expectancy, side.currency)),
+    # Undefined with nothing closed: n/a, not 0.
+    ("hit rate", lambda side: _if_closed(side, _percent(side.stats.hit_rate))),
+    ("profit factor", lambda side: _if_closed(side, _profit_factor(side.stats.profit_factor))),
+    ("expectancy (pips)", lambda side: _if_closed(side, _fixed(side.stats.expectancy_pips, 1))),
+    (
+        "expectancy",
+        lambda side: _if_closed(side, _money(side.stats.expectancy, side.currency)),
+    ),
     ("total P/L (pips)", lambda side: _fixed(side.stats.total_profit_loss_pips, 1)),
     ("total P/L", lambda side: _money(side.stats.total_profit_loss, side.currency)),
-    ("max drawdown", lambda side: _money(side.stats.max_drawdown, side.currency)),
-    ("max drawdown (% of peak)", lambda side: _percent(side.stats.max_drawdown_fraction)),
+    # Drawdowns: the largest fall below a peak, and the largest as a % of its peak.
+    ("realised drawdown", lambda side: _money(side.stats.max_drawdown, side.currency)),
+    ("realised drawdown %", lambda side: _percent(side.stats.max_drawdown_fraction)),
+    (
+        "marked-to-market drawdown",
+        lambda side: _optional(side.stats.max_drawdown_marked_to_market, side.currency),
+    ),
+    (
+        "marked-to-market drawdown %",
+        lambda side: _optional_percent(side.stats.max_drawdown_marked_to_market_fraction),
+    ),
+    # Daily returns over UTC days, annualised over 365 (RiskAdjustedStats).
+    ("days of returns", lambda side: _count(side.stats.risk_adjusted.days)),
+    ("Sharpe (daily, x sqrt 365)", lambda side: _ratio(side.stats.risk_adjusted.sharpe_ratio)),
+    ("Sortino (daily, x sqrt 365)", lambda side: _ratio(side.stats.risk_adjusted.sortino_ratio)),
+    ("Calmar", lambda side: _ratio(side.stats.risk_adjusted.calmar_ratio)),
+    ("annual return", lambda side: _optional_percent(side.stats.risk_adjusted.annual_return)),
+    ("exposure", lambda side: _percent(side.stats.risk_adjusted.exposure)),
+    (
+        "average trade",
+        lambda side: _duration(
+            side.stats.risk_adjusted.average_trade_duration_ns, side.stats.closed
+        ),
+    ),
+    ("longest losing streak", lambda side: _count(side.stats.risk_adjusted.longest_losing_streak)),
     ("open at end", lambda side: _count(side.open_at_end)),
+    ("from live executions", lambda side: _count(side.recorded)),
     ("never filled", lambda side: _count(side.never_filled)),
 )
+
+
+# (header, a model's value as shown): the per-model table, its attribution over every symbol.
+_MODEL_COLUMNS: Final[tuple[tuple[str, Callable[[ModelFigures, str], str]], ...]] = (
+    ("model", lambda model, _: model.model_id),
+    ("signals", lambda model, _: _count(model.signals)),
+    ("calls", lambda model, _: _count(model.calls)),
+    ("right", lambda model, _: _count(model.correct)),
+    ("hit rate", lambda model, _: _percent(model.hit_rate) if model.calls else _NOT_APPLICABLE),
+    (
+        "stated confidence",
+        lambda model, _: _percent(model.mean_confidence) if model.calls else _NOT_APPLICABLE,
+    ),
+    ("profit backed", lambda model, currency: _money(model.profit_backed, currency)),
+    ("loss backed", lambda model, currency: _money(model.loss_backed, currency)),
+)
+
+
+def models_table(side: ReportSide) -> str:
+    """The side's per-model attribution as plain text, one row per model; no trailing newline.
+
+    A call is a vote with a direction on a signal that won or lost; it is right when it named
+    the move. Profit and loss backed are the model's weight share of the signals it voted for.
+    """
+    rows = [
+        [header for header, _ in _MODEL_COLUMNS],
+        *(
+            [value(model.overall, side.currency) for _, value in _MODEL_COLUMNS]
+            for model in side.models
+        ),
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            [row[0].ljust(widths[0])]
+            + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        )
+        for row in rows
+    )
 
 
 def _require_sides(sides: Sequence[ReportSide]) -> None:
@@ -179,14 +324,24 @@ def figures_table(sides: Sequence[ReportSide]) -> str:
     return "\n".join(lines)
 
 
-def html_report(sides: Sequence[ReportSide], title: str, generated_at_ns: int) -> str:
-    """One self-contained HTML5 page: the figures, an equity chart and a drawdown chart.
+def html_report(
+    sides: Sequence[ReportSide],
+    title: str,
+    generated_at_ns: int,
+    details: ReportDetails | None = None,
+) -> str:
+    """One self-contained HTML5 page: what was simulated and what to beware of, the
+    parameters that differ, the figures, an equity chart and a drawdown chart, the signals
+    the sides disagree on, the trades, and the figures per symbol and per model.
 
     The charts share a UTC time axis. It spans the sides' curves that have
     closes (all of them when none has), and at least an hour; a side with
-    nothing closed is a flat line across it. Raises ValueError when `sides` is empty.
+    nothing closed is a flat line across it, and a warning says so. Sides with
+    the same curve are named: their lines lie on each other. Raises ValueError
+    when `sides` is empty.
     """
     _require_sides(sides)
+    details = details or ReportDetails()
     colours = [_PALETTE[index % len(_PALETTE)] for index in range(len(sides))]
     # A curve without closes has only its start, which says nothing about when the run was
     # (a run without signals starts at 0, in 1970).
@@ -223,9 +378,18 @@ def html_report(sides: Sequence[ReportSide], title: str, generated_at_ns: int) -
             "<body>",
             f"<h1>{html.escape(title)}</h1>",
             f'<p>Generated <time datetime="{generated}">{generated}</time></p>',
+            _about_html(sides, details),
+            _parameters_html(sides, details.parameters),
+            '<section id="figures">',
             "<h2>Figures</h2>",
             _figures_html(sides, colours),
+            '<p class="note">Sharpe and Sortino: daily (UTC) returns annualised with &#8730;365, '
+            "risk-free rate 0. Drawdowns: the largest fall below a peak; realised counts closed "
+            "trades only, marked to market also open positions at each bar's close.</p>",
+            "</section>",
+            '<section id="equity">',
             "<h2>Equity</h2>",
+            *_identical_curves_html(sides),
             _chart(
                 "equity-chart",
                 "Equity",
@@ -234,6 +398,8 @@ def html_report(sides: Sequence[ReportSide], title: str, generated_at_ns: int) -
                 (start_ns, end_ns),
                 (low - margin, high + margin),
             ),
+            "</section>",
+            '<section id="drawdown">',
             "<h2>Drawdown</h2>",
             _chart(
                 "drawdown-chart",
@@ -243,11 +409,228 @@ def html_report(sides: Sequence[ReportSide], title: str, generated_at_ns: int) -
                 (start_ns, end_ns),
                 (drawdown_low, 0.0),
             ),
+            "</section>",
+            _signals_html(sides, details.comparison),
+            _trades_html(sides),
+            _symbols_html(sides),
+            _models_html(sides),
             "</body>",
             "</html>",
             "",
         ]
     )
+
+
+def _about_html(sides: Sequence[ReportSide], details: ReportDetails) -> str:
+    """Where the prices came from, and a visible warning for anything that makes the figures
+    say less than they seem to: a side with nothing closed, the bars' own warnings."""
+    parts = ['<section id="about">']
+    if details.prices:
+        parts.append(f"<p>Simulated against {html.escape(details.prices)}.</p>")
+    parts += [
+        f"<p>{html.escape(side.name)}: {_count(side.recorded)} signals trade as they did live "
+        "and are valued by the execution results recorded for them, not simulated.</p>"
+        for side in sides
+        if side.recorded
+    ]
+    warnings = [
+        f"{side.name}: nothing closed, so there is no profit, loss, hit rate or drawdown to "
+        f"show ({side.stats.executed} filled, {side.open_at_end} still open when the prices "
+        "ended). Give later prices (--prices) or a longer range."
+        for side in sides
+        if not side.stats.closed
+    ] + list(details.warnings)
+    parts += [f'<p class="warning">{html.escape(warning)}</p>' for warning in warnings]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _parameters_html(sides: Sequence[ReportSide], changes: Sequence[ParameterChange]) -> str:
+    if not changes:
+        return ""
+    head = "".join(f'<th scope="col">{html.escape(side.name)}</th>' for side in sides)
+    rows = "\n".join(
+        f'<tr><th scope="row"><code>{html.escape(change.path)}</code></th>'
+        + "".join(f"<td>{html.escape(value)}</td>" for value in change.values)
+        + "</tr>"
+        for change in changes
+    )
+    return (
+        '<section id="parameters">\n<h2>Parameters that differ</h2>\n'
+        f'<table class="parameters">\n<thead><tr><th></th>{head}</tr></thead>\n'
+        f"<tbody>\n{rows}\n</tbody>\n</table>\n</section>"
+    )
+
+
+def _identical_curves_html(sides: Sequence[ReportSide]) -> list[str]:
+    """A note for each group of sides whose equity curves are the same."""
+    groups: dict[tuple[tuple[int, float], ...], list[str]] = {}
+    for side in sides:
+        groups.setdefault(tuple(side.curve), []).append(side.name)
+    return [
+        f'<p class="note identical">{html.escape(" and ".join(names))} have the same equity '
+        "curve: their lines lie on each other (the later dashed).</p>"
+        for names in groups.values()
+        if len(names) > 1
+    ]
+
+
+def _signals_html(sides: Sequence[ReportSide], comparison: Comparison | None) -> str:
+    if comparison is None or len(sides) != 2:
+        return ""
+    counts = ", ".join(f"{len(comparison.of(change))} {change.value}" for change in Change)
+    parts = [
+        '<section id="signals">',
+        "<h2>Signals that differ</h2>",
+        f"<p>{html.escape(sides[1].name)} against {html.escape(sides[0].name)}, over "
+        f"{_count(comparison.compared)} predictions: {counts}. Each with the rules both ran "
+        "and judged differently.</p>",
+    ]
+    for change in Change:
+        differences = comparison.of(change)
+        if not differences:
+            continue
+        rows = "\n".join(_difference_html(difference) for difference in differences[:_MAX_ROWS])
+        parts += [
+            f"<h3>{change.value.capitalize()} ({_count(len(differences))})</h3>",
+            '<table class="differences"><thead><tr><th scope="col">decided (UTC)</th>'
+            '<th scope="col">symbol</th><th scope="col">prediction</th>'
+            f'<th scope="col">{html.escape(sides[0].name)}</th>'
+            f'<th scope="col">{html.escape(sides[1].name)}</th>'
+            '<th scope="col">rules judged differently</th></tr></thead>',
+            f"<tbody>\n{rows}\n</tbody></table>",
+            *_more(len(differences)),
+        ]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _difference_html(difference: SignalDifference) -> str:
+    after = difference.after
+    rules = "<br>".join(html.escape(describe_step(step)) for step in deciding_steps(difference))
+    return (
+        f'<tr><td class="text">{_when(after.generated_at.ToNanoseconds())}</td>'
+        f'<td class="text">{html.escape(after.symbol)}</td>'
+        f'<td class="text">{html.escape(after.prediction_id)}</td>'
+        f'<td class="text">{html.escape(describe_decision(difference.before))}</td>'
+        f'<td class="text">{html.escape(describe_decision(after))}</td>'
+        f'<td class="text">{rules}</td></tr>'
+    )
+
+
+_REASONS: Final[dict[int, str]] = {
+    execution_pb2.CLOSE_REASON_STOP_LOSS: "stop loss",
+    execution_pb2.CLOSE_REASON_TAKE_PROFIT: "take profit",
+    execution_pb2.CLOSE_REASON_MANUAL: "manual",
+    execution_pb2.CLOSE_REASON_BROKER: "by the broker",
+}
+
+
+def _trades_html(sides: Sequence[ReportSide]) -> str:
+    parts = ['<section id="trades">', "<h2>Trades</h2>"]
+    headers = (
+        "opened (UTC)", "symbol", "side", "lots", "fill", "closed (UTC)", "exit", "reason",
+        "pips", "P/L",
+    )  # fmt: skip
+    for side in sides:
+        rows = "\n".join(_trade_html(trade, side.currency) for trade in side.trades[:_MAX_ROWS])
+        parts += [
+            f"<h3>{html.escape(side.name)} ({_count(len(side.trades))} filled)</h3>",
+            '<table class="trades"><thead><tr>'
+            + "".join(f'<th scope="col">{header}</th>' for header in headers)
+            + f"</tr></thead>\n<tbody>\n{rows}\n</tbody></table>",
+            *_more(len(side.trades)),
+        ]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _trade_html(trade: Trade, currency: str) -> str:
+    closed = trade.outcome != execution_pb2.SIGNAL_OUTCOME_OPEN
+    cells = [
+        _when(trade.opened_ns),
+        trade.symbol,
+        "buy" if trade.side > 0 else "sell",
+        f"{trade.lots:g}",
+        f"{trade.fill_price:g}",
+        _when(trade.closed_ns) if closed else "open",
+        f"{trade.exit_price:g}" if closed else "",
+        _REASONS.get(trade.close_reason, "closed") if closed else "",
+        _fixed(trade.profit_loss_pips, 1) if closed else "",
+        _money(trade.profit_loss, currency) if closed else "",
+    ]
+    return "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>"
+
+
+def _symbols_html(sides: Sequence[ReportSide]) -> str:
+    parts = ['<section id="symbols">', "<h2>Per symbol</h2>"]
+    headers = ("symbol", "executed", "closed", "hit rate", "P/L (pips)", "P/L", "drawdown")
+    for side in sides:
+        rows = "\n".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(cell)}</td>"
+                for cell in (
+                    symbol,
+                    _count(stats.executed),
+                    _count(stats.closed),
+                    _percent(stats.hit_rate) if stats.closed else _NOT_APPLICABLE,
+                    _fixed(stats.total_profit_loss_pips, 1),
+                    _money(stats.total_profit_loss, side.currency),
+                    _money(stats.max_drawdown, side.currency),
+                )
+            )
+            + "</tr>"
+            for symbol, stats in side.by_symbol
+        )
+        parts += [
+            f"<h3>{html.escape(side.name)}</h3>",
+            '<table class="symbols"><thead><tr>'
+            + "".join(f'<th scope="col">{header}</th>' for header in headers)
+            + f"</tr></thead>\n<tbody>\n{rows}\n</tbody></table>",
+        ]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _models_html(sides: Sequence[ReportSide]) -> str:
+    if not any(side.models for side in sides):
+        return ""
+    parts = [
+        '<section id="models">',
+        "<h2>Per model</h2>",
+        '<p class="note">A call is a model\'s vote with a direction on a signal that won or '
+        "lost; it is right when it named the move. Profit and loss backed: the model's weight "
+        "share of the signals it voted for.</p>",
+    ]
+    for side in sides:
+        rows = "\n".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(value(model.overall, side.currency))}</td>"
+                for _, value in _MODEL_COLUMNS
+            )
+            + "</tr>"
+            for model in side.models
+        )
+        parts += [
+            f"<h3>{html.escape(side.name)}</h3>",
+            '<table class="models"><thead><tr>'
+            + "".join(f'<th scope="col">{header}</th>' for header, _ in _MODEL_COLUMNS)
+            + f"</tr></thead>\n<tbody>\n{rows}\n</tbody></table>",
+        ]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _more(count: int) -> list[str]:
+    if count <= _MAX_ROWS:
+        return []
+    return [f'<p class="note">and {_count(count - _MAX_ROWS)} more (--json has them all)</p>']
+
+
+def _when(time_ns: int) -> str:
+    return _utc(time_ns).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _figures_html(sides: Sequence[ReportSide], colours: Sequence[str]) -> str:

@@ -78,15 +78,21 @@ class Candidate:
 
     @classmethod
     def from_file(cls, path: Path) -> Candidate:
-        text = path.read_text(encoding="utf-8")
+        return cls.from_json(path.name, path.read_text(encoding="utf-8"), str(path))
+
+    @classmethod
+    def from_json(cls, name: str, text: str, where: str = "") -> Candidate:
+        """The candidate a StrategyConfig in JSON names; CandidateError saying, after `where`
+        (default: the name), what is wrong."""
+        where = where or name
         try:
             values = json_format.Parse(text, strategy_pb2.StrategyConfig())
         except json_format.ParseError as error:
-            raise CandidateError(f"{path}: not a StrategyConfig in JSON: {error}") from None
-        candidate, violations = cls.checked(path.name, values, (), None)
+            raise CandidateError(f"{where}: not a StrategyConfig in JSON: {error}") from None
+        candidate, violations = cls.checked(name, values, (), None)
         if violations:
             problems = "; ".join(f"{v.field}: {v.description}" for v in violations)
-            raise CandidateError(f"{path}: {problems}")
+            raise CandidateError(f"{where}: {problems}")
         return candidate
 
 

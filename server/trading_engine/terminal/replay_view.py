@@ -11,14 +11,16 @@ from google.protobuf import json_format
 from tradeflow.trading.v1 import signal_pb2
 from trading_engine.enum_names import short_name
 from trading_engine.replay.backtest import Backtest, report_sides
-from trading_engine.replay.compare import Change, SignalDifference, StepDifference
-from trading_engine.replay.report import figures_table
+from trading_engine.replay.compare import (
+    Change,
+    SignalDifference,
+    deciding_steps,
+    describe_decision,
+    describe_step,
+)
+from trading_engine.replay.report import ReportSide, figures_table, models_table
 
 _RULES: Final = signal_pb2.DecisionRule.DESCRIPTOR
-_OUTCOMES: Final = signal_pb2.RuleOutcome.DESCRIPTOR
-_TYPES: Final = signal_pb2.SignalType.DESCRIPTOR
-_REASONS: Final = signal_pb2.DispositionReason.DESCRIPTOR
-_ACTIONABLE: Final = signal_pb2.SIGNAL_DISPOSITION_ACTIONABLE
 
 
 def render(backtest: Backtest, listed: int) -> str:
@@ -55,9 +57,15 @@ def render(backtest: Backtest, listed: int) -> str:
         lines.append("")
         lines += _comparison(backtest, listed)
     lines.append("")
+    if backtest.prices:
+        lines.append(f"simulated against {backtest.prices}")
+    lines += [f"warning: {warning}" for warning in backtest.warnings]
     sides = report_sides(backtest)
     if sides:
         lines.append(figures_table(sides))
+        for shown in sides:
+            if shown.models:
+                lines += ["", f"models under {shown.name}:", models_table(shown)]
     else:
         lines.append(f"no performance simulated: {backtest.without_performance}")
     return "\n".join(lines) + "\n"
@@ -86,40 +94,14 @@ def _difference(difference: SignalDifference) -> list[str]:
     when = after.generated_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
     lines = [
         f"  {difference.change.value:<8} {when} {after.symbol} {after.prediction_id}: "
-        f"{_decision(before)} -> {_decision(after)}"
+        f"{describe_decision(before)} -> {describe_decision(after)}"
     ]
-    # The rules both sides ran and judged differently explain the change; the rules only
-    # one side went on to run follow from it.
-    both = [s for s in difference.steps if s.before is not None and s.after is not None]
-    lines += [f"           {_step(step)}" for step in both]
+    both = deciding_steps(difference)
+    lines += [f"           {describe_step(step)}" for step in both]
     one_sided = len(difference.steps) - len(both)
     if one_sided:
         lines.append(f"           and {one_sided} later rules that only one side ran")
     return lines
-
-
-def _decision(signal: signal_pb2.TradingSignal) -> str:
-    if signal.disposition != _ACTIONABLE:
-        return f"{short_name(_TYPES, signal.signal_type)} ({short_name(_REASONS, signal.reason)})"
-    entry = signal.entry
-    return (
-        f"{short_name(_TYPES, signal.signal_type)} {entry.position_size_lots:g} lots "
-        f"@ {entry.entry_price:g} stop {entry.stop_loss:g} tp {entry.take_profit:g}"
-    )
-
-
-def _step(step: StepDifference) -> str:
-    assert step.before is not None
-    assert step.after is not None
-    return f"{short_name(_RULES, step.rule).lower()}: {_said(step.before)} -> {_said(step.after)}"
-
-
-def _said(decided: signal_pb2.DecisionStep) -> str:
-    """The step's outcome with its numbers: "FAIL 0.78 (threshold 0.8): below the minimum"."""
-    numbers = f" {decided.observed:g}" if decided.observed or decided.threshold else ""
-    if decided.threshold:
-        numbers += f" (threshold {decided.threshold:g})"
-    return f"{short_name(_OUTCOMES, decided.outcome)}{numbers}: {decided.detail}"
 
 
 def as_json(backtest: Backtest) -> dict[str, Any]:
@@ -140,11 +122,14 @@ def as_json(backtest: Backtest) -> dict[str, Any]:
                     "curve": [list(point) for point in side.performance.curve],
                     "open_at_end": side.performance.open_at_end,
                     "never_filled": side.performance.never_filled,
+                    "models": [_plain(model) for model in side.performance.models],
                 },
             }
             for side in backtest.sides
         ],
         "without_performance": backtest.without_performance,
+        "prices": backtest.prices,
+        "warnings": list(backtest.warnings),
     }
     if backtest.reproduction is not None:
         document["reproduction"] = _plain(backtest.reproduction)
@@ -154,6 +139,17 @@ def as_json(backtest: Backtest) -> dict[str, Any]:
             for change in Change
         }
     return document
+
+
+def side_json(side: ReportSide) -> dict[str, Any]:
+    """A side as a report draws it, as JSON-ready data (a sweep's values)."""
+    return {
+        "name": side.name,
+        "stats": _plain(side.stats),
+        "curve": [list(point) for point in side.curve],
+        "open_at_end": side.open_at_end,
+        "never_filled": side.never_filled,
+    }
 
 
 def _json_difference(difference: SignalDifference) -> dict[str, Any]:

@@ -70,6 +70,8 @@ class _BreakdownDimensionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Br
     """By strength bucket of width 0.2; keys like "0.6-0.8"."""
     BREAKDOWN_DIMENSION_HOUR_OF_DAY: _BreakdownDimension.ValueType  # 4
     """By UTC hour of the signal; keys "00" to "23"."""
+    BREAKDOWN_DIMENSION_MODEL: _BreakdownDimension.ValueType  # 5
+    """By ML model id in the votes of the signal's prediction; keys are the model ids. A signal counts under every model that voted on it; signals whose prediction was not kept (--history-keep-predictions false) or had no votes count under none. Each entry carries `model` and `model_by_symbol`."""
 
 class BreakdownDimension(_BreakdownDimension, metaclass=_BreakdownDimensionEnumTypeWrapper):
     """BreakdownDimension is a way to split performance figures."""
@@ -84,6 +86,8 @@ BREAKDOWN_DIMENSION_STRENGTH_BUCKET: BreakdownDimension.ValueType  # 3
 """By strength bucket of width 0.2; keys like "0.6-0.8"."""
 BREAKDOWN_DIMENSION_HOUR_OF_DAY: BreakdownDimension.ValueType  # 4
 """By UTC hour of the signal; keys "00" to "23"."""
+BREAKDOWN_DIMENSION_MODEL: BreakdownDimension.ValueType  # 5
+"""By ML model id in the votes of the signal's prediction; keys are the model ids. A signal counts under every model that voted on it; signals whose prediction was not kept (--history-keep-predictions false) or had no votes count under none. Each entry carries `model` and `model_by_symbol`."""
 Global___BreakdownDimension: _TypeAlias = BreakdownDimension  # noqa: Y015
 
 @_typing.final
@@ -178,6 +182,9 @@ class PerformanceStats(_message.Message):
     AVERAGE_SLIPPAGE_PIPS_FIELD_NUMBER: _builtins.int
     AVERAGE_EXECUTION_LATENCY_FIELD_NUMBER: _builtins.int
     CALIBRATION_FIELD_NUMBER: _builtins.int
+    MAX_DRAWDOWN_MARKED_TO_MARKET_FIELD_NUMBER: _builtins.int
+    MAX_DRAWDOWN_MARKED_TO_MARKET_FRACTION_FIELD_NUMBER: _builtins.int
+    RISK_ADJUSTED_FIELD_NUMBER: _builtins.int
     signals_total: _builtins.int
     """Signals decided (actionable or not)."""
     executed: _builtins.int
@@ -203,11 +210,15 @@ class PerformanceStats(_message.Message):
     total_profit_loss: _builtins.float
     """Sum of profit or loss, in the account currency."""
     max_drawdown: _builtins.float
-    """Largest peak-to-trough fall of cumulative profit and loss, in the account currency, >= 0."""
+    """Realised drawdown: the largest peak-to-trough fall of cumulative profit and loss of closed signals, in the account currency, >= 0; closes at one instant count as one step (netted), so the figure does not depend on signal ids. An open position's loss is not in it (see `max_drawdown_marked_to_market`)."""
     max_drawdown_fraction: _builtins.float
-    """Largest fall from a peak as a fraction of that peak (starting equity plus cumulative profit), in [0, 1]; may come from a different fall than `max_drawdown`."""
+    """Realised drawdown as a fraction: the largest fall from a peak as a fraction of that peak (starting equity plus cumulative profit), in [0, 1]; may come from a different fall than `max_drawdown`."""
     average_slippage_pips: _builtins.float
     """Mean slippage of fills, in pips."""
+    max_drawdown_marked_to_market: _builtins.float
+    """Marked-to-market drawdown, in the account currency, >= 0: as `max_drawdown`, with open positions valued at the prices known. Live, open positions are valued at the latest price the engine has seen for their symbol, when the figures are read (the path of an open loss before then is not known); in a replay, at every bar's close. Unset when no price is known for a position open at the end."""
+    max_drawdown_marked_to_market_fraction: _builtins.float
+    """Marked-to-market drawdown as a fraction of its peak, in [0, 1]; unset with `max_drawdown_marked_to_market`."""
     @_builtins.property
     def signals_by_type(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignalTypeCount]:
         """Signals by type."""
@@ -219,6 +230,10 @@ class PerformanceStats(_message.Message):
     @_builtins.property
     def calibration(self) -> _containers.RepeatedCompositeFieldContainer[Global___CalibrationBucket]:
         """Confidence calibration, ten buckets of width 0.1."""
+
+    @_builtins.property
+    def risk_adjusted(self) -> Global___RiskAdjustedStats:
+        """Risk-adjusted figures over the same signals."""
 
     def __init__(
         self,
@@ -241,16 +256,95 @@ class PerformanceStats(_message.Message):
         average_slippage_pips: _builtins.float = ...,
         average_execution_latency: _duration_pb2.Duration | None = ...,
         calibration: _abc.Iterable[Global___CalibrationBucket] | None = ...,
+        max_drawdown_marked_to_market: _builtins.float | None = ...,
+        max_drawdown_marked_to_market_fraction: _builtins.float | None = ...,
+        risk_adjusted: Global___RiskAdjustedStats | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_profit_factor", b"_profit_factor", "average_execution_latency", b"average_execution_latency", "profit_factor", b"profit_factor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_drawdown_marked_to_market", b"_max_drawdown_marked_to_market", "_max_drawdown_marked_to_market_fraction", b"_max_drawdown_marked_to_market_fraction", "_profit_factor", b"_profit_factor", "average_execution_latency", b"average_execution_latency", "max_drawdown_marked_to_market", b"max_drawdown_marked_to_market", "max_drawdown_marked_to_market_fraction", b"max_drawdown_marked_to_market_fraction", "profit_factor", b"profit_factor", "risk_adjusted", b"risk_adjusted"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_profit_factor", b"_profit_factor", "average_execution_latency", b"average_execution_latency", "average_slippage_pips", b"average_slippage_pips", "breakevens", b"breakevens", "calibration", b"calibration", "closed", b"closed", "executed", b"executed", "expectancy", b"expectancy", "expectancy_pips", b"expectancy_pips", "hit_rate", b"hit_rate", "losses", b"losses", "max_drawdown", b"max_drawdown", "max_drawdown_fraction", b"max_drawdown_fraction", "profit_factor", b"profit_factor", "signals_by_type", b"signals_by_type", "signals_total", b"signals_total", "total_profit_loss", b"total_profit_loss", "total_profit_loss_pips", b"total_profit_loss_pips", "wins", b"wins"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_drawdown_marked_to_market", b"_max_drawdown_marked_to_market", "_max_drawdown_marked_to_market_fraction", b"_max_drawdown_marked_to_market_fraction", "_profit_factor", b"_profit_factor", "average_execution_latency", b"average_execution_latency", "average_slippage_pips", b"average_slippage_pips", "breakevens", b"breakevens", "calibration", b"calibration", "closed", b"closed", "executed", b"executed", "expectancy", b"expectancy", "expectancy_pips", b"expectancy_pips", "hit_rate", b"hit_rate", "losses", b"losses", "max_drawdown", b"max_drawdown", "max_drawdown_fraction", b"max_drawdown_fraction", "max_drawdown_marked_to_market", b"max_drawdown_marked_to_market", "max_drawdown_marked_to_market_fraction", b"max_drawdown_marked_to_market_fraction", "profit_factor", b"profit_factor", "risk_adjusted", b"risk_adjusted", "signals_by_type", b"signals_by_type", "signals_total", b"signals_total", "total_profit_loss", b"total_profit_loss", "total_profit_loss_pips", b"total_profit_loss_pips", "wins", b"wins"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_drawdown_marked_to_market: _TypeAlias = _typing.Literal["max_drawdown_marked_to_market"]  # noqa: Y015
+    _WhichOneofArgType__max_drawdown_marked_to_market: _TypeAlias = _typing.Literal["_max_drawdown_marked_to_market", b"_max_drawdown_marked_to_market"]  # noqa: Y015
+    _WhichOneofReturnType__max_drawdown_marked_to_market_fraction: _TypeAlias = _typing.Literal["max_drawdown_marked_to_market_fraction"]  # noqa: Y015
+    _WhichOneofArgType__max_drawdown_marked_to_market_fraction: _TypeAlias = _typing.Literal["_max_drawdown_marked_to_market_fraction", b"_max_drawdown_marked_to_market_fraction"]  # noqa: Y015
     _WhichOneofReturnType__profit_factor: _TypeAlias = _typing.Literal["profit_factor"]  # noqa: Y015
     _WhichOneofArgType__profit_factor: _TypeAlias = _typing.Literal["_profit_factor", b"_profit_factor"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_drawdown_marked_to_market) -> _WhichOneofReturnType__max_drawdown_marked_to_market | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_drawdown_marked_to_market_fraction) -> _WhichOneofReturnType__max_drawdown_marked_to_market_fraction | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__profit_factor) -> _WhichOneofReturnType__profit_factor | None: ...
 
 Global___PerformanceStats: _TypeAlias = PerformanceStats  # noqa: Y015
+
+@_typing.final
+class RiskAdjustedStats(_message.Message):
+    """RiskAdjustedStats are return-per-risk figures of the realised equity curve. Returns are daily: one per UTC calendar day from the day of the first signal to the day of the last close (a day without a close returns 0), each the day's realised profit or loss over the equity at the day's start. Ratios are annualised with 365 days a year and a risk-free rate of 0; multiply by sqrt(252 / 365) to compare with figures annualised over 252 trading days."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    SHARPE_RATIO_FIELD_NUMBER: _builtins.int
+    SORTINO_RATIO_FIELD_NUMBER: _builtins.int
+    ANNUAL_RETURN_FIELD_NUMBER: _builtins.int
+    CALMAR_RATIO_FIELD_NUMBER: _builtins.int
+    EXPOSURE_FIELD_NUMBER: _builtins.int
+    AVERAGE_TRADE_DURATION_FIELD_NUMBER: _builtins.int
+    LONGEST_LOSING_STREAK_FIELD_NUMBER: _builtins.int
+    days: _builtins.int
+    """Daily returns the ratios are computed from, >= 0."""
+    sharpe_ratio: _builtins.float
+    """Mean daily return over its sample standard deviation, times sqrt(365); unset with fewer than 2 days, no variation, or no positive starting equity."""
+    sortino_ratio: _builtins.float
+    """Mean daily return over the root mean square of the negative daily returns, times sqrt(365); unset with fewer than 2 days, without a losing day, or without a positive starting equity."""
+    annual_return: _builtins.float
+    """Compound annual growth rate of the daily equity, as a fraction (0.12 = 12% a year); unset without days or without a positive starting equity."""
+    calmar_ratio: _builtins.float
+    """`annual_return` over the largest fall of the end-of-day equity as a fraction of its peak; unset without such a fall."""
+    exposure: _builtins.float
+    """Fraction of the time from the first fill to the last close (or to the reading, while a position is open) with at least one position open, in [0, 1]; 0 without fills."""
+    longest_losing_streak: _builtins.int
+    """Most losing closes in a row, in closing order (closes at one instant: losses first), >= 0."""
+    @_builtins.property
+    def average_trade_duration(self) -> _duration_pb2.Duration:
+        """Mean time from fill to close of the closed signals; zero when nothing closed."""
+
+    def __init__(
+        self,
+        *,
+        days: _builtins.int = ...,
+        sharpe_ratio: _builtins.float | None = ...,
+        sortino_ratio: _builtins.float | None = ...,
+        annual_return: _builtins.float | None = ...,
+        calmar_ratio: _builtins.float | None = ...,
+        exposure: _builtins.float = ...,
+        average_trade_duration: _duration_pb2.Duration | None = ...,
+        longest_losing_streak: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_annual_return", b"_annual_return", "_calmar_ratio", b"_calmar_ratio", "_sharpe_ratio", b"_sharpe_ratio", "_sortino_ratio", b"_sortino_ratio", "annual_return", b"annual_return", "average_trade_duration", b"average_trade_duration", "calmar_ratio", b"calmar_ratio", "sharpe_ratio", b"sharpe_ratio", "sortino_ratio", b"sortino_ratio"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_annual_return", b"_annual_return", "_calmar_ratio", b"_calmar_ratio", "_sharpe_ratio", b"_sharpe_ratio", "_sortino_ratio", b"_sortino_ratio", "annual_return", b"annual_return", "average_trade_duration", b"average_trade_duration", "calmar_ratio", b"calmar_ratio", "days", b"days", "exposure", b"exposure", "longest_losing_streak", b"longest_losing_streak", "sharpe_ratio", b"sharpe_ratio", "sortino_ratio", b"sortino_ratio"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__annual_return: _TypeAlias = _typing.Literal["annual_return"]  # noqa: Y015
+    _WhichOneofArgType__annual_return: _TypeAlias = _typing.Literal["_annual_return", b"_annual_return"]  # noqa: Y015
+    _WhichOneofReturnType__calmar_ratio: _TypeAlias = _typing.Literal["calmar_ratio"]  # noqa: Y015
+    _WhichOneofArgType__calmar_ratio: _TypeAlias = _typing.Literal["_calmar_ratio", b"_calmar_ratio"]  # noqa: Y015
+    _WhichOneofReturnType__sharpe_ratio: _TypeAlias = _typing.Literal["sharpe_ratio"]  # noqa: Y015
+    _WhichOneofArgType__sharpe_ratio: _TypeAlias = _typing.Literal["_sharpe_ratio", b"_sharpe_ratio"]  # noqa: Y015
+    _WhichOneofReturnType__sortino_ratio: _TypeAlias = _typing.Literal["sortino_ratio"]  # noqa: Y015
+    _WhichOneofArgType__sortino_ratio: _TypeAlias = _typing.Literal["_sortino_ratio", b"_sortino_ratio"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__annual_return) -> _WhichOneofReturnType__annual_return | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__calmar_ratio) -> _WhichOneofReturnType__calmar_ratio | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sharpe_ratio) -> _WhichOneofReturnType__sharpe_ratio | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sortino_ratio) -> _WhichOneofReturnType__sortino_ratio | None: ...
+
+Global___RiskAdjustedStats: _TypeAlias = RiskAdjustedStats  # noqa: Y015
 
 @_typing.final
 class PerformanceSummary(_message.Message):
@@ -317,6 +411,8 @@ class PerformanceBreakdown(_message.Message):
     DIMENSION_FIELD_NUMBER: _builtins.int
     KEY_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    MODEL_BY_SYMBOL_FIELD_NUMBER: _builtins.int
     dimension: Global___BreakdownDimension.ValueType
     """The dimension."""
     key: _builtins.str
@@ -325,17 +421,87 @@ class PerformanceBreakdown(_message.Message):
     def stats(self) -> Global___PerformanceStats:
         """The figures for signals with that value."""
 
+    @_builtins.property
+    def model(self) -> Global___ModelAttribution:
+        """With BREAKDOWN_DIMENSION_MODEL: how the model's votes did, over every symbol; unset otherwise."""
+
+    @_builtins.property
+    def model_by_symbol(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelAttribution]:
+        """With BREAKDOWN_DIMENSION_MODEL: the same per symbol, ascending; empty otherwise."""
+
     def __init__(
         self,
         *,
         dimension: Global___BreakdownDimension.ValueType = ...,
         key: _builtins.str = ...,
         stats: Global___PerformanceStats | None = ...,
+        model: Global___ModelAttribution | None = ...,
+        model_by_symbol: _abc.Iterable[Global___ModelAttribution] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "key", b"key", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "key", b"key", "model", b"model", "model_by_symbol", b"model_by_symbol", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PerformanceBreakdown: _TypeAlias = PerformanceBreakdown  # noqa: Y015
+
+@_typing.final
+class ModelAttribution(_message.Message):
+    """ModelAttribution is how one ML model's votes turned out on the closed signals it voted on: the feedback to re-weight an ensemble."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SIGNALS_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    CORRECT_FIELD_NUMBER: _builtins.int
+    HIT_RATE_FIELD_NUMBER: _builtins.int
+    MEAN_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    PROFIT_BACKED_FIELD_NUMBER: _builtins.int
+    LOSS_BACKED_FIELD_NUMBER: _builtins.int
+    CALIBRATION_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """The model id, as in the votes."""
+    symbol: _builtins.str
+    """The symbol these figures cover; empty for every symbol."""
+    signals: _builtins.int
+    """Closed signals the model voted on, >= 0."""
+    calls: _builtins.int
+    """Of those, votes with a direction (not NEUTRAL) on signals that won or lost: the calls that can be right or wrong."""
+    correct: _builtins.int
+    """Calls that agreed with the outcome: the signal's side when it won, the other side when it lost."""
+    hit_rate: _builtins.float
+    """correct / calls, in [0, 1]; 0 without calls."""
+    mean_confidence: _builtins.float
+    """Mean stated confidence of the calls, in [0, 1]; 0 without calls."""
+    profit_backed: _builtins.float
+    """Weighted contribution to wins: the sum, over won signals the model voted for (the signal's side), of its weight share (its weight over the sum of the prediction's vote weights) times the profit, in the account currency, >= 0."""
+    loss_backed: _builtins.float
+    """Weighted contribution to losses: the same over lost signals it voted for, in the account currency, <= 0."""
+    @_builtins.property
+    def calibration(self) -> _containers.RepeatedCompositeFieldContainer[Global___CalibrationBucket]:
+        """Calibration of its calls: stated vote confidence against realised hit rate, buckets of width 0.1 (a bucket's `wins` counts correct calls)."""
+
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        signals: _builtins.int = ...,
+        calls: _builtins.int = ...,
+        correct: _builtins.int = ...,
+        hit_rate: _builtins.float = ...,
+        mean_confidence: _builtins.float = ...,
+        profit_backed: _builtins.float = ...,
+        loss_backed: _builtins.float = ...,
+        calibration: _abc.Iterable[Global___CalibrationBucket] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calibration", b"calibration", "calls", b"calls", "correct", b"correct", "hit_rate", b"hit_rate", "loss_backed", b"loss_backed", "mean_confidence", b"mean_confidence", "model_id", b"model_id", "profit_backed", b"profit_backed", "signals", b"signals", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelAttribution: _TypeAlias = ModelAttribution  # noqa: Y015
