@@ -42,9 +42,12 @@ from trading_engine.config import (
     add_arguments,
     any_case,
     from_arguments,
+    named_settings,
 )
 from trading_engine.devstack import recordings
-from trading_engine.devstack.stack import DevStack, Endpoints
+from trading_engine.devstack.banner import banner, write_session_files
+from trading_engine.devstack.ports import gateway_ports, plan_ports
+from trading_engine.devstack.stack import DevStack
 from trading_engine.engine import EngineLimits
 from trading_engine.gateway.envoy import EnvoyGateway, render_config
 from trading_engine.replay.backtest import (
@@ -202,6 +205,8 @@ _TOKEN_SETTINGS = (
 )
 # Who `dev` mints its example token for.
 _DEV_CALLER = Caller("trader-1", "acme", tier_pb2.SUBSCRIPTION_TIER_PRO)
+# And a company admin, for the daily jobs the banner shows (halt, resume).
+_DEV_ADMIN = Caller("ops-1", "acme", tier_pb2.SUBSCRIPTION_TIER_ENTERPRISE, frozenset({"admin"}))
 _DEV_TOKEN_LIFETIME_S = 12 * 3600
 # `risk-service --level` names: RISK_LEVEL_VERY_HIGH is very_high.
 _RISK_LEVELS = {
@@ -561,11 +566,20 @@ def _gateway(args: argparse.Namespace) -> int:
     if args.print_config:
         print(render_config(settings), end="")
         return 0
-    return asyncio.run(_run_gateway(settings))
+    return asyncio.run(_run_gateway(settings, named_settings(GatewaySettings, args)))
 
 
-async def _run_gateway(settings: GatewaySettings) -> int:
-    gateway = EnvoyGateway(settings)
+async def _run_gateway(settings: GatewaySettings, named: frozenset[str]) -> int:
+    plan = plan_ports(gateway_ports(settings, named))
+    for moved in plan.moved:
+        print(f"trading-engine gateway: {moved}", file=sys.stderr)
+    gateway = EnvoyGateway(
+        dataclasses.replace(
+            settings,
+            http_port=plan.numbers["--http-port"],
+            envoy_admin_port=plan.numbers["--envoy-admin-port"],
+        )
+    )
     await gateway.start()
     print(
         f"REST gateway on {gateway.base_url} "
@@ -869,55 +883,29 @@ def _fraction(text: str) -> float:
 
 def _dev(args: argparse.Namespace) -> int:
     engine_settings = from_arguments(EngineSettings, args)
+    kinds = (EngineSettings, GatewaySettings, DevStackSettings)
+    named = frozenset().union(*(named_settings(kind, args) for kind in kinds))
     stack = DevStack(
         engine_settings,
         from_arguments(GatewaySettings, args),
         from_arguments(DevStackSettings, args),
+        named,
     )
 
     async def start() -> None:
         await stack.start()
         assert stack.endpoints is not None  # start() set them
-        token = _development_token(engine_settings, _DEV_CALLER, _DEV_TOKEN_LIFETIME_S)
-        print(_dev_banner(stack.endpoints, token, args.demo), flush=True)
+        tokens = {
+            caller: _development_token(engine_settings, caller, _DEV_TOKEN_LIFETIME_S)
+            for caller in (_DEV_CALLER, _DEV_ADMIN)
+        }
+        files = write_session_files(stack.workdir, stack.endpoints, tokens)
+        hours = _DEV_TOKEN_LIFETIME_S // 3600
+        text = banner(stack.endpoints, files, _DEV_CALLER, _DEV_ADMIN, hours, args.demo)
+        print(text, flush=True)
 
-    asyncio.run(run_until_signalled(start, stack.stop))
+    failure = asyncio.run(run_until_signalled(start, stack.stop, stack.wait_for_failure))
+    if failure:
+        print(f"trading-engine dev: {failure}", file=sys.stderr)
+        return 1
     return 0
-
-
-def _dev_banner(endpoints: Endpoints, token: str, demo: bool) -> str:
-    service = "tradeflow.trading.v1.TradingEngineService"
-    caller = _DEV_CALLER
-    grpc_address, rest_url = endpoints.grpc, endpoints.rest
-    feed = (
-        "The demo feed publishes predictions for trader-1, trader-2, quant-1 and quant-2 of acme."
-        if demo
-        else "No predictions flow yet: restart with --demo for a synthetic feed."
-    )
-    return f"""
-Trading engine {__version__} is running.
-  gRPC     {grpc_address}  (server reflection on)
-  REST     {rest_url}  (Envoy gRPC-JSON transcoding)
-  NATS     {endpoints.nats}  (predictions in, signals out)
-  Kafka    {endpoints.kafka}
-  risk     {endpoints.risk}  (reference risk service)
-  metrics  {endpoints.metrics}
-{feed}
-
-A development token for user {caller.user_id} of company {caller.company_id} ({caller.tier_name}),
-valid for {_DEV_TOKEN_LIFETIME_S // 3600} hours (`trading-engine token --help` mints others):
-  export TOKEN={token}
-
-Try, from another terminal (grpcurl is in .venv/bin):
-  grpcurl -plaintext {grpc_address} list
-  grpcurl -plaintext {grpc_address} describe {service}
-  grpcurl -plaintext {grpc_address} {service}/HealthCheck
-  grpcurl -plaintext {grpc_address} grpc.health.v1.Health/Check
-  grpcurl -plaintext -H "authorization: Bearer $TOKEN" {grpc_address} {service}/GetStrategy
-  curl -s {rest_url}/api/v1/health
-  curl -s -H "authorization: Bearer $TOKEN" {rest_url}/api/v1/strategy
-  curl -s -H "authorization: Bearer $TOKEN" "{rest_url}/api/v1/signals/history?page_size=5"
-  trading-engine watch --address {grpc_address}
-
-Press Ctrl-C to stop everything this command started.
-"""

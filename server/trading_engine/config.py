@@ -226,7 +226,10 @@ class GatewaySettings:
 
     http_host: str = setting("127.0.0.1", "interface the REST gateway listens on")
     http_port: int = setting(8080, "REST gateway port")
-    envoy_admin_port: int = setting(9901, "Envoy admin port, on 127.0.0.1")
+    envoy_admin_host: str = setting(
+        "127.0.0.1", "interface of Envoy's admin port (it can stop Envoy: keep it private)"
+    )
+    envoy_admin_port: int = setting(9901, "Envoy admin port (stats, readiness at /ready)")
     upstream_host: str = setting("127.0.0.1", "host of the engine's gRPC server")
     upstream_port: int = setting(50051, "port of the engine's gRPC server")
     envoy_dir: Path = setting(
@@ -305,6 +308,22 @@ def from_arguments(
         return settings_type(**values)
     except ValueError as error:
         raise SystemExit(f"trading-engine: {error}") from error
+
+
+def named_settings(
+    settings_type: type[Any],
+    namespace: argparse.Namespace,
+    environ: Mapping[str, str] | None = None,
+) -> frozenset[str]:
+    """The settings the user named, by flag or environment variable, rather than left at
+    their defaults."""
+    environ = os.environ if environ is None else environ
+    return frozenset(
+        field.name
+        for field in dataclasses.fields(settings_type)
+        if getattr(namespace, field.name, None) is not None
+        or ENV_PREFIX + field.name.upper() in environ
+    )
 
 
 def _field_type(field: dataclasses.Field[Any]) -> Callable[[str], Any]:
