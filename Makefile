@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install build run test check-contracts generate format lint typecheck unit bench clean
+.PHONY: help install system-tools build run test check-contracts generate format lint typecheck unit bench clean
 
 help:  ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -29,7 +29,20 @@ $(VENV)/.compiled: $(COMPILED_SOURCES) | $(VENV)/.installed
 	find server -name '*.so' -exec touch {} +
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install the engine with its dev tools
+install: $(VENV)/.installed system-tools  ## create .venv and install the engine with its dev tools
+
+# Prometheus and promtool, which the tests of deploy/ run: Debian's prometheus package, not a
+# Python one. Installed when missing (as root, as CI runs); otherwise says how.
+system-tools:  ## install Prometheus and promtool from Debian's packages when missing
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's prometheus package (prometheus, promtool)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "the tests need Prometheus and promtool: sudo apt-get install prometheus" >&2; \
+	    exit 1; \
+	  fi; }
 
 build: $(VENV)/.compiled  ## recompile the hot path (mypyc and the C codec) after editing it
 
@@ -62,7 +75,7 @@ lint: install  ## ruff
 typecheck: install  ## mypy --strict
 	mypy
 
-unit: build  ## the test suite against real servers on loopback
+unit: build system-tools  ## the test suite against real servers on loopback
 	pytest
 
 bench: build  ## benchmarks; print one JSON object per result

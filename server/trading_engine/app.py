@@ -168,7 +168,11 @@ class Application:
             asyncio.create_task(self._retain_history()),
         ]
         self._server = build_server(
-            self._servicer, self._grpc_health, self.verifier, self.tracing.provider
+            self._servicer,
+            self._grpc_health,
+            self.verifier,
+            self.tracing.provider,
+            self.metrics.rpc if self.settings.metrics_address else None,
         )
         try:
             self.grpc_port = self._server.add_insecure_port(self.settings.grpc_address)
