@@ -3,7 +3,8 @@
 The banner is printed last and kept short. Its commands work as pasted into a
 new terminal: the first line sources a file that puts the project's tools on
 PATH and exports the development token (kept in a file of its own, not in
-the banner) and the engine's address, which the commands read.
+the banner) and the engine's address, which the commands read, and $GRPC and
+$REST, which the user guide's examples read.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def write_session_files(
         "# Written by `trading-engine dev`: `source` it in a new terminal to reach its stack.\n"
         f'export PATH={shlex.quote(str(TOOLS))}:"$PATH"\n'
         f"export {ADDRESS_VARIABLE}={shlex.quote(endpoints.grpc)}\n"
-        f'export {TOKEN_VARIABLE}="$(cat {shlex.quote(str(user_token))})"\n',
+        f'export {TOKEN_VARIABLE}="$(cat {shlex.quote(str(user_token))})"\n'
+        "# As docs/user-guide.md's examples name them.\n"
+        f"export GRPC={shlex.quote(endpoints.grpc)} REST={shlex.quote(endpoints.rest)}\n",
         encoding="utf-8",
     )
     return SessionFiles(environment, user_token, admin_token)
