@@ -191,6 +191,10 @@ _EVERYDAY_SETTINGS = frozenset(
         "risk_service_address",
         "metrics_address",
         "tracing_exporter",
+        # The gateway's, in `dev` and `gateway`.
+        "http_host",
+        "http_port",
+        "envoy_admin_port",
     }
 )
 # In `dev` the gateway's upstream is the engine started alongside it.
@@ -293,7 +297,9 @@ def _parser(full_help: bool = False) -> argparse.ArgumentParser:
         _DEV_EXAMPLES,
     )
     add_arguments(dev.add_argument_group("engine"), EngineSettings, shown=shown)
-    add_arguments(dev.add_argument_group("gateway"), GatewaySettings, exclude=_DEV_DERIVED)
+    add_arguments(
+        dev.add_argument_group("gateway"), GatewaySettings, exclude=_DEV_DERIVED, shown=shown
+    )
     stack = dev.add_argument_group("stack")
     add_arguments(stack, DevStackSettings, exclude=("demo",))
     stack.add_argument(

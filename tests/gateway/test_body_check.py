@@ -391,7 +391,7 @@ def _labels_service() -> descriptor_pb2.FileDescriptorProto:
 async def labels_gateway(tmp_path: Path) -> AsyncIterator[EnvoyGateway]:
     """The gateway with the labels service added to the descriptor set (no engine behind it)."""
     envoy_dir = GatewaySettings().envoy_dir
-    for name in ("envoy.yaml", "rest_fields.lua"):
+    for name in ("envoy.yaml", "rest_fields.lua", "openapi.json"):
         shutil.copy(envoy_dir / name, tmp_path / name)
     files = descriptor_pb2.FileDescriptorSet.FromString((envoy_dir / DESCRIPTOR_SET).read_bytes())
     files.file.append(_labels_service())

@@ -346,7 +346,7 @@ def _violations(answer: Any) -> dict[str, str]:
 
 
 def test_a_gateway_folder_without_the_document_is_refused_naming_it(tmp_path: Path) -> None:
-    for name in (CONFIG_TEMPLATE, DESCRIPTOR_SET):
+    for name in (CONFIG_TEMPLATE, DESCRIPTOR_SET, "rest_fields.lua"):
         shutil.copy(ROOT / "envoy" / name, tmp_path / name)
 
     with pytest.raises(

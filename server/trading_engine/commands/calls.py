@@ -58,8 +58,9 @@ def bearer_token(args: argparse.Namespace) -> str | None:
     if token := os.environ.get(TOKEN_VARIABLE, ""):
         return token
     print(
-        f"trading-engine {args.command}: no token; pass --token or --token-file, or export "
-        f"{TOKEN_VARIABLE} (`trading-engine token --help` mints a development one)",
+        f"trading-engine {args.command}: no token; pass --token or export {TOKEN_VARIABLE}, "
+        "or name a file holding one with --token-file (`trading-engine token --help` mints "
+        "a development one)",
         file=sys.stderr,
     )
     return None

@@ -62,11 +62,14 @@ class CommandParser(argparse.ArgumentParser):
         # A choice (a command name included) that is not one: say which was probably meant.
         if action.choices is not None and value not in action.choices:
             choices = [str(choice) for choice in action.choices]
-            what = "command" if isinstance(action, argparse._SubParsersAction) else "choice"
+            what = (
+                f"unknown command {value!r}"
+                if isinstance(action, argparse._SubParsersAction)
+                else f"invalid choice: {value!r}"
+            )
             raise argparse.ArgumentError(
                 action,
-                f"unknown {what} {value!r}{did_you_mean(str(value), choices)} "
-                f"(choose from {', '.join(choices)})",
+                f"{what}{did_you_mean(str(value), choices)} (choose from {', '.join(choices)})",
             )
 
     def error(self, message: str) -> NoReturn:
