@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-browser build run test check-contracts generate format lint typecheck unit bench clean
+.PHONY: help install system-tools build run test check-contracts generate format lint typecheck unit bench clean
 
 help:  ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -29,11 +29,23 @@ $(VENV)/.compiled: $(COMPILED_SOURCES) | $(VENV)/.installed
 	find server -name '*.so' -exec touch {} +
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install the engine with its dev tools
+install: $(VENV)/.installed system-tools  ## create .venv and install the engine with its dev tools
 
-# The report's browser test needs Chromium; Debian's package, as root (CI runs this).
-install-browser:  ## install Chromium from Debian's packages (needs root), for the report test
-	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+# What the tests run besides Python: Prometheus and promtool (deploy/'s rules and a real
+# scrape) and Chromium (the backtest report rendered in a browser), from Debian's packages,
+# not Python ones. Installed when missing (as root, as CI runs); otherwise says how.
+SYSTEM_PACKAGES := prometheus chromium
+system-tools:  ## install Prometheus, promtool and Chromium from Debian's packages when missing
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
+	  && command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's packages: $(SYSTEM_PACKAGES)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+	  else \
+	    echo "the tests need Debian's packages: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; \
+	    exit 1; \
+	  fi; }
 
 build: $(VENV)/.compiled  ## recompile the hot path (mypyc and the C codec) after editing it
 
@@ -67,7 +79,7 @@ lint: install  ## ruff
 typecheck: install  ## mypy --strict
 	mypy
 
-unit: build  ## the test suite against real servers on loopback
+unit: build system-tools  ## the test suite against real servers on loopback
 	pytest
 
 bench: build  ## benchmarks; print one JSON object per result

@@ -1,6 +1,6 @@
 """A real headless Chromium for the tests that look at pages: screenshots and rendered DOMs.
 
-Chromium comes from the Debian packages (`make install-browser`, which CI runs). A test
+Chromium comes from the Debian packages (`make system-tools`, which `make test` runs). A test
 that needs it skips with the reason when the binary is absent, except under CI=true, where
 its absence fails the test: CI must not pass by not looking.
 """
@@ -29,7 +29,7 @@ def chromium() -> str:
     """The Chromium binary; skips the test without one (fails under CI=true)."""
     found = next((path for name in _NAMES if (path := shutil.which(name))), None)
     if found is None:
-        reason = "no chromium binary: `make install-browser` installs it from Debian's packages"
+        reason = "no chromium binary: `make system-tools` installs it from Debian's packages"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI must run the browser tests")
         pytest.skip(reason)

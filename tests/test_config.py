@@ -56,6 +56,18 @@ def test_a_misspelt_setting_says_what_it_accepts() -> None:
             {"TRADING_ENGINE_BUS_KAFKA_IDEMPOTENCE": "si"},
         )
     with pytest.raises(SystemExit, match=r"bus_claims must be one of \('local', 'nats'\)"):
-        from_arguments(EngineSettings, _parse(EngineSettings, ["--bus-claims", "redis"]), {})
+        from_arguments(
+            EngineSettings, _parse(EngineSettings, []), {"TRADING_ENGINE_BUS_CLAIMS": "redis"}
+        )
     with pytest.raises(SystemExit, match="bus_claims nats claims messages in NATS"):
         from_arguments(EngineSettings, _parse(EngineSettings, ["--bus-claims", "nats"]), {})
+
+
+def test_a_setting_with_choices_takes_any_case_and_refuses_others_naming_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flagged = _parse(EngineSettings, ["--bus-claims", "NATS", "--bus-nats-url", "nats://n:4222"])
+    assert from_arguments(EngineSettings, flagged, {}).bus_claims == "nats"
+    with pytest.raises(SystemExit):
+        _parse(EngineSettings, ["--bus-claims", "redis"])
+    assert "argument --bus-claims: invalid choice: 'redis' (choose from" in capsys.readouterr().err

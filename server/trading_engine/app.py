@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 
 import grpc
 from grpc_health.v1._async import HealthServicer
@@ -179,6 +179,7 @@ class Application:
             self._grpc_health,
             self.verifier,
             self.tracing.provider,
+            self.metrics.rpc if self.settings.metrics_address else None,
         )
         try:
             self.grpc_port = self._server.add_insecure_port(self.settings.grpc_address)
@@ -260,16 +261,28 @@ class Application:
 
 
 async def run_until_signalled(
-    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
-) -> None:
-    """Start, run until SIGTERM or SIGINT, then stop gracefully (also when start fails)."""
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    failed: Callable[[], Coroutine[object, None, str]] | None = None,
+) -> str:
+    """Start, run until SIGTERM or SIGINT (or until `failed` returns why something failed
+    for good), then stop gracefully (also when start fails); '' or the failure."""
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
     try:
         await start()
-        await stop_requested.wait()
-        _log.info("shutdown requested; draining in-flight calls")
+        waits: list[asyncio.Task[object]] = [asyncio.create_task(stop_requested.wait())]
+        if failed is not None:
+            waits.append(asyncio.create_task(failed()))
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        failure = next((str(task.result()) for task in done if task is not waits[0]), "")
+        if not failure:
+            _log.info("shutdown requested; draining in-flight calls")
+        return failure
     finally:
         await stop()

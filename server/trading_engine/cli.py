@@ -26,16 +26,29 @@ from trading_engine.app import Application, run_until_signalled
 from trading_engine.auth.configured import signing_secret, token_policy
 from trading_engine.auth.tokens import KeyConfigurationError, mint_development_token, parse_tier
 from trading_engine.bus.names import KAFKA_PREDICTIONS
+from trading_engine.commands import database, strategy, trading_state
+from trading_engine.commands.calls import (
+    add_engine_call_arguments,
+    bearer_token,
+    call_failed,
+    engine_client,
+)
+from trading_engine.commands.parsing import CommandParser, Commands, add_deprecated_alias
 from trading_engine.config import (
+    ENV_PREFIX,
     DevStackSettings,
     EngineSettings,
     GatewaySettings,
     add_arguments,
+    any_case,
     from_arguments,
+    named_settings,
 )
 from trading_engine.core import instruments
 from trading_engine.devstack import recordings
-from trading_engine.devstack.stack import DevStack, Endpoints
+from trading_engine.devstack.banner import banner, write_session_files
+from trading_engine.devstack.ports import gateway_ports, plan_ports
+from trading_engine.devstack.stack import DevStack
 from trading_engine.engine import EngineLimits
 from trading_engine.gateway.envoy import EnvoyGateway, render_config
 from trading_engine.replay.backtest import (
@@ -64,6 +77,7 @@ from trading_engine.tenancy import Caller
 from trading_engine.terminal import explanation, replay_view, signal_table
 from trading_engine.terminal import progress as progress_line
 from trading_engine_client import PredictionPublisher
+from trading_engine_client.errors import BusError, TradingEngineError
 
 _SERVE_EXAMPLES = """\
 examples:
@@ -113,9 +127,11 @@ examples:
 
 _PUBLISH_EXAMPLES = """\
 examples:
-  trading-engine publish batches.jsonl --nats-url nats://127.0.0.1:4222
-  trading-engine publish batches.jsonl --kafka-bootstrap 127.0.0.1:9092 --restamp
-  trading-engine publish batches.jsonl --nats-url URL --kafka-bootstrap SERVERS   # both at once
+  trading-engine publish batches.jsonl --bus-nats-url nats://127.0.0.1:4222
+  trading-engine publish batches.jsonl --bus-kafka-bootstrap 127.0.0.1:9092 --restamp
+  trading-engine publish batches.jsonl --bus-nats-url URL --bus-kafka-bootstrap SERVERS   # both
+
+--nats-url and --kafka-bootstrap, the flags' former names, still work.
 """
 
 _REPLAY_EXAMPLES = """\
@@ -144,6 +160,48 @@ examples:
   trading-engine risk-service --level extreme  # every signal EXTREME: the engine holds
 """
 
+_COMPLETION_EXAMPLES = """\
+examples:
+  eval "$(trading-engine completion bash)"      # in ~/.bashrc: commands and flags on Tab
+  trading-engine completion zsh > ~/.zfunc/_trading-engine
+  trading-engine completion fish > ~/.config/fish/completions/trading-engine.fish
+"""
+
+_TOP_EPILOG = """\
+every day:
+  trading-engine dev --demo                     the whole stack on loopback, signals flowing
+  trading-engine watch                          your live signals
+  trading-engine halt --user trader-1 --reason "desk closed"        (and resume)
+  trading-engine strategy get | set | diff | history | reset
+  trading-engine db status                      the store's migrations
+
+`trading-engine COMMAND --help` explains a command; `completion` sets up Tab completion.
+"""
+_SHELLS = ("bash", "zsh", "fish")
+# What `serve --help` and `dev --help` list; `--help-all` lists every setting.
+_EVERYDAY_SETTINGS = frozenset(
+    {
+        "grpc_host",
+        "grpc_port",
+        "environment",
+        "data_dir",
+        "store_url",
+        "log_level",
+        "log_format",
+        "auth_hs256_secret_file",
+        "auth_public_key_file",
+        "auth_jwks_file",
+        "bus_nats_url",
+        "bus_kafka_bootstrap",
+        "risk_service_address",
+        "metrics_address",
+        "tracing_exporter",
+        # The gateway's, in `dev` and `gateway`.
+        "http_host",
+        "http_port",
+        "envoy_admin_port",
+    }
+)
 # In `dev` the gateway's upstream is the engine started alongside it.
 _DEV_DERIVED = ("upstream_host", "upstream_port")
 # The engine settings `token` reads: where the secret is and what tokens must say.
@@ -156,6 +214,8 @@ _TOKEN_SETTINGS = (
 )
 # Who `dev` mints its example token for.
 _DEV_CALLER = Caller("trader-1", "acme", tier_pb2.SUBSCRIPTION_TIER_PRO)
+# And a company admin, for the daily jobs the banner shows (halt, resume).
+_DEV_ADMIN = Caller("ops-1", "acme", tier_pb2.SUBSCRIPTION_TIER_ENTERPRISE, frozenset({"admin"}))
 _DEV_TOKEN_LIFETIME_S = 12 * 3600
 # `risk-service --level` names: RISK_LEVEL_VERY_HIGH is very_high.
 _RISK_LEVELS = {
@@ -166,10 +226,18 @@ _RISK_LEVELS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logs.configure(
-        getattr(args, "log_level", None) or "INFO", getattr(args, "log_format", None) or "text"
-    )
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser(full_help="--help-all" in arguments)
+    if "_ARGCOMPLETE" in os.environ:
+        # Asked by the shell for completions (`trading-engine completion` sets that up).
+        import argcomplete  # noqa: PLC0415  # only then: it costs every other start 15 ms
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(arguments)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 0
+    _configure_logging(args)
     try:
         status: int = args.run(args)
     except BrokenPipeError:
@@ -177,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Before OSError, of which it is one.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (OSError, TimeoutError, RuntimeError, KeyConfigurationError) as error:
+    except (OSError, TimeoutError, RuntimeError, KeyConfigurationError, BusError) as error:
         print(f"trading-engine: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -185,18 +253,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Logging as the command's settings say (flags, then TRADING_ENGINE_* variables)."""
+    defaults = EngineSettings()
+    level, library_level, log_format = (
+        getattr(args, name, None)
+        or os.environ.get(ENV_PREFIX + name.upper())
+        or getattr(defaults, name)
+        for name in ("log_level", "log_library_level", "log_format")
+    )
+    logs.configure(level, log_format, library_level)
+
+
+def _parser(full_help: bool = False) -> argparse.ArgumentParser:
+    """The command line; `full_help` lists every setting in `serve` and `dev` help."""
+    parser = CommandParser(
         prog="trading-engine",
         description="Turns ML predictions into explained, risk-checked trading signals.",
+        epilog=_TOP_EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(
-        title="commands", dest="command", required=True, metavar="COMMAND"
-    )
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    shown = None if full_help else _EVERYDAY_SETTINGS
 
     serve = _command(commands, "serve", "run the engine's gRPC server", _SERVE_EXAMPLES)
-    add_arguments(serve, EngineSettings)
+    add_arguments(serve, EngineSettings, shown=shown)
+    _help_all_argument(serve, full_help)
     serve.set_defaults(run=_serve)
 
     gateway = _command(
@@ -219,8 +301,10 @@ def _parser() -> argparse.ArgumentParser:
         "run the engine and its REST gateway on loopback and print how to call them",
         _DEV_EXAMPLES,
     )
-    add_arguments(dev.add_argument_group("engine"), EngineSettings)
-    add_arguments(dev.add_argument_group("gateway"), GatewaySettings, exclude=_DEV_DERIVED)
+    add_arguments(dev.add_argument_group("engine"), EngineSettings, shown=shown)
+    add_arguments(
+        dev.add_argument_group("gateway"), GatewaySettings, exclude=_DEV_DERIVED, shown=shown
+    )
     stack = dev.add_argument_group("stack")
     add_arguments(stack, DevStackSettings, exclude=("demo",))
     stack.add_argument(
@@ -228,6 +312,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="publish a synthetic ML feed for 10 currency pairs, so signals flow at once",
     )
+    _help_all_argument(dev, full_help)
     dev.set_defaults(run=_dev)
 
     token = _command(
@@ -258,6 +343,9 @@ def _parser() -> argparse.ArgumentParser:
 
     _explain_command(commands)
     _watch_command(commands)
+    trading_state.add_commands(commands)
+    strategy.add_command(commands)
+    database.add_command(commands)
     _publish_command(commands)
     _replay_command(commands)
 
@@ -314,15 +402,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     risk.add_argument(
         "--level",
+        type=any_case(_RISK_LEVELS),
         choices=sorted(_RISK_LEVELS, key=_RISK_LEVELS.__getitem__),
         help="give every signal this level instead of the rules' (size and stop "
         "recommendations still apply)",
     )
     risk.set_defaults(run=_risk_service)
+
+    completion = _command(
+        commands,
+        "completion",
+        "print the shell code that completes trading-engine's commands and flags",
+        _COMPLETION_EXAMPLES,
+    )
+    completion.add_argument(
+        "shell", type=any_case(_SHELLS), choices=_SHELLS, help=", ".join(_SHELLS)
+    )
+    completion.set_defaults(run=_completion)
     return parser
 
 
-def _explain_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _help_all_argument(parser: argparse.ArgumentParser, full_help: bool) -> None:
+    parser.add_argument(
+        "--help-all",
+        action="help",
+        help="show every setting, not only the everyday ones"
+        if not full_help
+        else "show this help",
+    )
+
+
+def _explain_command(commands: Commands) -> None:
     explain = _command(
         commands,
         "explain",
@@ -330,21 +440,25 @@ def _explain_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         _EXPLAIN_EXAMPLES,
     )
     explain.add_argument("signal_id", metavar="SIGNAL_ID", help="the signal's id")
-    _add_engine_call_arguments(explain)
+    add_engine_call_arguments(explain)
     explain.add_argument("--json", action="store_true", help="print the response as JSON")
     explain.set_defaults(run=_explain)
 
 
-def _watch_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _watch_command(commands: Commands) -> None:
     watch = _command(
         commands,
         "watch",
         "show your live signals as a table as the engine decides them",
         _WATCH_EXAMPLES,
     )
-    _add_engine_call_arguments(watch)
+    add_engine_call_arguments(watch)
     watch.add_argument(
-        "--symbol", action="append", default=[], help="only this symbol; may be repeated"
+        "--symbol",
+        action="append",
+        default=[],
+        type=_symbol_argument,
+        help="only this symbol, in any case; may be repeated",
     )
     watch.add_argument(
         "--type",
@@ -359,7 +473,7 @@ def _watch_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     watch.set_defaults(run=_watch)
 
 
-def _publish_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _publish_command(commands: Commands) -> None:
     publish = _command(
         commands,
         "publish",
@@ -367,8 +481,17 @@ def _publish_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         _PUBLISH_EXAMPLES,
     )
     publish.add_argument("file", type=Path, metavar="FILE", help="MLPredictionBatch JSON lines")
-    publish.add_argument("--nats-url", default="", help="NATS server, e.g. nats://127.0.0.1:4222")
-    publish.add_argument("--kafka-bootstrap", default="", help="Kafka bootstrap servers")
+    # Named as `serve` and `dev` name the same brokers; the old names still work.
+    publish.add_argument(
+        "--bus-nats-url", default="", help="NATS server, e.g. nats://127.0.0.1:4222"
+    )
+    publish.add_argument(
+        "--bus-kafka-bootstrap", default="", help="Kafka bootstrap servers, e.g. 127.0.0.1:9092"
+    )
+    add_deprecated_alias(publish, "--nats-url", "--bus-nats-url", "bus_nats_url")
+    add_deprecated_alias(
+        publish, "--kafka-bootstrap", "--bus-kafka-bootstrap", "bus_kafka_bootstrap"
+    )
     publish.add_argument(
         "--restamp",
         action="store_true",
@@ -378,7 +501,7 @@ def _publish_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     publish.set_defaults(run=_publish)
 
 
-def _replay_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _replay_command(commands: Commands) -> None:
     replay = _command(
         commands,
         "replay",
@@ -455,18 +578,12 @@ def _replay_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    commands: Commands,
     name: str,
     summary: str,
     examples: str,
 ) -> argparse.ArgumentParser:
-    return commands.add_parser(
-        name,
-        help=summary,
-        description=summary,
-        epilog=examples,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return commands.add_parser(name, help=summary, description=summary, epilog=examples)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -480,11 +597,20 @@ def _gateway(args: argparse.Namespace) -> int:
     if args.print_config:
         print(render_config(settings), end="")
         return 0
-    return asyncio.run(_run_gateway(settings))
+    return asyncio.run(_run_gateway(settings, named_settings(GatewaySettings, args)))
 
 
-async def _run_gateway(settings: GatewaySettings) -> int:
-    gateway = EnvoyGateway(settings)
+async def _run_gateway(settings: GatewaySettings, named: frozenset[str]) -> int:
+    plan = plan_ports(gateway_ports(settings, named))
+    for moved in plan.moved:
+        print(f"trading-engine gateway: {moved}", file=sys.stderr)
+    gateway = EnvoyGateway(
+        dataclasses.replace(
+            settings,
+            http_port=plan.numbers["--http-port"],
+            envoy_admin_port=plan.numbers["--envoy-admin-port"],
+        )
+    )
     await gateway.start()
     print(
         f"REST gateway on {gateway.base_url} "
@@ -496,51 +622,17 @@ async def _run_gateway(settings: GatewaySettings) -> int:
         await gateway.stop()
 
 
-def _add_engine_call_arguments(parser: argparse.ArgumentParser) -> None:
-    """--address and --token, for commands that call a running engine."""
-    parser.add_argument(
-        "--address",
-        default="127.0.0.1:50051",
-        help="the engine's gRPC address (default %(default)s)",
-    )
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("TOKEN", ""),
-        help="bearer token (default: $TOKEN; `trading-engine token --help` mints one)",
-    )
-
-
-def _token_metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...] | None:
-    """The call's authorization, or None after telling the user how to get a token."""
-    if args.token:
-        return (("authorization", f"Bearer {args.token}"),)
-    print(
-        f"trading-engine {args.command}: no token; pass --token or export TOKEN "
-        "(`trading-engine token --help` mints a development one)",
-        file=sys.stderr,
-    )
-    return None
-
-
-def _call_failed(args: argparse.Namespace, error: grpc.RpcError) -> int:
-    print(f"trading-engine {args.command}: {error.code().name}: {error.details()}", file=sys.stderr)
-    return 1
-
-
 def _explain(args: argparse.Namespace) -> int:
-    metadata = _token_metadata(args)
-    if metadata is None:
+    token = bearer_token(args)
+    if token is None:
         return 2
-    with grpc.insecure_channel(args.address) as channel:
-        stub = service_grpc.TradingEngineServiceStub(channel)
+    with engine_client(args, token) as client:
         try:
-            response = stub.ExplainSignal(
-                service_pb2.ExplainSignalRequest(signal_id=args.signal_id),
-                metadata=metadata,
-                timeout=10.0,
+            response = client.explain_signal(
+                service_pb2.ExplainSignalRequest(signal_id=args.signal_id)
             )
-        except grpc.RpcError as error:
-            return _call_failed(args, error)
+        except TradingEngineError as error:
+            return call_failed(args, error)
     print(
         json_format.MessageToJson(response) if args.json else explanation.render(response), end=""
     )
@@ -548,9 +640,10 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    metadata = _token_metadata(args)
-    if metadata is None:
+    token = bearer_token(args)
+    if token is None:
         return 2
+    metadata = (("authorization", f"Bearer {token}"),)
     signal_filter = service_pb2.SignalFilter(
         symbols=args.symbol, signal_types=args.type, include_non_actionable=args.all
     )
@@ -566,15 +659,16 @@ def _watch(args: argparse.Namespace) -> int:
                 else:
                     print(signal_table.row(event.signal), flush=True)
         except grpc.RpcError as error:
-            return _call_failed(args, error)
+            print(f"trading-engine watch: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
     return 0
 
 
 def _publish(args: argparse.Namespace) -> int:
-    if not (args.nats_url or args.kafka_bootstrap):
+    if not (args.bus_nats_url or args.bus_kafka_bootstrap):
         print(
-            "trading-engine publish: name where to publish: --nats-url, --kafka-bootstrap "
-            "or both (`trading-engine dev` prints its addresses)",
+            "trading-engine publish: name where to publish: --bus-nats-url, "
+            "--bus-kafka-bootstrap or both (`trading-engine dev` prints its addresses)",
             file=sys.stderr,
         )
         return 2
@@ -582,8 +676,9 @@ def _publish(args: argparse.Namespace) -> int:
         print(f"trading-engine publish: {args.file} is not a file", file=sys.stderr)
         return 2
     summary = asyncio.run(_publish_file(args))
+    progress_line.finish()
     print(
-        f"\rpublished {summary.batches} batches ({summary.predictions} predictions) "
+        f"published {summary.batches} batches ({summary.predictions} predictions) "
         f"in {summary.seconds:.1f} s; {len(summary.skipped)} lines skipped",
         file=sys.stderr,
     )
@@ -599,8 +694,8 @@ async def _publish_file(args: argparse.Namespace) -> recordings.PublishSummary:
         progress_line.show(done, summary.lines, f"lines, {rate:.0f} batches/s")
 
     async with PredictionPublisher(
-        nats_url=args.nats_url or None,
-        kafka_bootstrap=args.kafka_bootstrap or None,
+        nats_url=args.bus_nats_url or None,
+        kafka_bootstrap=args.bus_kafka_bootstrap or None,
         service_source="trading-engine-publish",
     ) as publisher:
         return await recordings.publish_file(
@@ -615,6 +710,11 @@ def _signal_type_argument(text: str) -> int:
     if known is None or known.number == signal_pb2.SIGNAL_TYPE_UNSPECIFIED:
         raise argparse.ArgumentTypeError(f"{text!r} is not BUY, SELL, WEAK_BUY, WEAK_SELL or HOLD")
     return int(known.number)
+
+
+def _symbol_argument(text: str) -> str:
+    # Symbols are upper case everywhere; `eurusd` can only mean EURUSD.
+    return text.strip().upper()
 
 
 def _tier_argument(text: str) -> int:
@@ -642,6 +742,13 @@ def _development_token(settings: EngineSettings, caller: Caller, lifetime_s: int
     return mint_development_token(
         signing_secret(settings), token_policy(settings), caller, int(time.time()), lifetime_s
     )
+
+
+def _completion(args: argparse.Namespace) -> int:
+    import argcomplete  # noqa: PLC0415  # only here and when completing: it costs a start 15 ms
+
+    print(argcomplete.shellcode(["trading-engine"], shell=args.shell), end="")
+    return 0
 
 
 def _risk_service(args: argparse.Namespace) -> int:
@@ -897,55 +1004,29 @@ def _fraction(text: str) -> float:
 
 def _dev(args: argparse.Namespace) -> int:
     engine_settings = from_arguments(EngineSettings, args)
+    kinds = (EngineSettings, GatewaySettings, DevStackSettings)
+    named = frozenset().union(*(named_settings(kind, args) for kind in kinds))
     stack = DevStack(
         engine_settings,
         from_arguments(GatewaySettings, args),
         from_arguments(DevStackSettings, args),
+        named,
     )
 
     async def start() -> None:
         await stack.start()
         assert stack.endpoints is not None  # start() set them
-        token = _development_token(engine_settings, _DEV_CALLER, _DEV_TOKEN_LIFETIME_S)
-        print(_dev_banner(stack.endpoints, token, args.demo), flush=True)
+        tokens = {
+            caller: _development_token(engine_settings, caller, _DEV_TOKEN_LIFETIME_S)
+            for caller in (_DEV_CALLER, _DEV_ADMIN)
+        }
+        files = write_session_files(stack.workdir, stack.endpoints, tokens)
+        hours = _DEV_TOKEN_LIFETIME_S // 3600
+        text = banner(stack.endpoints, files, _DEV_CALLER, _DEV_ADMIN, hours, args.demo)
+        print(text, flush=True)
 
-    asyncio.run(run_until_signalled(start, stack.stop))
+    failure = asyncio.run(run_until_signalled(start, stack.stop, stack.wait_for_failure))
+    if failure:
+        print(f"trading-engine dev: {failure}", file=sys.stderr)
+        return 1
     return 0
-
-
-def _dev_banner(endpoints: Endpoints, token: str, demo: bool) -> str:
-    service = "tradeflow.trading.v1.TradingEngineService"
-    caller = _DEV_CALLER
-    grpc_address, rest_url = endpoints.grpc, endpoints.rest
-    feed = (
-        "The demo feed publishes predictions for trader-1, trader-2, quant-1 and quant-2 of acme."
-        if demo
-        else "No predictions flow yet: restart with --demo for a synthetic feed."
-    )
-    return f"""
-Trading engine {__version__} is running.
-  gRPC     {grpc_address}  (server reflection on)
-  REST     {rest_url}  (Envoy gRPC-JSON transcoding)
-  NATS     {endpoints.nats}  (predictions in, signals out)
-  Kafka    {endpoints.kafka}
-  risk     {endpoints.risk}  (reference risk service)
-  metrics  {endpoints.metrics}
-{feed}
-
-A development token for user {caller.user_id} of company {caller.company_id} ({caller.tier_name}),
-valid for {_DEV_TOKEN_LIFETIME_S // 3600} hours (`trading-engine token --help` mints others):
-  export TOKEN={token}
-
-Try, from another terminal (grpcurl is in .venv/bin):
-  grpcurl -plaintext {grpc_address} list
-  grpcurl -plaintext {grpc_address} describe {service}
-  grpcurl -plaintext {grpc_address} {service}/HealthCheck
-  grpcurl -plaintext {grpc_address} grpc.health.v1.Health/Check
-  grpcurl -plaintext -H "authorization: Bearer $TOKEN" {grpc_address} {service}/GetStrategy
-  curl -s {rest_url}/api/v1/health
-  curl -s -H "authorization: Bearer $TOKEN" {rest_url}/api/v1/strategy
-  curl -s -H "authorization: Bearer $TOKEN" "{rest_url}/api/v1/signals/history?page_size=5"
-  trading-engine watch --address {grpc_address}
-
-Press Ctrl-C to stop everything this command started.
-"""

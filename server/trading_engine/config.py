@@ -28,9 +28,15 @@ TRACING_EXPORTERS = ("off", "console", "otlp")
 _T = TypeVar("_T")
 
 
-def setting(default: Any, description: str) -> Any:
-    """Declare a setting with its default and the text `--help` shows for it."""
-    return dataclasses.field(default=default, metadata={"help": description})
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def setting(default: Any, description: str, choices: Collection[str] = ()) -> Any:
+    """Declare a setting with its default and the text `--help` shows for it; a setting with
+    `choices` takes one of them, in any case."""
+    return dataclasses.field(
+        default=default, metadata={"help": description, "choices": tuple(choices)}
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,9 +48,17 @@ class EngineSettings:
     shutdown_grace_seconds: float = setting(
         10.0, "seconds in-flight calls get to finish after SIGTERM before they are cancelled"
     )
-    log_level: str = setting("INFO", "logging level: DEBUG, INFO, WARNING or ERROR")
+    log_level: str = setting(
+        "INFO", "logging level of the engine's own lines: DEBUG, INFO, WARNING or ERROR", LOG_LEVELS
+    )
+    log_library_level: str = setting(
+        "WARNING",
+        "logging level of the libraries' lines (aiokafka, nats, grpc, asyncpg): DEBUG, INFO, "
+        "WARNING or ERROR",
+        LOG_LEVELS,
+    )
     log_format: str = setting(
-        "text", "text (for people) or json (one object per line, with tenant and ids)"
+        "text", "text (for people) or json (one object per line, with tenant and ids)", LOG_FORMATS
     )
     max_batch_size: int = setting(
         500, "predictions decided per batch; the rest of a larger batch are answered INVALID"
@@ -53,6 +67,7 @@ class EngineSettings:
         "development",
         "development or production; production refuses development tokens and needs a "
         "configured key",
+        (DEVELOPMENT, PRODUCTION),
     )
     data_dir: str = setting(
         "var", "folder for the embedded database and the development token secret"
@@ -117,6 +132,7 @@ class EngineSettings:
         "local",
         "local (one instance) or nats: instances claim each message in a NATS key-value "
         "bucket, so a batch reaching two instances on two transports is decided once",
+        BUS_CLAIMS,
     )
     bus_dedupe_window: int = setting(
         200_000, "message ids remembered to recognise a batch's second copy"
@@ -136,7 +152,9 @@ class EngineSettings:
         10.0, "how long the breaker stays open before one trial call is let through"
     )
     tracing_exporter: str = setting(
-        "off", "off, console (spans printed) or otlp (to --tracing-otlp-endpoint)"
+        "off",
+        "off, console (spans printed) or otlp (to --tracing-otlp-endpoint)",
+        TRACING_EXPORTERS,
     )
     tracing_otlp_endpoint: str = setting(
         "http://127.0.0.1:4317", "OTLP gRPC endpoint spans are exported to"
@@ -152,19 +170,12 @@ class EngineSettings:
     )
 
     def __post_init__(self) -> None:
-        if self.tracing_exporter not in TRACING_EXPORTERS:
-            raise ValueError(
-                f"tracing_exporter must be one of {TRACING_EXPORTERS}, "
-                f"not {self.tracing_exporter!r}"
-            )
-        if self.log_format not in LOG_FORMATS:
-            raise ValueError(f"log_format must be one of {LOG_FORMATS}, not {self.log_format!r}")
-        if self.environment not in (DEVELOPMENT, PRODUCTION):
-            raise ValueError(
-                f"environment must be {DEVELOPMENT!r} or {PRODUCTION!r}, not {self.environment!r}"
-            )
-        if self.bus_claims not in BUS_CLAIMS:
-            raise ValueError(f"bus_claims must be one of {BUS_CLAIMS}, not {self.bus_claims!r}")
+        for field in dataclasses.fields(self):
+            choices = field.metadata["choices"]
+            if choices and getattr(self, field.name) not in choices:
+                raise ValueError(
+                    f"{field.name} must be one of {choices}, not {getattr(self, field.name)!r}"
+                )
         if self.bus_claims == "nats" and not self.bus_nats_url:
             raise ValueError("bus_claims nats claims messages in NATS: set bus_nats_url too")
         if self.bus_kafka_max_message_bytes < MIN_MESSAGE_BYTES:
@@ -215,7 +226,10 @@ class GatewaySettings:
 
     http_host: str = setting("127.0.0.1", "interface the REST gateway listens on")
     http_port: int = setting(8080, "REST gateway port")
-    envoy_admin_port: int = setting(9901, "Envoy admin port, on 127.0.0.1")
+    envoy_admin_host: str = setting(
+        "127.0.0.1", "interface of Envoy's admin port (it can stop Envoy: keep it private)"
+    )
+    envoy_admin_port: int = setting(9901, "Envoy admin port (stats, readiness at /ready)")
     upstream_host: str = setting("127.0.0.1", "host of the engine's gRPC server")
     upstream_port: int = setting(50051, "port of the engine's gRPC server")
     envoy_dir: Path = setting(
@@ -255,21 +269,26 @@ def add_arguments(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     settings_type: type[Any],
     exclude: Collection[str] = (),
+    shown: Collection[str] | None = None,
 ) -> None:
-    """Add one flag per field of a settings dataclass, except the excluded ones."""
+    """Add one flag per field of a settings dataclass, except the excluded ones; with `shown`,
+    `--help` lists only those (the others still work)."""
     for field in dataclasses.fields(settings_type):
         if field.name in exclude:
             continue
         flag = "--" + field.name.replace("_", "-")
         env = ENV_PREFIX + field.name.upper()
-        kind = _field_type(field)
+        choices = field.metadata["choices"]
         parser.add_argument(
             flag,
             dest=field.name,
-            type=kind,
+            type=_field_type(field),
+            choices=choices or None,
             default=None,
             metavar=field.name.upper(),
-            help=f"{field.metadata['help']} (env {env}, default {field.default})",
+            help=f"{field.metadata['help']} (env {env}, default {field.default})"
+            if shown is None or field.name in shown
+            else argparse.SUPPRESS,
         )
 
 
@@ -298,7 +317,26 @@ def from_arguments(
         raise SystemExit(f"trading-engine: {error}") from error
 
 
+def named_settings(
+    settings_type: type[Any],
+    namespace: argparse.Namespace,
+    environ: Mapping[str, str] | None = None,
+) -> frozenset[str]:
+    """The settings the user named, by flag or environment variable, rather than left at
+    their defaults."""
+    environ = os.environ if environ is None else environ
+    return frozenset(
+        field.name
+        for field in dataclasses.fields(settings_type)
+        if getattr(namespace, field.name, None) is not None
+        or ENV_PREFIX + field.name.upper() in environ
+    )
+
+
 def _field_type(field: dataclasses.Field[Any]) -> Callable[[str], Any]:
+    choices: tuple[str, ...] = field.metadata["choices"]
+    if choices:
+        return any_case(choices)
     # Annotations are strings under `from __future__ import annotations`.
     kinds: dict[str, Callable[[str], Any]] = {
         "str": str,
@@ -308,6 +346,13 @@ def _field_type(field: dataclasses.Field[Any]) -> Callable[[str], Any]:
         "bool": boolean,
     }
     return kinds[str(field.type)]
+
+
+def any_case(choices: Collection[str]) -> Callable[[str], str]:
+    """An argument type taking any case of the choices and giving the choice's spelling; other
+    text passes unchanged, for the choices check to refuse it by name."""
+    by_folded = {choice.casefold(): choice for choice in choices}
+    return lambda text: by_folded.get(text.strip().casefold(), text)
 
 
 def boolean(text: str) -> bool:

@@ -19,6 +19,8 @@ from collections.abc import Iterator, Mapping
 from typing import Final
 
 _TEXT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Loggers at the engine's level; every other one (the libraries') at the library level.
+OWN_LOGGERS: Final = ("trading_engine", "trading_engine_client", "bench")
 _context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_context")
 # The LogRecord attribute that carries one line's own fields.
 _LINE_FIELDS: Final = "line_fields"
@@ -66,11 +68,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line)
 
 
-def configure(level: str, log_format: str) -> None:
-    """Log to stderr at `level`, as "text" or "json" lines (config.LOG_FORMATS)."""
+def configure(level: str, log_format: str, library_level: str = "WARNING") -> None:
+    """Log to stderr, as "text" or "json" lines (config.LOG_FORMATS): the engine's own lines
+    from `level` up, the libraries' (aiokafka's group joins, say) from `library_level` up."""
     handler = logging.StreamHandler(sys.stderr)
     formatter = JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT)
     # UTC, as the JSON's trailing Z says.
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.basicConfig(level=library_level.upper(), handlers=[handler], force=True)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level.upper())

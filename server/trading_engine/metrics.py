@@ -13,7 +13,13 @@ from collections.abc import Iterable
 from wsgiref.simple_server import WSGIServer
 
 from google.protobuf.descriptor import EnumDescriptor
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -23,6 +29,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from tradeflow.trading.v1 import signal_pb2
+from trading_engine.api.rpc_metrics import RpcMetrics
 from trading_engine.bus.service import Bus
 from trading_engine.clock import Clock
 from trading_engine.core.attribution import ModelTally
@@ -215,6 +222,16 @@ def _bus_metrics(bus: Bus) -> Iterable[Metric]:
         shed.add_metric(["inbound"], bus.nats.shed_inbound)
         shed.add_metric(["outbound"], bus.nats.shed_outbound)
         yield shed
+    if bus.kafka is not None:
+        lag = GaugeMetricFamily(
+            "trading_engine_bus_kafka_lag",
+            "Kafka records waiting in each partition this instance consumes: the partition's "
+            "end offset minus the next offset the engine takes (measured each second).",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), records in sorted(bus.kafka.lag.items()):
+            lag.add_metric([topic, str(partition)], records)
+        yield lag
     if bus.output is not None:
         yield GaugeMetricFamily(
             "trading_engine_bus_kafka_quarantined",
@@ -259,11 +276,16 @@ def _risk_metrics(risk: RiskGate) -> Iterable[Metric]:
 
 
 class MetricsServer:
-    """`/metrics` on its own thread, so a scrape never waits for the event loop."""
+    """`/metrics` on its own thread, so a scrape never waits for the event loop: the
+    engine's figures, per-RPC figures, and the process's (CPU, memory, open files, GC)."""
 
     def __init__(self, collector: Collector) -> None:
         self._registry = CollectorRegistry()
         self._registry.register(collector)
+        self.rpc = RpcMetrics(self._registry)
+        ProcessCollector(registry=self._registry)
+        GCCollector(registry=self._registry)
+        PlatformCollector(registry=self._registry)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0

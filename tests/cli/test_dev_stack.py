@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import (
-    BIN,
     CommandProcess,
     children_of,
     example_batch_request,
@@ -26,17 +25,19 @@ from trading_engine_client import AsyncTradingEngineClient, SignalDelivery, Sign
 
 
 class Banner:
-    """What `dev` prints before "Press Ctrl-C": endpoints, a token, commands to paste."""
+    """What `dev` prints last: endpoints, then commands to paste into a new terminal."""
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.nats = self._field(r"NATS     (\S+)")
-        self.kafka = self._field(r"Kafka    (\S+)")
-        self.metrics = self._field(r"metrics  (\S+)")
-        self.token = self._field(r"export TOKEN=(\S+)")
-        offered = [line.strip() for line in text.partition("Try,")[2].splitlines()]
-        self.queries = [line for line in offered if line.startswith(("grpcurl ", "curl "))]
-        self.watch = self._field(r"^  (trading-engine watch .*)$")
+        self.nats = self._field(r"^  NATS +(\S+)")
+        self.kafka = self._field(r"^  Kafka +(\S+)")
+        self.metrics = self._field(r"^  metrics +(\S+)")
+        self.commands = text.partition("In a new terminal")[2].split("\n\n")[0].splitlines()[1:]
+        sourced = self.commands[0].strip()
+        assert sourced.startswith("source /"), self.commands
+        self.environment = Path(sourced.removeprefix("source "))
+        token_file = self.environment.parent / "trader-1.token"
+        self.token = token_file.read_text().strip()
 
     def _field(self, pattern: str) -> str:
         found = re.search(pattern, self.text, re.MULTILINE)
@@ -55,10 +56,13 @@ async def test_a_newcomer_sees_demo_signals_everywhere_traced_and_nothing_is_lef
         "--envoy-admin-port", str(free_port()), "--data-dir", str(tmp_path),
     ) as dev:  # fmt: skip
         await dev.wait_for_line(r"Press Ctrl-C")
-        banner = Banner(dev.output)
-        assert f"grpcurl -plaintext 127.0.0.1:{grpc_port} list" in banner.text
-        assert f"curl -s {rest}/api/v1/health" in banner.text
-        assert "risk     127.0.0.1:" in banner.text
+        # The banner is the last thing printed: nothing the start logged comes after it.
+        banner = Banner(dev.output.partition("\nTrading engine ")[2])
+        assert banner.text.rstrip().endswith("stop everything this command started.")
+        assert f"  REST         {rest}  " in banner.text
+        assert "  risk         127.0.0.1:" in banner.text
+        # The 300-character token is in a file, not on the screen.
+        assert banner.token not in dev.output
         auth = {"authorization": f"Bearer {banner.token}"}
 
         # trader-1's signal batches arrive on NATS and on Kafka, the same on both.
@@ -85,7 +89,7 @@ async def test_a_newcomer_sees_demo_signals_everywhere_traced_and_nothing_is_lef
             while not signal_ids <= await _history_ids(rest, auth):  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
 
-        await _every_query_works_as_pasted(banner)
+        await _the_commands_work_as_pasted_in_a_new_terminal(banner)
 
         # What the banner's `watch` shows: live signals, assessed by the reference risk service.
         header, first = await _first_watched_row(banner)
@@ -123,15 +127,40 @@ async def test_a_newcomer_sees_demo_signals_everywhere_traced_and_nothing_is_lef
     _each_trace_runs_from_the_producer_to_the_consumer(_spans(output), deliveries)
 
 
-async def _every_query_works_as_pasted(banner: Banner) -> None:
-    """Each grpcurl and curl line the banner offers, run with the token it exported."""
-    assert len(banner.queries) == 8, banner.text
-    for query in banner.queries:
-        answer = await _shell(query, banner.token)
-        if query.startswith("curl "):
-            assert "code" not in json.loads(answer), (query, answer)
-        if "signals/history" in query:
-            assert any(page.get("signals") for page in json.loads(answer)), answer
+async def _the_commands_work_as_pasted_in_a_new_terminal(banner: Banner) -> None:
+    """Every command the banner offers but the last (`watch`, which runs until stopped), run
+    in order by a fresh bash without the project's tools on its PATH and no TOKEN."""
+    *pasted, watch = banner.commands
+    assert watch.strip() == "trading-engine watch", banner.text
+    assert len(pasted) == 6, banner.text
+    out = await _new_terminal("\n".join(pasted))
+    assert "strategy of trader-1 (acme, PRO)" in out
+    decoder = json.JSONDecoder()
+    strategy, _ = decoder.raw_decode(out, out.index("{"))
+    assert strategy["strategy"]["userId"] == "trader-1"
+    history, _ = decoder.raw_decode(out, out.index("[{"))
+    assert any(page.get("signals") for page in history), history
+    assert "trader-1 of acme is HALTED: a try\n" in out
+    assert "trader-1 of acme is ACTIVE: done\n" in out
+
+
+async def _new_terminal(script: str) -> str:
+    """What a new terminal prints for `script` (set -e: the first failing line fails it)."""
+    terminal = await asyncio.create_subprocess_exec(
+        "bash",
+        "--noprofile",
+        "--norc",
+        "-e",
+        "-c",
+        script,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await terminal.communicate()
+    assert terminal.returncode == 0, (script, out.decode(), err.decode())
+    return out.decode()
 
 
 def _each_trace_runs_from_the_producer_to_the_consumer(
@@ -178,29 +207,15 @@ async def _history_ids(rest: str, auth: dict[str, str]) -> set[str]:
     return {s["signalId"] for page in pages for s in page.get("signals", [])}
 
 
-def _as_pasted(token: str) -> dict[str, str]:
-    """A terminal after `export TOKEN=...`, with the project's tools on its PATH."""
-    return {**os.environ, "TOKEN": token, "PATH": f"{BIN}:{os.environ['PATH']}"}
-
-
-async def _shell(command: str, token: str) -> str:
-    pasted = await asyncio.create_subprocess_shell(
-        command,
-        env=_as_pasted(token),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(30):
-        out, err = await pasted.communicate()
-    assert pasted.returncode == 0, (command, err.decode())
-    assert out.strip(), command
-    return out.decode()
-
-
 async def _first_watched_row(banner: Banner) -> tuple[str, str]:
-    watch = await asyncio.create_subprocess_shell(
-        f"exec {banner.watch}",
-        env=_as_pasted(banner.token),
+    """The banner's `watch`, as a new terminal runs it after sourcing the banner's file."""
+    watch = await asyncio.create_subprocess_exec(
+        "bash",
+        "--noprofile",
+        "--norc",
+        "-c",
+        f"{banner.commands[0].strip()} && exec {banner.commands[-1].strip()}",
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

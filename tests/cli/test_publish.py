@@ -56,9 +56,12 @@ async def test_recorded_batches_are_published_restamped_and_a_bad_line_is_named(
         "\n".join([_line("r1", "EURUSD"), "{not json", _line("r2", "GBPUSD", "USDJPY")]) + "\n"
     )
 
-    done = await _publish(str(recording), "--nats-url", nats_server.url, "--restamp")
+    done = await _publish(str(recording), "--bus-nats-url", nats_server.url, "--restamp")
 
     assert done.returncode == 1, done.stderr
+    # Read from a pipe, progress is plain lines: no carriage returns redrawing a line.
+    assert "\r" not in done.stderr
+    assert "[##############################] 3/3 lines" in done.stderr
     assert "published 2 batches (3 predictions)" in done.stderr
     assert "1 lines skipped" in done.stderr
     assert "line 2: not an MLPredictionBatch" in done.stderr
@@ -77,4 +80,4 @@ async def test_publish_says_where_to_publish(tmp_path: Path) -> None:
     recording.write_text(_line("r1", "EURUSD") + "\n")
     done = await _publish(str(recording))
     assert done.returncode == 2
-    assert "--nats-url, --kafka-bootstrap or both" in done.stderr
+    assert "--bus-nats-url, --bus-kafka-bootstrap or both" in done.stderr

@@ -64,6 +64,10 @@ async def test_the_example_works_as_written(
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    if command.startswith("trading-engine "):
+        # The command line answers for people, in lines; a failure is its exit status.
+        assert done.stdout.strip(), command
+        return
     answer = json.loads(done.stdout)
     # A refused call answers with a google.rpc.Status: code and message.
     assert not (isinstance(answer, dict) and {"code", "message"} <= answer.keys()), answer

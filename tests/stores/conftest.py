@@ -54,6 +54,11 @@ class Backend(abc.ABC):
     def target(self) -> list[str]:
         """Arguments naming this database to tests/stores/killable_writer.py."""
 
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """The store URL naming this database, as the engine's --store-url takes it."""
+
     @abc.abstractmethod
     def _new_store(self) -> Store: ...
 
@@ -76,6 +81,10 @@ class SqliteBackend(Backend):
     @property
     def target(self) -> list[str]:
         return ["sqlite", str(self.path)]
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
 
     def _new_store(self) -> Store:
         return SqliteStore(self.path)
@@ -106,6 +115,10 @@ class PostgresBackend(Backend):
     @property
     def target(self) -> list[str]:
         return ["postgresql", POSTGRES_URL, self.schema]
+
+    @property
+    def url(self) -> str:
+        return f"{POSTGRES_URL}?schema={self.schema}"
 
     def _new_store(self) -> Store:
         return PostgresStore(POSTGRES_URL, self.schema)

@@ -16,6 +16,7 @@ from tradeflow.trading.v1 import trading_engine_service_pb2_grpc as service_grpc
 from trading_engine.api.auth import AuthInterceptor
 from trading_engine.api.limits import RequestLimitsInterceptor
 from trading_engine.api.predictions import PredictionHandlers
+from trading_engine.api.rpc_metrics import RpcMetrics, RpcMetricsInterceptor
 from trading_engine.api.status import ErrorMappingInterceptor
 from trading_engine.auth.tokens import TokenVerifier
 
@@ -33,10 +34,12 @@ def build_server(
     health: HealthServicer,
     verifier: TokenVerifier,
     tracer_provider: TracerProvider | None = None,
+    rpc_metrics: RpcMetrics | None = None,
 ) -> grpc.aio.Server:
-    # The first interceptor is the outermost: a traced call is traced even when refused,
-    # and without a token there is no other answer; a request beyond the contract's size
-    # limits is refused inside the error mapping, which gives it its status.
+    # The first interceptor is the outermost: a call is counted and traced even when
+    # refused, and without a token there is no other answer; a request beyond the
+    # contract's size limits is refused inside the error mapping, which gives it its status.
+    counting = [RpcMetricsInterceptor(rpc_metrics)] if rpc_metrics is not None else []
     tracing = (
         # The instrumentation package ships no type hints.
         [aio_server_interceptor(tracer_provider=tracer_provider)]  # type: ignore[no-untyped-call]
@@ -45,6 +48,7 @@ def build_server(
     )
     server = grpc.aio.server(
         interceptors=[
+            *counting,
             *tracing,
             AuthInterceptor(verifier),
             ErrorMappingInterceptor(),

@@ -13,6 +13,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
@@ -36,6 +37,7 @@ _log = logging.getLogger(__name__)
 Handler = Callable[[Inbound], Awaitable[None]]
 _Client = TypeVar("_Client", AIOKafkaProducer, AIOKafkaConsumer)
 _STOP_S: Final = 5.0
+_LAG_EVERY_S: Final = 1.0
 # Errors about the message itself, not the broker's state: sending it again cannot succeed.
 _REFUSED_FOR_GOOD: Final = (
     MessageSizeTooLargeError,
@@ -113,6 +115,9 @@ class KafkaLink:
         self.producer_ready = False
         self.consumer_ready = False
         self.last_error = ""
+        # Records waiting per assigned partition, measured at most once a second.
+        self._lag: dict[tuple[str, int], int] = {}
+        self._lag_measured_at = 0.0
 
     async def run_producer(self) -> None:
         """Start the producer, retrying until Kafka answers; it reconnects by itself after."""
@@ -166,6 +171,7 @@ class KafkaLink:
                     await asyncio.sleep(0.5)
                     continue
                 await self._handle(fetched)
+                await self._measure_lag(consumer)
         except Exception:
             # Ended by a failure, not a stop: keep what was handed off, leave the group, and
             # let the next run join afresh from the committed offsets.
@@ -178,6 +184,27 @@ class KafkaLink:
         finally:
             committing.cancel()
             await asyncio.gather(committing, return_exceptions=True)
+
+    @property
+    def lag(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) of each partition this instance consumes -> records after the
+        next one it takes (the partition's end offset minus its position); a copy."""
+        return dict(self._lag)
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now - self._lag_measured_at < _LAG_EVERY_S:
+            return
+        self._lag_measured_at = now
+        lag = {}
+        for partition in consumer.assignment():
+            end = consumer.highwater(partition)
+            if end is None:
+                # Nothing fetched from it yet: its end is not known.
+                continue
+            position = await consumer.position(partition)
+            lag[partition.topic, partition.partition] = max(end - position, 0)
+        self._lag = lag
 
     @property
     def stopping(self) -> bool:

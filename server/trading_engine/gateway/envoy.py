@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import json
 import logging
 import string
 import tempfile
+import urllib.request
 from pathlib import Path
 
 from trading_engine.config import GatewaySettings
@@ -44,6 +44,7 @@ def render_config(settings: GatewaySettings) -> str:
     return string.Template(template_path.read_text()).substitute(
         # A JSON string is a YAML double-quoted scalar: the script, inline, on one line.
         rest_field_check=json.dumps(field_check),
+        admin_host=settings.envoy_admin_host,
         admin_port=settings.envoy_admin_port,
         listen_host=settings.http_host,
         listen_port=settings.http_port,
@@ -64,64 +65,98 @@ def envoy_binary() -> Path:
 
 
 class EnvoyGateway:
-    """One Envoy process in front of the engine, started and stopped with its owner."""
+    """One Envoy process in front of the engine, started and stopped with its owner.
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    Envoy logs to `log_path` when given (the developer stack keeps its console for the
+    engine), else to this process's stderr.
+    """
+
+    def __init__(self, settings: GatewaySettings, log_path: Path | None = None) -> None:
         self.settings = settings
+        self.log_path = log_path
         self._workdir = tempfile.TemporaryDirectory(prefix="trading-engine-envoy-")
+        self._config_path = Path(self._workdir.name) / "envoy.yaml"
         self._process: asyncio.subprocess.Process | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://{self.settings.http_host}:{self.settings.http_port}"
 
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.settings.envoy_admin_host}:{self.settings.envoy_admin_port}"
+
     async def start(self, ready_timeout: float = 15.0) -> None:
-        config_path = Path(self._workdir.name) / "envoy.yaml"
-        config_path.write_text(render_config(self.settings))
+        self._config_path.write_text(render_config(self.settings))
+        logging_to: list[str] = []
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            logging_to = ["--log-path", str(self.log_path)]
         self._process = await asyncio.create_subprocess_exec(
             *DIE_WITH_PARENT,
             str(envoy_binary()),
             "--config-path",
-            str(config_path),
+            str(self._config_path),
             "--log-level",
             "warning",
+            *logging_to,
             "--concurrency",
             "1",
             # Several gateways (tests, dev stacks) may run side by side.
             "--disable-hot-restart",
             stdin=asyncio.subprocess.DEVNULL,
+            # Ctrl-C reaches the owner only, which stops Envoy in its turn.
+            start_new_session=True,
         )
         try:
             async with asyncio.timeout(ready_timeout):
-                await self._wait_until_listening()
+                await self._wait_until_ready()
         except TimeoutError:
             await self.stop()
             raise TimeoutError(
-                f"envoy did not listen on {self.base_url} within {ready_timeout} s"
+                f"envoy did not become ready on {self.base_url} within {ready_timeout} s"
             ) from None
         except BaseException:
             await self.stop()
             raise
         _log.info("REST gateway listening on %s", self.base_url)
 
-    async def _wait_until_listening(self) -> None:
+    async def _wait_until_ready(self) -> None:
+        """Until our Envoy says it is LIVE: its admin port answers with our configuration
+        (another Envoy on that port would answer with its own) and its listener is up."""
         while True:
             if self._process is not None and self._process.returncode is not None:
                 raise RuntimeError(
-                    f"envoy exited with status {self._process.returncode}; "
-                    "is another process using the REST or admin port?"
+                    f"envoy exited with status {self._process.returncode}; is another process "
+                    f"using the REST port {self.settings.http_port} (--http-port) or the admin "
+                    f"port {self.settings.envoy_admin_port} (--envoy-admin-port)?" + self.log_tail()
                 )
-            try:
-                _, writer = await asyncio.open_connection(
-                    self.settings.http_host, self.settings.http_port
-                )
-            except OSError:
-                await asyncio.sleep(0.05)
-            else:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+            if await asyncio.to_thread(self._answers_as_ours):
                 return
+            await asyncio.sleep(0.05)
+
+    def _answers_as_ours(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.admin_url}/server_info", timeout=1) as answer:
+                info = json.load(answer)
+        except (OSError, ValueError):
+            return False
+        options = info.get("command_line_options", {})
+        return bool(
+            options.get("config_path") == str(self._config_path) and info.get("state") == "LIVE"
+        )
+
+    def log_tail(self, characters: int = 2000) -> str:
+        """The end of Envoy's log file, as a paragraph to append to a message ('' without)."""
+        if self.log_path is None or not self.log_path.is_file():
+            return ""
+        text = self.log_path.read_text(errors="replace")[-characters:].strip()
+        return f"\nenvoy's log ({self.log_path}) ends:\n{text}" if text else ""
+
+    @property
+    def exit_status(self) -> int | None:
+        """Envoy's exit status once it exited; None while it runs (or before it started)."""
+        return self._process.returncode if self._process is not None else None
 
     async def stop(self) -> None:
         process, self._process = self._process, None

@@ -169,6 +169,30 @@ def migrations(backend_folder: str) -> list[Migration]:
     return [found[version] for version in sorted(found)]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    """Which migrations a database has, read without changing it (`trading-engine db status`)."""
+
+    # The database as logs name it (a PostgreSQL URL without its password).
+    database: str
+    # False when the store was never opened there (no file, or no migrations table yet).
+    created: bool
+    # Applied migration versions, with when each was applied (UTC, ISO 8601).
+    applied: dict[int, str]
+    # The migrations this engine knows, oldest first.
+    known: tuple[Migration, ...]
+
+    @property
+    def pending(self) -> tuple[Migration, ...]:
+        """What opening the store (or `db migrate`) would apply, in order."""
+        return tuple(migration for migration in self.known if migration.version not in self.applied)
+
+    @property
+    def newer_than_engine(self) -> bool:
+        """A newer engine migrated the database: this one refuses to open it."""
+        return max(self.applied, default=0) > self.known[-1].version
+
+
 def next_migration(known: list[Migration], applied: Collection[int]) -> Migration | None:
     """The oldest known migration not applied yet; None when the database is up to date.
 

@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from tradeflow.trading.v1 import strategy_pb2
+
+if TYPE_CHECKING:
+    # _common builds on this module.
+    from trading_engine.stores._common import SchemaStatus
 
 # The strategy layers a store keeps; tier defaults live in code (core/tiers.py).
 USER_LAYER: int = strategy_pb2.STRATEGY_LAYER_USER
@@ -285,6 +289,11 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    async def schema_status(self) -> SchemaStatus:
+        """Which migrations the database has and which `open` would apply, read without
+        opening the store or changing anything."""
+        ...
 
     # Strategy layers.
 

@@ -12,6 +12,7 @@ transaction: all rows or none.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import re
 import urllib.parse
@@ -33,6 +34,7 @@ from trading_engine.stores._common import (
     REVISION_COLUMNS,
     SIGNAL_COLUMNS,
     TRADING_STATES_SQL,
+    SchemaStatus,
     append_prediction_batch_sql,
     arrived_batch_from_row,
     audit_from_row,
@@ -165,6 +167,27 @@ class PostgresStore:
             pool.terminate()
         except _DRIVER_ERRORS as error:
             raise StoreError(f"{self._name}: cannot close: {error}") from error
+
+    async def schema_status(self) -> SchemaStatus:
+        known = tuple(migrations("postgres"))
+        with store_errors(f"{self._name}: cannot read its schema", _DRIVER_ERRORS):
+            # One connection of its own: the store need not be open, and nothing is created.
+            connection = await asyncpg.connect(self._url, timeout=10)
+            try:
+                table = await connection.fetchval(
+                    "SELECT to_regclass($1)::text", f"{self.schema}.schema_migrations"
+                )
+                rows = (
+                    await connection.fetch(
+                        f"SELECT version, applied_at FROM {self.schema}.schema_migrations"
+                    )
+                    if table is not None
+                    else []
+                )
+            finally:
+                await connection.close()
+        applied = {int(row[0]): row[1].astimezone(datetime.UTC).isoformat() for row in rows}
+        return SchemaStatus(self._name, table is not None, applied, known)
 
     # Strategy layers.
 

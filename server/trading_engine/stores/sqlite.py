@@ -38,6 +38,7 @@ from trading_engine.stores._common import (
     REVISION_COLUMNS,
     SIGNAL_COLUMNS,
     TRADING_STATES_SQL,
+    SchemaStatus,
     append_prediction_batch_sql,
     arrived_batch_from_row,
     audit_from_row,
@@ -160,6 +161,18 @@ class SqliteStore:
         finally:
             self._executor = None
             executor.shutdown(wait=False)
+
+    async def schema_status(self) -> SchemaStatus:
+        known = tuple(migrations("sqlite"))
+        if not self.path.is_file():
+            return SchemaStatus(str(self.path), False, {}, known)
+        try:
+            applied = await asyncio.to_thread(_applied_migrations, self.path)
+        except sqlite3.Error as error:
+            raise StoreError(
+                f"sqlite store {self.path}: cannot read its schema: {error}"
+            ) from error
+        return SchemaStatus(str(self.path), applied is not None, applied or {}, known)
 
     # Strategy layers.
 
@@ -475,6 +488,21 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
                 db.execute(statement)
             db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (migration.version,))
         _log.info("sqlite store %s: applied migration %s", path, migration.path.name)
+
+
+def _applied_migrations(path: Path) -> dict[int, str] | None:
+    """Applied migration versions and when, read-only; None without a migrations table."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        table = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone()
+        if table is None:
+            return None
+        rows = db.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
+    finally:
+        db.close()
+    return {int(version): str(applied_at) for version, applied_at in rows}
 
 
 def _statements(script: str) -> Iterator[str]:

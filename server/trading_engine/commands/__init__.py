@@ -1,0 +1,1 @@
+"""The commands of `trading-engine` beyond running the engine: daily jobs and their parts."""
