@@ -469,7 +469,7 @@ def _prediction_requests(draw: st.DrawFn) -> bytes:
     return bytes(encoded)
 
 
-@settings(REPRODUCIBLE, max_examples=2000)
+@settings(REPRODUCIBLE, max_examples=800)
 @given(_prediction_requests())
 def test_the_batch_is_read_out_of_a_request_as_the_runtime_reads_it(data: bytes) -> None:
     # ProcessPredictions reads the batch field out of the request's bytes (api/predictions.py);
